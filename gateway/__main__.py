@@ -1,0 +1,9 @@
+"""`python -m gateway` is the `llm-gateway` command."""
+
+from __future__ import annotations
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,163 @@
+"""Wiring: build the aiohttp app from a `Config` — routes, middlewares, CORS, and the
+long-lived objects (client session, limiter, queue, metrics) created and closed in
+`cleanup_ctx`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import aiohttp
+import aiohttp_cors
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from structlog.typing import FilteringBoundLogger
+
+from .admission.limiter import Limiter, MemoryLimiter
+from .admission.queue import StreamQueue
+from .auth import Authenticator
+from .config import Config
+from .logs import make_logger
+from .metrics import Metrics
+from .middleware import gateway_middleware
+from .proxy import chat_completions, messages, models
+from .routing import Router
+from .simple import chat_stream
+from .state import (
+    AUTH,
+    CONFIG,
+    LIMITER,
+    LOGGER,
+    METRICS,
+    QUEUE,
+    ROUTER,
+    RUNTIME,
+    SESSION,
+    UPSTREAMS,
+    Runtime,
+)
+from .upstream import UpstreamClient, reachable
+
+READY_PROBE_SECONDS = 2.0
+
+
+def build_app(config: Config, logger: FilteringBoundLogger | None = None) -> web.Application:
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
+    app[CONFIG] = config
+    app[LOGGER] = logger or make_logger()
+    app[METRICS] = metrics = Metrics(config)
+    app[AUTH] = Authenticator(config.tenants)
+    app[ROUTER] = Router(config)
+    app[RUNTIME] = Runtime()
+    app[QUEUE] = queue = StreamQueue(
+        config.limits.max_concurrent_streams, config.limits.max_queue,
+        config.limits.queue_timeout_seconds)
+    metrics.active_streams.set_function(lambda: queue.active)
+    metrics.queue_depth.set_function(lambda: queue.depth)
+    app.cleanup_ctx.extend([_client_session, _limiter])
+
+    api = [
+        web.post("/v1/chat/completions", chat_completions),
+        web.post("/v1/messages", messages),
+        web.get("/v1/models", models, allow_head=False),
+        web.post("/api/chat/stream", chat_stream),
+    ]
+    app.add_routes([
+        *api,
+        web.get("/metrics", metrics_endpoint),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+    ])
+    if config.server.ui:
+        app.router.add_get("/", index_page)
+    if config.server.cors_origins:
+        _add_cors(app, config.server.cors_origins)
+    return app
+
+
+def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
+    options = aiohttp_cors.ResourceOptions(
+        allow_credentials=False,
+        expose_headers=("x-request-id", "retry-after", "x-ratelimit-limit-requests",
+                        "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+                        "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
+                        "x-ratelimit-reset-tokens"),
+        allow_headers=("authorization", "content-type", "x-api-key", "x-request-id",
+                       "anthropic-version", "anthropic-beta"),
+        max_age=600,
+    )
+    cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+    for route in list(app.router.routes()):
+        if route.method in ("GET", "POST"):
+            cors.add(route)
+
+
+async def _client_session(app: web.Application) -> AsyncIterator[None]:
+    """One shared upstream session with a bounded connector; no total timeout (streams are
+    long): the upstream's own connect / first-byte / idle / total timeouts apply per request."""
+    limits = app[CONFIG].limits
+    connector = aiohttp.TCPConnector(
+        limit=limits.max_concurrent_streams + 100, limit_per_host=0, ttl_dns_cache=300,
+        enable_cleanup_closed=False)
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+        auto_decompress=True, skip_auto_headers=("User-Agent",))
+    app[SESSION] = session
+    app[UPSTREAMS] = UpstreamClient(session, app[METRICS])
+    yield
+    await session.close()
+
+
+async def _limiter(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG].ratelimit
+    limiter: Limiter
+    if config.backend == "redis":
+        from .admission.redis import RedisLimiter
+
+        metrics, logger = app[METRICS], app[LOGGER]
+
+        def on_error(exc: Exception) -> None:
+            metrics.limiter_errors.inc()
+            logger.warning("ratelimit_backend_error", error=type(exc).__name__,
+                           fail_open=config.fail_open)
+
+        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error)
+    else:
+        limiter = MemoryLimiter()
+    app[LIMITER] = limiter
+    yield
+    await limiter.close()
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Not ready while draining, or when no upstream accepts a TCP connection (probed at most
+    every `READY_PROBE_SECONDS`, so frequent probes don't hammer the providers)."""
+    runtime = request.app[RUNTIME]
+    if runtime.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    loop = asyncio.get_running_loop()
+    if loop.time() >= runtime.ready_checked + READY_PROBE_SECONDS:
+        upstreams = request.app[CONFIG].upstreams
+        results = await asyncio.gather(*(reachable(u) for u in upstreams))
+        runtime.upstreams_reachable = any(results)
+        runtime.ready_checked = loop.time()
+    if not runtime.upstreams_reachable:
+        return web.json_response({"status": "no upstream reachable"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def index_page(request: web.Request) -> web.Response:
+    page = resources.files("gateway").joinpath("static/index.html").read_bytes()
+    return web.Response(body=page, content_type="text/html", charset="utf-8")

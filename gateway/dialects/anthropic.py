@@ -1,0 +1,94 @@
+"""Anthropic Messages: `x-api-key` + `anthropic-version`, `{"type": "error", ...}`, usage in
+`message_start` (input) and `message_delta` (output, cumulative)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..config import UpstreamSpec
+from ..errors import GatewayError
+from .base import Dialect, Usage
+
+API_VERSION = "2023-06-01"
+
+
+class AnthropicDialect(Dialect):
+    name = "anthropic"
+    path = "/messages"
+
+    def url(self, upstream: UpstreamSpec) -> str:
+        # base_url may be given with or without the /v1 the SDKs add themselves.
+        base = upstream.base_url.rstrip("/")
+        return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+
+    def upstream_headers(self, upstream: UpstreamSpec, client: dict[str, str]) -> dict[str, str]:
+        headers = self.forwarded(client)  # keeps anthropic-version / anthropic-beta
+        headers["x-api-key"] = upstream.api_key.get_secret_value()
+        if not any(k.lower() == "anthropic-version" for k in headers):
+            headers["anthropic-version"] = API_VERSION
+        return headers
+
+    def error_body(self, exc: GatewayError) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": exc.anthropic_type, "message": exc.message}}
+
+    def error_event(self, exc: GatewayError) -> bytes:
+        return b"event: error\ndata: " + orjson.dumps(self.error_body(exc)) + b"\n\n"
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            return None
+        prompt = _int(usage.get("input_tokens")) + _int(usage.get("cache_read_input_tokens")) + _int(
+            usage.get("cache_creation_input_tokens"))
+        return Usage(prompt, _int(usage.get("output_tokens")), True)
+
+    def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            found = self.usage_from_body(data["message"])
+            if found is not None:
+                usage.prompt_tokens = found.prompt_tokens
+        elif kind == "message_delta":
+            found = self.usage_from_body(data)
+            if found is not None:
+                usage.completion_tokens = found.completion_tokens
+                usage.reported = True
+
+    def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
+        if data.get("type") != "content_block_delta":
+            return None
+        delta = data.get("delta")
+        if isinstance(delta, dict) and delta.get("type") == "text_delta":
+            text = delta.get("text")
+            return text if isinstance(text, str) and text else None
+        return None
+
+    def is_final(self, event: str, data: str) -> bool:
+        return event == "message_stop"
+
+    def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
+        if event == "error" or data.get("type") == "error":
+            error = data.get("error")
+            if isinstance(error, dict):
+                return str(error.get("message", "upstream error"))
+            return "upstream error"
+        return None
+
+    def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
+        request = dict(body)
+        system = [m["content"] for m in body["messages"] if m.get("role") == "system"]
+        request["messages"] = [m for m in body["messages"] if m.get("role") != "system"]
+        if system and "system" not in request:
+            request["system"] = "\n".join(str(s) for s in system)
+        request.setdefault("max_tokens", 1024)
+        request["stream"] = True
+        return request
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+ANTHROPIC = AnthropicDialect()

@@ -1,0 +1,144 @@
+"""Server-Sent Events, without I/O: the incremental line splitter the relay forwards with,
+and the event parser the simple-event route reads with.
+
+Rules (WHATWG HTML, "event stream interpretation"):
+- A line ends at CRLF, LF or CR. A CRLF may be split across two reads: a CR that
+  ends one read and an LF that starts the next are ONE line ending, not two.
+- A blank line ends (dispatches) an event; a line starting with ':' is a comment.
+- Bytes are forwarded exactly as received; the splitter only decides how far the
+  complete lines reach. Only a partial last line is held until its end arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import LineTooLong
+
+_CR = 13
+_LF = 10
+
+
+class LineSplitter:
+    """`feed(bytes) -> bytes`: everything up to the end of the last complete line in hand.
+
+    `at_boundary` is True when nothing is held and the last complete line was blank
+    (or nothing was seen yet): a point where a comment + blank line can be written
+    without splitting or ending an event early.
+    """
+
+    __slots__ = ("_partial", "_after_cr", "_last_blank", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = 4_194_304) -> None:
+        self._partial = b""
+        self._after_cr = False  # the last byte handed out was a CR (an LF may complete it)
+        self._last_blank = True  # stream start counts as a boundary
+        self.max_line_bytes = max_line_bytes
+
+    @property
+    def at_boundary(self) -> bool:
+        return not self._partial and self._last_blank
+
+    @property
+    def held(self) -> int:
+        return len(self._partial)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        if end == 0:
+            self._partial += data
+            if len(self._partial) > self.max_line_bytes:
+                raise LineTooLong(f"upstream line longer than {self.max_line_bytes} bytes")
+            return b""
+        complete = self._partial + data[:end] if self._partial else data[:end]
+        self._partial = data[end:]
+        if len(self._partial) > self.max_line_bytes:
+            raise LineTooLong(f"upstream line longer than {self.max_line_bytes} bytes")
+        self._track_last_line(complete)
+        return complete
+
+    def flush(self) -> bytes:
+        """At end of stream: the held partial line, forwarded as is (nothing lost)."""
+        rest, self._partial = self._partial, b""
+        return rest
+
+    def _track_last_line(self, complete: bytes) -> None:
+        # Find where the last line's terminator starts, then look at the byte before it.
+        last = len(complete) - 1
+        if complete[last] == _LF:
+            if last == 0 and self._after_cr:
+                # The LF completes the previous read's CR: no new line ended here.
+                self._after_cr = False
+                return
+            term = last - 1 if last > 0 and complete[last - 1] == _CR else last
+        else:
+            term = last
+        self._after_cr = complete[last] == _CR
+        if term == 0:
+            # The line began where this chunk began. Blank unless a held partial was its start
+            # (a held partial is included in `complete`, so term == 0 means an empty line).
+            self._last_blank = True
+        else:
+            self._last_blank = complete[term - 1] in (_CR, _LF)
+
+
+@dataclass(slots=True)
+class Event:
+    event: str  # "message" when the stream names none
+    data: str
+
+
+class EventParser:
+    """`feed(bytes) -> [Event]`: dispatched events, for routes that must read the stream."""
+
+    __slots__ = ("_buffer", "_after_cr", "_event", "_data")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._after_cr = False
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, data: bytes) -> list[Event]:
+        if self._after_cr and data[:1] == b"\n":
+            data = data[1:]
+        self._after_cr = data[-1:] == b"\r"
+        buffer = self._buffer + data
+        events: list[Event] = []
+        start = 0
+        length = len(buffer)
+        while True:
+            lf = buffer.find(b"\n", start)
+            cr = buffer.find(b"\r", start)
+            if lf < 0 and cr < 0:
+                break
+            if cr >= 0 and (lf < 0 or cr < lf):
+                end, nxt = cr, cr + 2 if cr + 1 < length and buffer[cr + 1] == _LF else cr + 1
+            else:
+                end, nxt = lf, lf + 1
+            event = self._line(buffer[start:end].decode("utf-8", "replace"))
+            if event is not None:
+                events.append(event)
+            start = nxt
+        self._buffer = buffer[start:]
+        return events
+
+    def _line(self, line: str) -> Event | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = Event(self._event or "message", "\n".join(self._data))
+            self._event, self._data = "", []
+            return event
+        if line.startswith(":"):
+            return None
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "data":
+            self._data.append(value)
+        elif field == "event":
+            self._event = value
+        return None

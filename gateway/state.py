@@ -1,0 +1,87 @@
+"""What the app holds: typed `web.AppKey`s for every long-lived object, and the request's record.
+
+Created and closed in `app.py`'s cleanup contexts; handlers only read them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from .admission.limiter import Limiter
+from .admission.queue import StreamQueue
+from .auth import Authenticator
+from .config import Config, Tenant
+from .dialects import Usage
+from .metrics import Metrics
+from .routing import Router
+from .upstream import UpstreamClient
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The little that changes while serving: drain state and the streams to stop."""
+
+    draining: bool = False
+    streams: set[Flight] = field(default_factory=set)
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when `streams` is empty
+    upstreams_reachable: bool = True
+    ready_checked: float = float("-inf")  # loop.time() of the last upstream probe
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def add(self, flight: Flight) -> None:
+        self.streams.add(flight)
+        self.idle.clear()
+
+    def discard(self, flight: Flight) -> None:
+        self.streams.discard(flight)
+        if not self.streams:
+            self.idle.set()
+
+
+@dataclass(slots=True, eq=False)
+class Flight:
+    """One request's record: filled in along the way, logged and counted once at the end."""
+
+    request_id: str
+    route: str
+    started: float  # loop.time() at arrival
+    tenant: Tenant | None = None
+    model: str | None = None
+    upstream: str | None = None
+    stream: bool = False
+    status: int = 0
+    outcome: str = "ok"
+    error: str | None = None
+    ttfb: float | None = None
+    retries: int = 0
+    queue_wait: float | None = None
+    usage: Usage | None = None
+    ratelimit_headers: dict[str, str] = field(default_factory=dict)
+    #: set by drain: the relay must stop and say why
+    upstream_response: aiohttp.ClientResponse | None = None
+    stopped: str | None = None
+
+    def stop(self, reason: str) -> None:
+        self.stopped = reason
+        if self.upstream_response is not None:
+            self.upstream_response.close()
+
+
+CONFIG = web.AppKey("config", Config)
+METRICS = web.AppKey("metrics", Metrics)
+LOGGER = web.AppKey("logger", FilteringBoundLogger)
+AUTH = web.AppKey("auth", Authenticator)
+ROUTER = web.AppKey("router", Router)
+LIMITER = web.AppKey("limiter", Limiter)
+QUEUE = web.AppKey("queue", StreamQueue)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
+RUNTIME = web.AppKey("runtime", Runtime)
+FLIGHT = "gateway.flight"  # request-scoped key for the Flight record
