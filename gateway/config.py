@@ -186,15 +186,6 @@ def _resolve_keys(config: Config, env: Mapping[str, str], source: str) -> Config
                 f"{upstream.api_key_env} is not set (it must hold the key for {upstream.name!r})"
             )
         upstreams.append(upstream.model_copy(update={"api_key": SecretStr(key)}))
-    fallback_names = {name for u in upstreams for name in u.fallbacks}
-    for i, upstream in enumerate(upstreams):
-        if upstream.name in fallback_names:
-            continue  # serves what its primaries route to it
-        if not any(t.allows(p) or _patterns_overlap(p, t.models) for t in config.tenants
-                   for p in upstream.models):
-            raise ConfigError(
-                f"{source}: upstreams[{i}].models: no tenant may use any of {list(upstream.models)}"
-            )
     for i, tenant in enumerate(config.tenants):
         if not any(_patterns_overlap(p, u.models) for u in upstreams for p in tenant.models):
             raise ConfigError(

@@ -84,4 +84,4 @@ QUEUE = web.AppKey("queue", StreamQueue)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
 RUNTIME = web.AppKey("runtime", Runtime)
-FLIGHT = "gateway.flight"  # request-scoped key for the Flight record
+FLIGHT = web.RequestKey("flight", Flight)  # the request's record

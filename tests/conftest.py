@@ -1,0 +1,208 @@
+"""Shared fixtures: the mock upstream and the gateway in front of it, over real sockets."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from gateway.app import build_app
+from gateway.auth import hash_key
+from gateway.config import Config, config_from_dict
+from gateway.logs import make_logger
+from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
+
+pytest_plugins = ["tests.conftest_redis"]
+
+UPSTREAM_KEY = "sk-upstream-SECRET-0123456789"
+ANTHROPIC_UPSTREAM_KEY = "sk-ant-upstream-SECRET-9876543210"
+CLIENT_KEY = "gw-client-A-secret-key"
+CLIENT_KEY_B = "gw-client-B-secret-key"
+UPSTREAM_ENV = {"MOCK_OPENAI_KEY": UPSTREAM_KEY, "MOCK_ANTHROPIC_KEY": ANTHROPIC_UPSTREAM_KEY}
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Mock:
+    runner: web.AppRunner
+    url: str
+
+    @property
+    def state(self) -> MockState:
+        return self.runner.app[MOCK_STATE]
+
+
+@pytest.fixture
+async def mock() -> AsyncIterator[Mock]:
+    # The mock checks the OpenAI key; both upstream entries point at it, so it also accepts
+    # the Anthropic key when asked to (see `anthropic_mock`).
+    runner, url = await start_mock(settings=MockSettings(api_key=None, words=12))
+    yield Mock(runner, url)
+    await runner.cleanup()
+
+
+def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
+    """A test config: two upstreams on the mock (one per dialect), two tenants."""
+    raw: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0, "heartbeat_seconds": 15},
+        "limits": {},
+        "ratelimit": {},
+        "upstreams": [
+            {"name": "mock", "dialect": "openai", "base_url": f"{mock_url}/v1",
+             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*", "gpt-*"],
+             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05},
+            {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
+             "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-*"],
+             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05},
+        ],
+        "tenants": [
+            {"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "priority": 0},
+            {"name": "tenant-b", "key_sha256": hash_key(CLIENT_KEY_B), "priority": 10},
+        ],
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(raw.get(name), dict):
+            raw[name] = {**raw[name], **value}
+        else:
+            raw[name] = value
+    return raw
+
+
+def make_config(mock_url: str, **sections: Any) -> Config:
+    return config_from_dict(raw_config(mock_url, **sections), UPSTREAM_ENV, source="<test>")
+
+
+@dataclass
+class Gateway:
+    client: TestClient[web.Request, web.Application]
+    config: Config
+    log: io.StringIO
+
+    def url(self, path: str = "") -> str:
+        return str(self.client.make_url(path))
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.log.getvalue().splitlines() if line.strip()]
+
+    def request_logs(self) -> list[dict[str, Any]]:
+        return [line for line in self.log_lines() if line.get("event") == "request"]
+
+
+GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+@pytest.fixture
+def start_gateway(aiohttp_client: Any, mock: Mock) -> GatewayFactory:
+    """`await start_gateway(limits={...}, ...)`: a gateway on a real socket before the mock."""
+
+    async def start(**sections: Any) -> Gateway:
+        config = make_config(mock.url, **sections)
+        log = io.StringIO()
+        app = build_app(config, make_logger(log))
+        client = await aiohttp_client(app)
+        return Gateway(client, config, log)
+
+    return start
+
+
+@pytest.fixture
+async def gateway(start_gateway: GatewayFactory) -> Gateway:
+    return await start_gateway()
+
+
+def auth(key: str = CLIENT_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def chat_body(model: str = "mock-1", *, stream: bool = True, content: str = "hello there",
+              **extra: Any) -> dict[str, Any]:
+    return {"model": model, "stream": stream,
+            "messages": [{"role": "user", "content": content}], **extra}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_toml(path: Path, raw: dict[str, Any]) -> Path:
+    """A tiny TOML writer for test configs (tables, arrays of tables, scalars, string arrays)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return orjson.dumps(str(v)).decode()
+
+    lines: list[str] = []
+    for key, section in raw.items():
+        if isinstance(section, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {value(v)}" for k, v in section.items()]
+        else:
+            for entry in section:
+                lines.append(f"[[{key}]]")
+                lines += [f"{k} = {value(v)}" for k, v in entry.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Process:
+    proc: subprocess.Popen[bytes]
+    url: str
+    stderr_path: Path
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def spawn_gateway(config_path: Path, tmp_path: Path, port: int, env: dict[str, str] | None = None,
+                  name: str = "gateway") -> Process:
+    """`python -m gateway serve` as a real subprocess; waits (bounded) for /healthz."""
+    err = tmp_path / f"{name}.stderr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
+        env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO,
+        stdout=subprocess.DEVNULL, stderr=err.open("wb"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gateway exited early: {err.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return Process(proc, url, err)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("gateway did not start within 20 s")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Subprocesses a test started; each is ended by its PID at teardown."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
