@@ -55,7 +55,11 @@ async def relay_lines(
         if chunk:
             complete = splitter.feed(chunk)
             if complete:
-                _check_sse(complete)
+                valid = _sse_prefix(complete)
+                if valid < len(complete):
+                    if valid:
+                        await write(complete[:valid])
+                    raise UpstreamError("the upstream sent bytes that are not server-sent events")
                 meter.observe(complete)
                 await write(complete)
                 last_write = loop.time()
@@ -91,8 +95,13 @@ async def relay_lines(
             return
 
 
-def _check_sse(complete: bytes) -> None:
-    """Raise when the upstream sends lines that are not SSE (an HTML page, binary noise)."""
-    for line in complete.splitlines():
-        if line and not line.startswith(_SSE_FIELDS):
-            raise UpstreamError("the upstream sent bytes that are not server-sent events")
+def _sse_prefix(complete: bytes) -> int:
+    """How many leading bytes of `complete` are SSE lines; less than all when the upstream
+    sends something else (an HTML error page, binary noise) mid-stream."""
+    offset = 0
+    for line in complete.splitlines(keepends=True):
+        if line.startswith(_SSE_FIELDS) or not line.strip(b"\r\n"):
+            offset += len(line)
+        else:
+            return offset
+    return offset
