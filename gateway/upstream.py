@@ -42,6 +42,7 @@ class _Failure:
     kind: str  # connect | timeout | status
     detail: str
     retry_after: float | None = None
+    answer: UpstreamHTTPError | None = None  # a 429, passed through if it is the last word
 
 
 class UpstreamClient:
@@ -86,6 +87,8 @@ class UpstreamClient:
                 await self._sleep(delay)
         assert failure is not None
         names = ", ".join(u.name for u in chain)
+        if failure.answer is not None:
+            raise failure.answer
         if failure.kind == "timeout":
             raise UpstreamTimeout(f"no first byte from upstream ({names}): {failure.detail}")
         raise UpstreamError(f"upstream unavailable ({names}): {failure.detail}")
@@ -133,10 +136,16 @@ class UpstreamClient:
 
     def _status_failure(self, response: aiohttp.ClientResponse, body: bytes) -> _Failure:
         status = response.status
+        content_type = response.headers.get("Content-Type", "application/json")
         if status != 429 and status < 500:
-            content_type = response.headers.get("Content-Type", "application/json")
             raise UpstreamHTTPError(status, body, content_type)
-        return _Failure("status", f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+        retry_after = response.headers.get("Retry-After")
+        answer = None
+        if status == 429:  # a 4xx: if retries don't help, the client gets it as it is
+            answer = UpstreamHTTPError(status, body, content_type)
+            if retry_after is not None:
+                answer.headers["Retry-After"] = retry_after
+        return _Failure("status", f"HTTP {status}", _retry_after(retry_after), answer)
 
     def _backoff(self, upstream: UpstreamSpec, attempt: int) -> float:
         ceiling = min(upstream.backoff_max_seconds, upstream.backoff_base_seconds * 2.0**attempt)

@@ -62,10 +62,10 @@ def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
         "upstreams": [
             {"name": "mock", "dialect": "openai", "base_url": f"{mock_url}/v1",
              "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*", "gpt-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05},
+             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
             {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
              "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05},
+             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
         ],
         "tenants": [
             {"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "priority": 0},
@@ -178,11 +178,12 @@ def spawn_gateway(config_path: Path, tmp_path: Path, port: int, env: dict[str, s
                   name: str = "gateway") -> Process:
     """`python -m gateway serve` as a real subprocess; waits (bounded) for /healthz."""
     err = tmp_path / f"{name}.stderr"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
-        env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=err.open("wb"),
-    )
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
+            env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO,
+            stdout=subprocess.DEVNULL, stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

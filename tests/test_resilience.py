@@ -1,0 +1,168 @@
+"""Retries, fallbacks and drain, through HTTP against the mock's injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from tests.conftest import (
+    Gateway, GatewayFactory, Mock, auth, chat_body, free_port, raw_config, spawn_gateway, write_toml,
+)
+
+
+async def test_flaky_upstream_gives_one_clean_stream_after_retries(gateway: Gateway, mock: Mock) -> None:
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+fail=2"), headers=auth())
+    body = await response.read()
+    assert response.status == 200
+    assert body.endswith(b"data: [DONE]\n\n") and b'"error"' not in body
+    assert len(mock.state.requests) == 3
+    assert len({r.request_id for r in mock.state.requests}) == 1  # one client request, retried
+    assert gateway.request_logs()[-1]["retries"] == 2
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'gateway_upstream_retries_total{reason="status",upstream="mock"} 2.0' in metrics
+
+
+async def test_retries_are_bounded_by_max_retries(gateway: Gateway, mock: Mock) -> None:
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+fail=5"), headers=auth())
+    assert response.status == 502
+    assert len(mock.state.requests) == 3  # 1 + max_retries (2)
+
+
+async def test_upstream_4xx_is_tried_once(gateway: Gateway, mock: Mock) -> None:
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+status=400"), headers=auth())
+    assert response.status == 400
+    assert len(mock.state.requests) == 1
+
+
+async def test_upstream_429_is_retried_and_honours_a_short_retry_after(
+    gateway: Gateway, mock: Mock
+) -> None:
+    started = time.monotonic()
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+fail=1,fail_status=429,retry_after=0.3"),
+        headers=auth())
+    await response.read()
+    assert response.status == 200
+    assert len(mock.state.requests) == 2
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_unreachable_primary_falls_back(start_gateway: GatewayFactory, mock: Mock) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    gateway = await start_gateway(upstreams=[
+        {"name": "primary", "dialect": "openai", "base_url": dead, "api_key_env": "MOCK_OPENAI_KEY",
+         "models": ["mock-*"], "fallbacks": ["backup"], "max_retries": 1,
+         "backoff_base_seconds": 0.01},
+        {"name": "backup", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["backup-only-*"]},
+    ])
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body(), headers=auth())
+    body = await response.read()
+    assert response.status == 200 and body.endswith(b"data: [DONE]\n\n")
+    log = gateway.request_logs()[-1]
+    assert log["upstream"] == "backup" and log["retries"] == 2
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'gateway_upstream_errors_total{kind="connect",upstream="primary"} 2.0' in metrics
+
+
+async def test_failure_after_first_byte_is_not_retried_nor_falls_back(
+    start_gateway: GatewayFactory, mock: Mock
+) -> None:
+    gateway = await start_gateway(upstreams=[
+        {"name": "primary", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "fallbacks": ["backup"]},
+        {"name": "backup", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["x-*"]},
+    ])
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+drop=2"), headers=auth())
+    body = await response.read()
+    assert body.count(b'"error"') == 1
+    assert len(mock.state.requests) == 1
+
+
+async def test_idle_upstream_mid_stream_ends_in_an_error_event(
+    start_gateway: GatewayFactory, mock: Mock
+) -> None:
+    gateway = await start_gateway(upstreams=[
+        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "idle_timeout_seconds": 0.3}])
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+silence=3@2"), headers=auth())
+    body = await response.read()
+    error = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
+    assert error["error"]["code"] == "upstream_timeout"
+    record = mock.state.streams[-1]
+    await asyncio.wait_for(record.ended.wait(), 5)  # and the upstream was let go
+    assert not record.completed
+
+
+async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, tmp_path: Path) -> None:
+    port = free_port()
+    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 10})
+    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=10,words=20"),
+                headers=auth())
+            first = await response.content.readany()
+            assert first.startswith(b"data:")
+            gateway.proc.send_signal(signal.SIGTERM)
+            ready = None
+            for _ in range(100):
+                ready = await session.get(f"{gateway.url}/readyz")
+                if ready.status == 503:
+                    break
+                await asyncio.sleep(0.02)
+            assert ready is not None and ready.status == 503
+            refused = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(),
+                                         headers=auth())
+            assert refused.status == 503 and "Retry-After" in refused.headers
+            rest = await response.read()
+            assert rest.endswith(b"data: [DONE]\n\n")  # the stream ran to its end
+        assert gateway.proc.wait(timeout=15) == 0
+        assert '"drain_started"' in gateway.stderr()
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+
+
+async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, tmp_path: Path) -> None:
+    port = free_port()
+    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 0.3})
+    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=5,words=100"),
+                headers=auth())
+            await response.content.readany()
+            gateway.proc.send_signal(signal.SIGTERM)
+            body = await asyncio.wait_for(response.read(), 10)
+        last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
+        assert "shutting down" in last["error"]["message"]
+        assert gateway.proc.wait(timeout=15) == 0
+        record = mock.state.streams[-1]
+        await asyncio.wait_for(record.ended.wait(), 5)
+        assert not record.completed
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+
+
+async def test_upstream_429_that_persists_is_passed_through(gateway: Gateway, mock: Mock) -> None:
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+status=429,retry_after=60"), headers=auth())
+    body = await response.json()
+    assert response.status == 429 and response.headers["Retry-After"] == "60"
+    assert "error" in body
+    assert len(mock.state.requests) == 1  # Retry-After longer than we wait: not retried
