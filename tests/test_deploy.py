@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,16 @@ def test_placeholder_tenant_key_is_the_documented_one() -> None:
     assert secret
     (tenant,) = config()["tenants"]
     assert hashlib.sha256(secret.group(1).encode()).hexdigest() == tenant["key_sha256"]
+    # ... and the command the comment recommends prints exactly that.
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "hash-key", secret.group(1)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == tenant["key_sha256"]
 
 
 # -- ports --------------------------------------------------------------------
