@@ -156,7 +156,7 @@ async def test_prometheus_scrapes_the_gateway_and_answers_the_dashboard(
                     if process.poll() is not None:
                         pytest.fail(f"prometheus exited with {process.returncode}:\n{tail(log)}")
                     if time.monotonic() > deadline:
-                        pytest.fail(f"no gateway_requests_total after {SCRAPE_WAIT} s:\n{tail(log)}")
+                        pytest.fail(f"no gateway_requests_total in {SCRAPE_WAIT} s:\n{tail(log)}")
                     await asyncio.sleep(0.5)
                     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                         body = await query(session, base, "gateway_requests_total")
