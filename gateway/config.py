@@ -117,7 +117,7 @@ class Config(_Frozen):
     def _cross_checks(self) -> Config:
         names = [u.name for u in self.upstreams]
         for i, upstream in enumerate(self.upstreams):
-            if names.count(upstream.name) > 1:
+            if upstream.name in names[:i]:
                 raise _KeyProblem(f"upstreams[{i}].name", f"duplicate upstream {upstream.name!r}")
             for j, fallback in enumerate(upstream.fallbacks):
                 if fallback not in names:
@@ -130,9 +130,9 @@ class Config(_Frozen):
         tenant_names = [t.name for t in self.tenants]
         keys = [t.key_sha256.lower() for t in self.tenants]
         for i, tenant in enumerate(self.tenants):
-            if tenant_names.count(tenant.name) > 1:
+            if tenant.name in tenant_names[:i]:
                 raise _KeyProblem(f"tenants[{i}].name", f"duplicate tenant {tenant.name!r}")
-            if keys.count(tenant.key_sha256.lower()) > 1:
+            if tenant.key_sha256.lower() in keys[:i]:
                 raise _KeyProblem(f"tenants[{i}].key_sha256", "the same key is given to two tenants")
         return self
 
@@ -270,13 +270,16 @@ def _select_entry(entries: list[Any], selector_and_key: str) -> tuple[int | None
     match = re.match(r"(\d+)_(.+)$", selector_and_key)
     if match and int(match.group(1)) < len(entries):
         return int(match.group(1)), match.group(2)
+    best: tuple[int | None, str] = (None, "")
+    longest = 0
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             continue
         slug = re.sub(r"[^a-z0-9]+", "_", entry["name"].lower()).strip("_") + "_"
-        if selector_and_key.startswith(slug):
-            return i, selector_and_key[len(slug):]
-    return None, ""
+        # The longest name wins: `MOCK_ANTHROPIC_BASE_URL` is mock-anthropic's, not mock's.
+        if selector_and_key.startswith(slug) and len(slug) > longest:
+            best, longest = (i, selector_and_key[len(slug):]), len(slug)
+    return best
 
 
 def _env_value(text: str) -> Any:

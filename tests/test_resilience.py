@@ -11,7 +11,15 @@ import aiohttp
 import orjson
 
 from tests.conftest import (
-    Gateway, GatewayFactory, Mock, auth, chat_body, free_port, raw_config, spawn_gateway, write_toml,
+    Gateway,
+    GatewayFactory,
+    Mock,
+    auth,
+    chat_body,
+    free_port,
+    raw_config,
+    spawn_gateway,
+    write_toml,
 )
 
 
