@@ -1,0 +1,31 @@
+"""The built-in mock LLM upstream (both dialects, deterministic text, injected faults)."""
+
+from __future__ import annotations
+
+from gateway.mock.faults import Faults, FaultSpecError, parse_faults
+from gateway.mock.server import (
+    MOCK_SETTINGS,
+    MOCK_STATE,
+    MockSettings,
+    MockState,
+    RecordedRequest,
+    StreamRecord,
+    build_mock_app,
+    run_mock,
+    start_mock,
+)
+
+__all__ = [
+    "MOCK_SETTINGS",
+    "MOCK_STATE",
+    "FaultSpecError",
+    "Faults",
+    "MockSettings",
+    "MockState",
+    "RecordedRequest",
+    "StreamRecord",
+    "build_mock_app",
+    "parse_faults",
+    "run_mock",
+    "start_mock",
+]
