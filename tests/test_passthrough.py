@@ -9,7 +9,14 @@ import openai
 import orjson
 
 from tests.conftest import (
-    ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, CLIENT_KEY_B, UPSTREAM_KEY, Gateway, Mock, auth, chat_body,
+    ANTHROPIC_UPSTREAM_KEY,
+    CLIENT_KEY,
+    CLIENT_KEY_B,
+    UPSTREAM_KEY,
+    Gateway,
+    Mock,
+    auth,
+    chat_body,
 )
 
 
