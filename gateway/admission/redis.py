@@ -1,0 +1,141 @@
+"""The Redis backend of the limiter: tenant buckets shared by every replica, one script a call.
+
+Each tenant is one hash `{prefix}{tenant}` with fields `r` (requests level), `t` (LLM tokens
+level) and `ts` (Redis server time of the last update, in microseconds). An admission is ONE
+atomic Lua script (EVALSHA) that refills both buckets from `TIME`, so replica clocks do not
+matter, and takes from both or neither; settling is another. A missing key is a full bucket,
+so keys expire once their buckets would be full again: idle tenants cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from gateway.admission.bucket import EPSILON
+from gateway.admission.limiter import Admission, Quota, TenantLimits, clamp_tokens, refusal
+from gateway.errors import Shed
+
+# Shared by both scripts. ARGV[1..2] = requests and tokens per minute. Levels are floats
+# (Redis stores a Lua number with 17 significant digits, so nothing is lost between calls).
+_REFILL = """
+local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local s = redis.call('HMGET', KEYS[1], 'r', 't', 'ts')
+local r, k = tonumber(s[1]) or rpm, tonumber(s[2]) or tpm
+local dt = math.max(0, now - (tonumber(s[3]) or now))
+r = math.min(rpm, r + dt * rpm / 60000000)
+k = math.min(tpm, k + dt * tpm / 60000000)
+"""
+
+# Write the levels back; expire the key when both buckets would be full again (+1 s slack),
+# since an absent key reads as full. Longer than a minute only while the tenant is in debt.
+_STORE = """
+redis.call('HSET', KEYS[1], 'r', r, 't', k, 'ts', now)
+local full_ms = math.max((rpm - r) / rpm, (tpm - k) / tpm) * 60000
+redis.call('PEXPIRE', KEYS[1], math.ceil(full_ms) + 1000)
+"""
+
+# ARGV[3] = LLM tokens wanted (already clamped to capacity), ARGV[4] = EPSILON.
+# Returns {admitted 0/1, requests level, tokens level} after the decision; levels as strings
+# because Redis truncates Lua numbers in replies to integers.
+_ADMIT = _REFILL + """
+local want, eps = tonumber(ARGV[3]), tonumber(ARGV[4])
+if r + eps < 1 or k + eps < want then
+  return {0, string.format('%.17g', r), string.format('%.17g', k)}
+end
+r, k = r - 1, k - want
+""" + _STORE + """
+return {1, string.format('%.17g', r), string.format('%.17g', k)}
+"""
+
+# ARGV[3] = delta: + refunds (capped at capacity), - charges (may go into debt).
+_SETTLE = _REFILL + """
+k = math.min(tpm, k + tonumber(ARGV[3]))
+""" + _STORE + """
+return 1
+"""
+
+#: What "Redis is unreachable" looks like from here: redis-py's own errors and the OS ones
+#: (ConnectionRefusedError, TimeoutError, ... are OSErrors).
+REDIS_DOWN = (redis.RedisError, OSError)
+
+
+class RedisLimiter:
+    """`Limiter` over Redis, so several replicas share each tenant's limits exactly.
+
+    Redis unreachable: `fail_open=True` admits (reserving nothing, with the configured limits as
+    the quota) and `fail_open=False` sheds with 503 `limiter_unavailable`; either way
+    `on_error(exc)` is called so the caller can count and log it. `settle` never raises.
+    The pool reconnects by itself once Redis is back.
+
+    `max_connections` bounds this replica's pool; `timeout` bounds connecting, each command
+    and the wait for a free pooled connection: past it, Redis counts as unavailable.
+    """
+
+    def __init__(
+        self, url: str, *, fail_open: bool, prefix: str = "gw:rl:",
+        on_error: Callable[[Exception], None] | None = None,
+        max_connections: int = 32, timeout: float = 0.5,
+    ) -> None:
+        self._fail_open = fail_open
+        self._prefix = prefix
+        self._on_error = on_error
+        # A bounded pool: a burst of admissions shares a few connections (one round trip
+        # each) instead of opening one per request; waiting for a free one is bounded too.
+        # Short timeouts so a dead Redis costs one failed attempt, not a stalled request.
+        # One immediate retry on a connection error only: it replaces a pooled connection
+        # that died with a restarted Redis (the command was never delivered). Never on a
+        # timeout, where the script may have run and a retry would take twice.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout,
+            socket_connect_timeout=timeout, socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        )
+        self._redis = redis.asyncio.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+        # register_script: EVALSHA, and on NOSCRIPT (Redis restarted, SCRIPT FLUSH) it loads
+        # the script and retries once.
+        self._admit = self._redis.register_script(_ADMIT)
+        self._settle = self._redis.register_script(_SETTLE)
+
+    def _failed(self, exc: Exception) -> None:
+        if self._on_error is not None:
+            self._on_error(exc)
+
+    async def admit(self, tenant: TenantLimits, tokens: int) -> Admission:
+        want = clamp_tokens(tenant, tokens)
+        try:
+            ok, requests, llm_tokens = await self._admit(
+                [self._prefix + tenant.name],
+                [tenant.requests_per_minute, tenant.tokens_per_minute, want, EPSILON],
+            )
+        except REDIS_DOWN as exc:
+            self._failed(exc)
+            if not self._fail_open:
+                raise Shed("rate limiter unavailable", reason="limiter_unavailable",
+                           retry_after=1) from exc
+            # Nothing was reserved, so settle() later charges the real usage when it can.
+            return Admission(Quota.full(tenant), 0)
+        r, k = float(requests), float(llm_tokens)
+        if not ok:
+            raise refusal(tenant, r, k, want)
+        return Admission(Quota.from_levels(tenant, r, k), want)
+
+    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
+        if reserved == used:
+            return  # nothing to settle: save the round trip
+        try:
+            await self._settle(
+                [self._prefix + tenant.name],
+                [tenant.requests_per_minute, tenant.tokens_per_minute, reserved - used],
+            )
+        except REDIS_DOWN as exc:
+            self._failed(exc)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
