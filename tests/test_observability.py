@@ -8,7 +8,13 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
-    ANTHROPIC_UPSTREAM_KEY, CLIENT_KEY, CLIENT_KEY_B, UPSTREAM_KEY, Gateway, auth, chat_body,
+    ANTHROPIC_UPSTREAM_KEY,
+    CLIENT_KEY,
+    CLIENT_KEY_B,
+    UPSTREAM_KEY,
+    Gateway,
+    auth,
+    chat_body,
 )
 
 DESIGN_METRICS = {
