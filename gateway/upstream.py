@@ -101,6 +101,8 @@ class UpstreamClient:
         headers = dialect.upstream_headers(upstream, client_headers)
         headers["Content-Type"] = "application/json"
         headers["x-request-id"] = request_id
+        if stream:  # a compressed stream would sit in the inflater's window: ask for none
+            headers["Accept-Encoding"] = "identity"
         # A non-stream answer comes whole, after the model finished: only the total bounds it.
         deadline = upstream.first_byte_timeout_seconds if stream else upstream.total_timeout_seconds
         response: aiohttp.ClientResponse | None = None

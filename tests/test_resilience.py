@@ -174,3 +174,19 @@ async def test_upstream_429_that_persists_is_passed_through(gateway: Gateway, mo
     assert response.status == 429 and response.headers["Retry-After"] == "60"
     assert "error" in body
     assert len(mock.state.requests) == 1  # Retry-After longer than we wait: not retried
+
+
+async def test_readyz_is_503_when_no_upstream_is_reachable(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(upstreams=[
+        {"name": "dead", "dialect": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"]}])
+    ready = await gateway.client.get("/readyz")
+    assert ready.status == 503
+    assert (await gateway.client.get("/healthz")).status == 200  # alive, just not ready
+
+
+async def test_stream_requests_ask_the_upstream_for_no_compression(gateway: Gateway, mock: Mock) -> None:
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body(), headers={**auth(), "Accept-Encoding": "gzip"})
+    await response.read()
+    assert mock.state.requests[-1].headers["accept-encoding"] == "identity"
