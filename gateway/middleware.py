@@ -77,8 +77,15 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPRequestEntityTooLarge as exc:
         response = error_response(BodyTooLarge(exc.text or "request body too large"), request.path)
         flight.status, flight.outcome = 413, "bad_request"
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:  # the router's 405 and the like, in the route's shape
+        if exc.status < 400:
+            raise
+        error = GatewayError(exc.reason)
+        error.status, error.code, error.outcome = exc.status, "http_error", "bad_request"
+        error.openai_type = error.anthropic_type = "invalid_request_error"
+        error.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+        response = error_response(error, request.path)
+        flight.status, flight.outcome = exc.status, "bad_request"
     except asyncio.CancelledError:
         flight.status, flight.outcome = 499, "client_disconnected"
         raise

@@ -169,3 +169,11 @@ async def test_non_sse_bytes_mid_stream_end_in_one_error_event(start_gateway: Ga
     assert b"<html>" not in body
     assert body.startswith(b'data: {"choices": []}\n\n')
     assert body.count(b'"error"') == 1
+
+
+async def test_wrong_method_on_an_api_route_is_405_in_the_dialect(gateway: Gateway) -> None:
+    response = await gateway.client.get(OPENAI_ROUTE, headers=auth())
+    assert response.status == 405 and "POST" in response.headers["Allow"]
+    assert_openai_error(await response.json())
+    response = await gateway.client.get(ANTHROPIC_ROUTE, headers=auth())
+    assert_anthropic_error(await response.json())
