@@ -50,49 +50,111 @@ async def relay_lines(
     last_write = now
     idle_deadline = now + timing.idle
     heartbeat_blocked = False  # due, but mid-event: wait for the upstream to reach a boundary
+    alarm = _Alarm(loop)
     chunk = first
-    while True:
-        if chunk:
-            complete = splitter.feed(chunk)
-            if complete:
-                valid = _sse_prefix(complete)
-                if valid < len(complete):
-                    if valid:
-                        await write(complete[:valid])
-                    raise UpstreamError("the upstream sent bytes that are not server-sent events")
-                meter.observe(complete)
-                await write(complete)
-                last_write = loop.time()
-                heartbeat_blocked = False
-                idle_deadline = last_write + timing.idle
-            else:
-                idle_deadline = loop.time() + timing.idle
-        wake = min(idle_deadline, timing.deadline)
-        if timing.heartbeat and not heartbeat_blocked:
-            wake = min(wake, last_write + timing.heartbeat)
+    try:
+        while True:
+            if chunk:
+                complete = splitter.feed(chunk)
+                if complete:
+                    valid = _sse_prefix(complete)
+                    if valid < len(complete):
+                        if valid:
+                            await write(complete[:valid])
+                        raise UpstreamError("the upstream sent bytes that are not server-sent events")
+                    meter.observe(complete)
+                    await write(complete)
+                    last_write = loop.time()
+                    heartbeat_blocked = False
+                    idle_deadline = last_write + timing.idle
+                else:
+                    idle_deadline = loop.time() + timing.idle
+            wake = idle_deadline if idle_deadline < timing.deadline else timing.deadline
+            if timing.heartbeat and not heartbeat_blocked and last_write + timing.heartbeat < wake:
+                wake = last_write + timing.heartbeat
+            try:
+                chunk = await alarm.wait(reader, wake)
+            except TimeoutError:
+                chunk = b""
+                now = loop.time()
+                if now >= timing.deadline:
+                    raise UpstreamTimeout("the stream ran past total_timeout_seconds") from None
+                if now >= idle_deadline:
+                    raise UpstreamTimeout("the upstream went silent past idle_timeout_seconds") from None
+                if splitter.at_boundary:
+                    await heartbeat()
+                    last_write = loop.time()
+                else:
+                    heartbeat_blocked = True
+                continue
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
+            if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
+                rest = splitter.flush()
+                if rest:
+                    await write(rest)
+                return
+    finally:
+        alarm.close()
+
+
+class _Alarm:
+    """`wait(reader, wake)`: `reader.readany()`, or TimeoutError once loop time reaches `wake`.
+
+    What `asyncio.timeout_at` around each read does, without its cost per read (a Timeout
+    object, a timer pushed on the loop's heap and cancelled again): ONE timer per stream,
+    re-armed lazily. `wake` moves later with every write; the timer keeps its earlier time,
+    and when it rings early it sleeps on until the current `wake`. Only a wake that is really
+    due cancels the pending read, and only while the relay waits in it (never mid-write);
+    that cancel is ours to turn into TimeoutError, any other cancel (client gone) propagates.
+    """
+
+    __slots__ = ("_loop", "_task", "_cancelling", "_wake", "_at", "_handle", "_waiting", "_rang")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._loop = loop
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._wake = 0.0
+        self._at = 0.0  # when `_handle` rings
+        self._handle: asyncio.TimerHandle | None = None
+        self._waiting = False
+        self._rang = False
+
+    async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
+        self._wake = wake
+        if self._handle is None or wake < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = wake
+            self._handle = self._loop.call_at(wake, self._ring)
+        self._waiting = True
         try:
-            async with asyncio.timeout_at(wake):
-                chunk = await reader.readany()
-        except TimeoutError:
-            chunk = b""
-            now = loop.time()
-            if now >= timing.deadline:
-                raise UpstreamTimeout("the stream ran past total_timeout_seconds") from None
-            if now >= idle_deadline:
-                raise UpstreamTimeout("the upstream went silent past idle_timeout_seconds") from None
-            if splitter.at_boundary:
-                await heartbeat()
-                last_write = loop.time()
-            else:
-                heartbeat_blocked = True
-            continue
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
-        if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
-            rest = splitter.flush()
-            if rest:
-                await write(rest)
-            return
+            return await reader.readany()
+        except asyncio.CancelledError:
+            if self._rang and self._task.uncancel() <= self._cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._waiting = False
+            self._rang = False
+
+    def _ring(self) -> None:
+        self._handle = None
+        if self._loop.time() < self._wake:  # the stream moved on since: sleep on
+            self._at = self._wake
+            self._handle = self._loop.call_at(self._wake, self._ring)
+        elif self._waiting and not self._rang:
+            self._rang = True
+            self._task.cancel()
+        # else: due while the relay writes; its next `wait` re-arms with a fresh `wake`
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _sse_prefix(complete: bytes) -> int:
