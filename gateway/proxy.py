@@ -153,9 +153,14 @@ async def open_upstream(
     request: web.Request, flight: Flight, chain: list[UpstreamSpec],
     body_for: Callable[[UpstreamSpec], bytes],
 ) -> Opened:
+    heartbeat = request.app[CONFIG].server.heartbeat_seconds
+    # A stream whose client has waited a heartbeat interval is handed over before its first
+    # byte, so the client gets headers and heartbeats instead of silence (see upstream.py).
+    commit_at = flight.started + heartbeat if flight.stream and heartbeat else None
     try:
         opened = await request.app[UPSTREAMS].open(
-            chain, body_for, dict(request.headers), flight.request_id, stream=flight.stream)
+            chain, body_for, dict(request.headers), flight.request_id, stream=flight.stream,
+            commit_at=commit_at)
     except UpstreamError as exc:
         flight.upstream = chain[-1].name
         flight.outcome = exc.outcome
@@ -239,10 +244,13 @@ async def stream_answer(
         heartbeat=config.server.heartbeat_seconds,
         idle=upstream.idle_timeout_seconds,
         deadline=flight.started + upstream.total_timeout_seconds,
+        first_byte=opened.first_byte_deadline,
     )
     clean = False
     try:
         try:
+            if not opened.first:  # handed over before its first byte: the client has waited
+                await heartbeat()
             await relay_lines(opened.response.content, write, opened.first,
                               LineSplitter(config.server.max_line_bytes), meter, timing, heartbeat)
             if flight.stopped:

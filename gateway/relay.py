@@ -6,8 +6,9 @@ Rules:
 - Heartbeats: after `heartbeat` seconds with nothing written, `: ping` + a blank line,
   only at an event boundary (see `LineSplitter.at_boundary`), never mid-event.
 - Timeouts: `idle` is the longest silence from the upstream, `deadline` the end of the
-  whole stream (loop time); either raises `UpstreamTimeout`, which the caller turns into
-  one error event.
+  whole stream, `first_byte` (loop times) when a stream handed over before its first byte
+  must have sent it; each raises `UpstreamTimeout`, which the caller turns into one error
+  event.
 - The caller owns the upstream response: on any exit it closes it (cancel included).
 """
 
@@ -34,6 +35,7 @@ class RelayTiming:
     heartbeat: float  # 0 = off
     idle: float
     deadline: float  # loop.time() at which the stream must end
+    first_byte: float = float("inf")  # loop.time() by which the first byte is due (first == b"")
 
 
 async def relay_lines(
@@ -48,13 +50,16 @@ async def relay_lines(
     loop = asyncio.get_running_loop()
     now = loop.time()
     last_write = now
-    idle_deadline = now + timing.idle
+    # Before the first byte, the upstream's silence is bounded by the first-byte deadline.
+    idle_deadline = now + timing.idle if first else min(timing.first_byte, now + timing.idle)
+    started = bool(first)  # any upstream body byte yet
     heartbeat_blocked = False  # due, but mid-event: wait for the upstream to reach a boundary
     alarm = _Alarm(loop)
     chunk = first
     try:
         while True:
             if chunk:
+                started = True
                 complete = splitter.feed(chunk)
                 if complete:
                     valid = _sse_prefix(complete)
@@ -80,6 +85,8 @@ async def relay_lines(
                 if now >= timing.deadline:
                     raise UpstreamTimeout("the stream ran past total_timeout_seconds") from None
                 if now >= idle_deadline:
+                    if not started:
+                        raise UpstreamTimeout("no first byte from the upstream in time") from None
                     raise UpstreamTimeout("the upstream went silent past idle_timeout_seconds") from None
                 if splitter.at_boundary:
                     await heartbeat()

@@ -9,6 +9,10 @@ Rules:
   was handed back, because from then on the client has it.
 - For a stream, "opened" means the first body bytes are in hand: a stream that dies
   before its first byte is still retried, and the client's status is still ours to choose.
+  Except when the client has waited `commit_at` (the heartbeat interval) already: once the
+  upstream has answered 200, the stream is opened without a body byte, so the caller can
+  send headers and heartbeats through a long think; the first byte is then awaited by the
+  relay, up to the same first-byte deadline, and a timeout becomes an error event.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ Sleep = Callable[[float], Awaitable[None]]
 class Opened:
     upstream: UpstreamSpec
     response: aiohttp.ClientResponse
-    first: bytes  # stream: the first body bytes; non-stream: the whole body
+    first: bytes  # stream: the first body bytes (b"" when committed early); non-stream: all
     retries: int
+    first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
 
 
 @dataclass(slots=True)
@@ -58,6 +63,7 @@ class UpstreamClient:
     async def open(
         self, chain: list[UpstreamSpec], body_for: Callable[[UpstreamSpec], bytes],
         client_headers: dict[str, str], request_id: str, *, stream: bool,
+        commit_at: float | None = None,
     ) -> Opened:
         retries = 0
         failure: _Failure | None = None
@@ -71,7 +77,8 @@ class UpstreamClient:
                     retries += 1
                     reason = failure.kind if failure else "other"
                     self._metrics.upstream_retries.labels(upstream.name, reason).inc()
-                result = await self._attempt(upstream, payload, client_headers, request_id, stream)
+                result = await self._attempt(
+                    upstream, payload, client_headers, request_id, stream, commit_at)
                 if isinstance(result, Opened):
                     result.retries = retries
                     return result
@@ -95,7 +102,7 @@ class UpstreamClient:
 
     async def _attempt(
         self, upstream: UpstreamSpec, payload: bytes, client_headers: dict[str, str],
-        request_id: str, stream: bool,
+        request_id: str, stream: bool, commit_at: float | None,
     ) -> Opened | _Failure:
         dialect = DIALECTS[upstream.dialect]
         headers = dialect.upstream_headers(upstream, client_headers)
@@ -106,8 +113,10 @@ class UpstreamClient:
         # A non-stream answer comes whole, after the model finished: only the total bounds it.
         deadline = upstream.first_byte_timeout_seconds if stream else upstream.total_timeout_seconds
         response: aiohttp.ClientResponse | None = None
+        loop = asyncio.get_running_loop()
+        first_byte_deadline = loop.time() + deadline
         try:
-            async with asyncio.timeout(deadline):
+            async with asyncio.timeout_at(first_byte_deadline):
                 response = await self._session.post(
                     dialect.url(upstream), data=payload, headers=headers,
                     timeout=aiohttp.ClientTimeout(
@@ -117,11 +126,23 @@ class UpstreamClient:
                     body = await response.read()
                     response.release()
                     return self._status_failure(response, body)
-                first = await (response.content.readany() if stream else response.read())
-                if stream and not first:
+                if not stream:
+                    return Opened(upstream, response, await response.read(), 0)
+                if commit_at is not None and commit_at < first_byte_deadline:
+                    try:
+                        async with asyncio.timeout_at(commit_at):
+                            first = await response.content.readany()
+                    except TimeoutError:
+                        if loop.time() < commit_at:
+                            raise
+                        # The client waited long enough: hand the stream over body-less.
+                        return Opened(upstream, response, b"", 0, first_byte_deadline)
+                else:
+                    first = await response.content.readany()
+                if not first:
                     response.release()
                     return _Failure("connect", "upstream closed the stream before any byte")
-                return Opened(upstream, response, first, 0)
+                return Opened(upstream, response, first, 0, first_byte_deadline)
         except aiohttp.ConnectionTimeoutError:
             _close(response)
             seconds = upstream.connect_timeout_seconds

@@ -138,3 +138,38 @@ async def test_client_disconnect_closes_the_upstream_and_charges_what_was_receiv
     metrics = await (await gateway.client.get("/metrics")).text()
     assert 'gateway_client_disconnects_total{tenant="tenant-a"} 1.0' in metrics
     assert 'gateway_active_streams 0.0' in metrics
+
+
+async def test_heartbeats_flow_while_the_upstream_thinks_before_its_first_byte(
+    start_gateway: GatewayFactory, mock: Mock
+) -> None:
+    gateway = await start_gateway(server={"heartbeat_seconds": 0.2})
+    async with openai.AsyncOpenAI(base_url=gateway.url("/v1"), api_key=_key(), max_retries=0) as client:
+        response = await client.chat.completions.with_raw_response.create(
+            model="mock-1+delay=0.7,words=3", messages=[{"role": "user", "content": "hi"}], stream=True)
+        stream = response.parse()
+        words = [c.choices[0].delta.content async for c in stream
+                 if c.choices and c.choices[0].delta.content]
+    assert len(words) == 3
+    raw = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+delay=0.7,words=3"), headers=auth())
+    body = await raw.read()
+    assert body.startswith(b": ping\n\n: ping\n\n")  # >= 2 before the first upstream byte
+    assert body.endswith(b"data: [DONE]\n\n")
+    log = gateway.request_logs()[-1]
+    assert log["ttfb_ms"] >= 700  # TTFB counts the upstream's first byte, not a heartbeat
+
+
+async def test_first_byte_timeout_after_heartbeats_is_an_error_event(
+    start_gateway: GatewayFactory, mock: Mock
+) -> None:
+    gateway = await start_gateway(server={"heartbeat_seconds": 0.1}, upstreams=[
+        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 0.5}])
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+delay=5"), headers=auth())
+    body = await response.read()
+    assert response.status == 200 and body.startswith(b": ping\n\n")
+    assert body.count(b'"error"') == 1 and b"no first byte" in body
+    record = mock.state.streams[-1]
+    await asyncio.wait_for(record.ended.wait(), 5)  # the upstream was let go
