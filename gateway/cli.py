@@ -220,7 +220,8 @@ async def _serve_demo(path: str | None, env: Mapping[str, str], logger: Filterin
 
 def demo_config(path: str | None, env: Mapping[str, str], mock_url: str) -> Config:
     """Defaults (or the given file's server/limits/ratelimit sections), the mock as both an
-    OpenAI and an Anthropic upstream, and one demo tenant; the chat page on."""
+    OpenAI and an Anthropic upstream (`mock-*` works on both routes, `gpt-*` on the OpenAI
+    one, `claude-*` on the Anthropic one), and one demo tenant; the chat page on."""
     import tomllib
     from pathlib import Path
 
@@ -239,7 +240,7 @@ def demo_config(path: str | None, env: Mapping[str, str], mock_url: str) -> Conf
             {"name": "mock-openai", "dialect": "openai", "base_url": f"{mock_url}/v1",
              "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["mock-*", "gpt-*"]},
             {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["claude-*"]},
+             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["claude-*", "mock-*"]},
         ],
         "tenants": [{"name": "demo", "key_sha256": hash_key(DEMO_KEY), "models": ["*"]}],
     }

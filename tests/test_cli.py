@@ -50,3 +50,17 @@ async def test_demo_prints_a_key_and_a_curl_command_that_streams() -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+async def test_demo_config_serves_mock_models_on_both_routes() -> None:
+    from gateway.auth import hash_key
+    from gateway.cli import DEMO_KEY, demo_config
+    from gateway.routing import Router
+
+    config = demo_config(None, {"GATEWAY_DEMO_UPSTREAM_KEY": "k"}, "http://127.0.0.1:1")
+    (tenant,) = config.tenants
+    assert tenant.key_sha256 == hash_key(DEMO_KEY) and config.server.ui
+    router = Router(config)
+    assert router.route(tenant, "mock-1", "openai")[0].dialect == "openai"
+    assert router.route(tenant, "mock-1", "anthropic")[0].dialect == "anthropic"
+    assert router.route(tenant, "claude-3", "anthropic")[0].dialect == "anthropic"
