@@ -87,7 +87,8 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 class UsageMeter:
     """Counts a stream's tokens from the bytes the relay forwards.
 
-    Completion tokens are estimated as one per `data:` line until the upstream reports
+    Completion tokens are estimated as one per `data:` line (but OpenAI's `[DONE]`; role and
+    finish chunks do count, so a short answer is over-estimated by two) until the upstream reports
     usage (OpenAI's last chunk with include_usage, Anthropic's message_start/message_delta);
     a stream cut short is charged on that estimate. JSON is parsed only for lines that
     mention usage, so the hot path stays a substring search.
@@ -101,7 +102,7 @@ class UsageMeter:
         self._data_lines = 0
 
     def observe(self, complete: bytes) -> None:
-        self._data_lines += complete.count(b"data:")
+        self._data_lines += complete.count(b"data:") - complete.count(b"data: [DONE]")
         if b'"usage"' not in complete:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines
