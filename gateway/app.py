@@ -85,8 +85,7 @@ def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
                         "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
                         "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                         "x-ratelimit-reset-tokens"),
-        allow_headers=("authorization", "content-type", "x-api-key", "x-request-id",
-                       "anthropic-version", "anthropic-beta"),
+        allow_headers="*",  # SDKs in browsers send their own (x-stainless-*, anthropic-*)
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})

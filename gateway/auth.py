@@ -12,7 +12,7 @@ from .errors import Unauthorized
 
 
 def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -32,7 +32,8 @@ class Authenticator:
     def tenant_for(self, key: str | None) -> Tenant:
         if not key:
             raise Unauthorized("missing API key: send `Authorization: Bearer <key>` or `x-api-key`")
-        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        # aiohttp decodes header bytes as UTF-8 with surrogateescape: undo that, never fail.
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
         found: Tenant | None = None
         # Compare against every tenant, in constant time, so timing says nothing about keys.
         for stored, tenant in self._tenants:

@@ -21,7 +21,7 @@ from .app import build_app
 from .auth import hash_key
 from .config import Config, config_from_dict, load_config
 from .errors import ConfigError
-from .logs import make_logger
+from .logs import make_logger, route_library_logs
 from .state import RUNTIME
 
 DEMO_KEY = "gw-demo-key"
@@ -105,6 +105,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     logger = make_logger()
+    route_library_logs()
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     env = dict(os.environ)
     try:
@@ -122,8 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:  # demo: its config is built once the mock has a port
         logger.error("config_error", error=str(exc))
         return 2
-    except OSError as exc:
-        logger.error("startup_failed", error=str(exc))
+    except Exception as exc:  # e.g. the port is taken: one line, not a traceback
+        logger.error("startup_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0
 
@@ -155,7 +156,11 @@ async def serve(
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # closes the client session and the limiter
+        raise
     url = _site_url(runner, config.server.host)
     logger.info("started", url=url, upstreams=[u.name for u in config.upstreams],
                 tenants=len(config.tenants), ratelimit_backend=config.ratelimit.backend,

@@ -69,7 +69,7 @@ class LimitsConfig(_Frozen):
 
 class RateLimitConfig(_Frozen):
     backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: Annotated[str, Field(pattern=r"^(redis|rediss|unix)://")] = "redis://127.0.0.1:6379/0"
     fail_open: bool = True
 
 

@@ -98,6 +98,7 @@ class UpstreamError(GatewayError):
     openai_type = "server_error"
     anthropic_type = "api_error"
     outcome = "upstream_error"
+    retries = 0  # attempts retried before giving up (for the log line)
 
 
 class UpstreamTimeout(UpstreamError):

@@ -6,6 +6,7 @@ Nothing that could hold a key is ever passed to it: callers log names and counts
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any, TextIO
 
@@ -30,3 +31,38 @@ def make_logger(stream: TextIO | None = None, *, level: int = 20) -> FilteringBo
         ],
     )
     return logger
+
+
+def route_library_logs(stream: TextIO | None = None, *, level: int = logging.WARNING) -> None:
+    """Send the standard-library loggers (aiohttp's "Error handling request", asyncio's
+    warnings) through the same JSON rendering: one line each, tracebacks as a field.
+    Called once by the CLI at start; the library's logging is process-wide by nature."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_frames_only)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_orjson_dumps),
+        ],
+    ))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def _frames_only(record: logging.LogRecord) -> bool:
+    """Keep an exception's type, drop its text and traceback: a library's message can quote
+    the request (aiohttp's "Got more than 8190 bytes when reading: b'Bearer ...'")."""
+    if record.exc_info and record.exc_info[1] is not None:
+        exc = record.exc_info[1]
+        record.msg = f"{record.getMessage()} ({type(exc).__name__})"
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+    return True

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import traceback
 import uuid
 from typing import Any
 
@@ -29,7 +30,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 def route_dialect(path: str) -> Dialect | None:
     """The dialect errors on `path` are written in (None: the simple-event shape)."""
-    if path == "/v1/messages":
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
         return ANTHROPIC
     if path == "/api/chat/stream":
         return None
@@ -60,7 +61,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     incoming = request.headers.get("X-Request-ID", "")
     request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
     route = API_ROUTES.get(request.path)
-    if route is None:
+    if route is None or request.method == "OPTIONS":  # CORS preflights are not API requests
         return await _operational(request, handler, request_id)
     app = request.app
     flight = Flight(request_id, route, asyncio.get_running_loop().time())
@@ -80,18 +81,16 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:  # the router's 405 and the like, in the route's shape
         if exc.status < 400:
             raise
-        error = GatewayError(exc.reason)
-        error.status, error.code, error.outcome = exc.status, "http_error", "bad_request"
-        error.openai_type = error.anthropic_type = "invalid_request_error"
-        error.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
-        response = error_response(error, request.path)
+        response = error_response(_http_error(exc), request.path)
         flight.status, flight.outcome = exc.status, "bad_request"
     except asyncio.CancelledError:
         flight.status, flight.outcome = 499, "client_disconnected"
         raise
     except Exception as exc:  # a bug: never a traceback to the client, always one log line
-        flight.status, flight.outcome, flight.error = 500, "internal_error", repr(exc)
-        app[LOGGER].exception("unhandled", request_id=request_id)
+        # The exception's text may hold request data (a key, even): log its type and frames.
+        flight.status, flight.outcome, flight.error = 500, "internal_error", type(exc).__name__
+        app[LOGGER].error("unhandled", request_id=request_id, exception=type(exc).__name__,
+                          traceback="".join(traceback.format_tb(exc.__traceback__)))
         response = error_response(GatewayError("internal error"), request.path)
     finally:
         _finish(request, flight)
@@ -107,11 +106,26 @@ async def _operational(
     try:
         response = await handler(request)
     except web.HTTPException as exc:
+        if exc.status >= 400 and request.path.startswith(("/v1/", "/api/")):
+            # An unknown API path (an SDK call we don't serve): say so in the API's shape.
+            error = _http_error(exc)
+            response = error_response(error, request.path)
+            response.headers["x-request-id"] = request_id
+            return response
         exc.headers["x-request-id"] = request_id
         raise
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response
+
+
+def _http_error(exc: web.HTTPException) -> GatewayError:
+    error = GatewayError(exc.reason)
+    error.status, error.code, error.outcome = exc.status, "http_error", "bad_request"
+    error.openai_type = "invalid_request_error"
+    error.anthropic_type = "not_found_error" if exc.status == 404 else "invalid_request_error"
+    error.headers.update({k: v for k, v in exc.headers.items() if k.lower() == "allow"})
+    return error
 
 
 def _note_error(request: web.Request, flight: Flight, exc: GatewayError) -> None:

@@ -103,7 +103,7 @@ async def read_body(request: web.Request) -> tuple[bytes, dict[str, Any]]:
         raise BadRequest("`messages` must be a non-empty array")
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a string `role`")
-    if "stream" in body and not isinstance(body["stream"], bool):
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise BadRequest("`stream` must be a boolean")
     for key in ("max_tokens", "max_completion_tokens"):
         value = body.get(key)
@@ -129,23 +129,25 @@ async def admitted(request: web.Request, flight: Flight, body: dict[str, Any]) -
     reserve = prompt + (answer if isinstance(answer, int) else app[CONFIG].server.default_max_tokens)
     admission = await app[LIMITER].admit(limits, reserve)
     flight.ratelimit_headers = admission.quota.headers()
-    flight.usage = Usage(prompt_tokens=prompt)
-    ran = False
+    flight.prompt_estimate = prompt
     try:
         if flight.stream:
             queue = app[QUEUE]
-            flight.queue_wait = await queue.acquire(tenant.priority)
-            app[METRICS].queue_wait.observe(flight.queue_wait)
+            loop = asyncio.get_running_loop()
+            since = loop.time()
             try:
-                ran = True
+                flight.queue_wait = await queue.acquire(tenant.priority)
+            finally:  # admitted, shed or gone: every wait is observed
+                app[METRICS].queue_wait.observe(loop.time() - since)
+            try:
                 yield
             finally:
                 queue.release()
         else:
-            ran = True
             yield
     finally:
-        used = flight.usage.total if ran and flight.outcome != "upstream_status" else 0
+        # Only an upstream that answered costs tokens (`usage` is set once it did).
+        used = flight.usage.total if flight.usage is not None else 0
         await app[LIMITER].settle(limits, admission.reserved_tokens, used)
 
 
@@ -164,9 +166,11 @@ async def open_upstream(
     except UpstreamError as exc:
         flight.upstream = chain[-1].name
         flight.outcome = exc.outcome
+        flight.retries = exc.retries
         raise
     flight.upstream = opened.upstream.name
     flight.retries = opened.retries
+    flight.usage = Usage(prompt_tokens=flight.prompt_estimate)
     return opened
 
 
@@ -224,7 +228,7 @@ async def stream_answer(
     await response.prepare(request)
     sink = make_sink(response, dialect)
     upstream = opened.upstream
-    meter = UsageMeter(dialect, flight.usage.prompt_tokens if flight.usage else 0)
+    meter = UsageMeter(dialect, flight.prompt_estimate)
     flight.usage = meter.usage
     flight.upstream_response = opened.response
     metrics = app[METRICS]

@@ -50,6 +50,7 @@ class SimpleEvents(Sink):
 
     async def lines(self, complete: bytes) -> None:
         out = []
+        failure: UpstreamError | None = None
         for event in self._parser.feed(complete):
             if self._done or self._failed:
                 break
@@ -60,17 +61,21 @@ class SimpleEvents(Sink):
             try:
                 data = orjson.loads(event.data)
             except orjson.JSONDecodeError:
-                raise UpstreamError("the upstream sent an event that is not JSON") from None
+                failure = UpstreamError("the upstream sent an event that is not JSON")
+                break
             if not isinstance(data, dict):
                 continue
             message = self.dialect.stream_error(event.event, data)
             if message is not None:
-                raise UpstreamError(f"upstream error: {message}")
+                failure = UpstreamError(f"upstream error: {message}")
+                break
             text = self.dialect.text_delta(event.event, data)
             if text:
                 out.append(simple_event("message", {"content": text, "done": False}))
-        if out:
+        if out:  # what came before a failure in the same read still reaches the client
             await self.response.write(b"".join(out))
+        if failure is not None:
+            raise failure
 
     async def error(self, exc: GatewayError) -> None:
         if not self._failed:

@@ -62,6 +62,7 @@ class Flight:
     ttfb: float | None = None
     retries: int = 0
     queue_wait: float | None = None
+    prompt_estimate: int = 0  # reserved at admission; charged once an upstream answered
     usage: Usage | None = None
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
     #: set by drain: the relay must stop and say why

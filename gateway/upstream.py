@@ -65,44 +65,56 @@ class UpstreamClient:
         client_headers: dict[str, str], request_id: str, *, stream: bool,
         commit_at: float | None = None,
     ) -> Opened:
+        loop = asyncio.get_running_loop()
+        # Every attempt, backoff and fallback together stay within the primary's total timeout.
+        overall = loop.time() + chain[0].total_timeout_seconds
         retries = 0
         failure: _Failure | None = None
-        for upstream in chain:
-            if failure is not None:
-                self._metrics.upstream_retries.labels(upstream.name, "fallback").inc()
-                retries += 1
-            payload = body_for(upstream)
-            for attempt in range(upstream.max_retries + 1):
-                if attempt:
+        try:
+            for upstream in chain:
+                if failure is not None:
+                    self._metrics.upstream_retries.labels(upstream.name, "fallback").inc()
                     retries += 1
-                    reason = failure.kind if failure else "other"
-                    self._metrics.upstream_retries.labels(upstream.name, reason).inc()
-                result = await self._attempt(
-                    upstream, payload, client_headers, request_id, stream, commit_at)
-                if isinstance(result, Opened):
-                    result.retries = retries
-                    return result
-                failure = result
-                self._metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
-                if attempt == upstream.max_retries:
+                payload = body_for(upstream)
+                for attempt in range(upstream.max_retries + 1):
+                    if attempt:
+                        retries += 1
+                        reason = failure.kind if failure else "other"
+                        self._metrics.upstream_retries.labels(upstream.name, reason).inc()
+                    if loop.time() >= overall:
+                        failure = _Failure("timeout", "total_timeout_seconds ran out while retrying")
+                        break
+                    result = await self._attempt(
+                        upstream, payload, client_headers, request_id, stream, commit_at, overall)
+                    if isinstance(result, Opened):
+                        result.retries = retries
+                        return result
+                    failure = result
+                    self._metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+                    if attempt == upstream.max_retries:
+                        break
+                    delay = self._backoff(upstream, attempt)
+                    if failure.retry_after is not None:
+                        if failure.retry_after > upstream.backoff_max_seconds:
+                            break  # the upstream asks for longer than we wait: try the next one
+                        delay = max(delay, failure.retry_after)
+                    await self._sleep(min(delay, max(0.0, overall - loop.time())))
+                if loop.time() >= overall:
                     break
-                delay = self._backoff(upstream, attempt)
-                if failure.retry_after is not None:
-                    if failure.retry_after > upstream.backoff_max_seconds:
-                        break  # the upstream asks for longer than we wait: try the next one
-                    delay = max(delay, failure.retry_after)
-                await self._sleep(delay)
-        assert failure is not None
-        names = ", ".join(u.name for u in chain)
-        if failure.answer is not None:
-            raise failure.answer
-        if failure.kind == "timeout":
-            raise UpstreamTimeout(f"no first byte from upstream ({names}): {failure.detail}")
-        raise UpstreamError(f"upstream unavailable ({names}): {failure.detail}")
+            assert failure is not None
+            names = ", ".join(u.name for u in chain)
+            if failure.answer is not None:
+                raise failure.answer
+            if failure.kind == "timeout":
+                raise UpstreamTimeout(f"no first byte from upstream ({names}): {failure.detail}")
+            raise UpstreamError(f"upstream unavailable ({names}): {failure.detail}")
+        except UpstreamError as exc:
+            exc.retries = retries
+            raise
 
     async def _attempt(
         self, upstream: UpstreamSpec, payload: bytes, client_headers: dict[str, str],
-        request_id: str, stream: bool, commit_at: float | None,
+        request_id: str, stream: bool, commit_at: float | None, overall: float,
     ) -> Opened | _Failure:
         dialect = DIALECTS[upstream.dialect]
         headers = dialect.upstream_headers(upstream, client_headers)
@@ -114,7 +126,7 @@ class UpstreamClient:
         deadline = upstream.first_byte_timeout_seconds if stream else upstream.total_timeout_seconds
         response: aiohttp.ClientResponse | None = None
         loop = asyncio.get_running_loop()
-        first_byte_deadline = loop.time() + deadline
+        first_byte_deadline = min(loop.time() + deadline, overall)
         try:
             async with asyncio.timeout_at(first_byte_deadline):
                 response = await self._session.post(

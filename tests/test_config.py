@@ -141,3 +141,9 @@ def test_hash_key_from_argument_and_stdin() -> None:
                               capture_output=True, text=True, timeout=30)
     assert by_arg.stdout.strip() == by_stdin.stdout.strip() == hash_key("my-key")
     assert len(by_arg.stdout.strip()) == 64
+
+
+def test_a_redis_url_that_is_not_one_fails_at_start(tmp_path: Path) -> None:
+    path = config_file(tmp_path, ratelimit={"backend": "redis", "redis_url": "http://x"})
+    with pytest.raises(ConfigError, match=r"ratelimit\.redis_url: String should match pattern"):
+        load_config(path, UPSTREAM_ENV)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 from typing import Any
 
 import orjson
@@ -177,3 +179,59 @@ async def test_wrong_method_on_an_api_route_is_405_in_the_dialect(gateway: Gatew
     assert_openai_error(await response.json())
     response = await gateway.client.get(ANTHROPIC_ROUTE, headers=auth())
     assert_anthropic_error(await response.json())
+
+
+async def test_a_key_that_is_not_utf8_is_401_and_never_logged(gateway: Gateway) -> None:
+    reader, writer = await asyncio.open_connection(gateway.client.host, gateway.client.port)
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                 b"Authorization: Bearer sk-TOPSECRET-\xff\xfe\r\nConnection: close\r\n\r\n{}")
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 401")
+    assert b"TOPSECRET" not in answer and "TOPSECRET" not in gateway.log.getvalue()
+
+
+async def test_unknown_api_paths_answer_404_in_the_dialect(gateway: Gateway) -> None:
+    response = await gateway.client.post("/v1/messages/count_tokens", json={}, headers=auth())
+    assert response.status == 404
+    assert_anthropic_error(await response.json())
+    response = await gateway.client.get("/v1/embeddings", headers=auth())
+    assert response.status == 404
+    assert_openai_error(await response.json())
+
+
+async def test_gzip_request_body_is_decoded_and_relayed(gateway: Gateway, mock: Mock) -> None:
+    body = orjson.dumps(chat_body(stream=False))
+    response = await gateway.client.post(
+        OPENAI_ROUTE, data=gzip.compress(body),
+        headers={**auth(), "Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert response.status == 200
+    assert "content-encoding" not in mock.state.requests[-1].headers
+
+
+async def test_stream_null_means_not_streaming(gateway: Gateway) -> None:
+    response = await gateway.client.post(OPENAI_ROUTE, json=chat_body(stream=None), headers=auth())  # type: ignore[arg-type]
+    assert response.status == 200 and (await response.json())["object"] == "chat.completion"
+
+
+async def test_non_stream_hang_is_bounded_by_the_total_timeout_across_retries(
+    start_gateway: GatewayFactory, mock: Mock
+) -> None:
+    gateway = await start_gateway(upstreams=[
+        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"], "max_retries": 2,
+         "total_timeout_seconds": 0.5, "backoff_base_seconds": 0.01}])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    status, body, _ = await post(gateway, OPENAI_ROUTE, chat_body("mock-1+hang", stream=False))
+    assert status == 504
+    assert loop.time() - started < 1.4  # not 3 x 0.5 s
+    assert_openai_error(body)
+
+
+async def test_failed_requests_log_their_retries_and_charge_no_tokens(gateway: Gateway) -> None:
+    status, _, _ = await post(gateway, OPENAI_ROUTE, chat_body("mock-1+fail=9"))
+    assert status == 502
+    log = gateway.request_logs()[-1]
+    assert log["retries"] == 2 and log["prompt_tokens"] == 0 and log["completion_tokens"] == 0

@@ -77,3 +77,20 @@ async def test_cors_preflight_for_a_browser_origin(start_gateway: GatewayFactory
     other = await gateway.client.options("/api/chat/stream", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+async def test_text_before_a_bad_event_in_the_same_read_is_not_lost(gateway: Gateway) -> None:
+    _, events, _ = await simple_events(gateway, chat_body("mock-1+garbage=2,words=4"))
+    names = [name for name, _ in events]
+    assert names == ["message", "message", "error"]
+    assert "".join(data["content"] for name, data in events if name == "message").split() == \
+        answer_words("hello there", 4)[:2]
+
+
+async def test_cors_preflights_are_not_counted_as_requests(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(server={"cors_origins": ["https://app.example.com"]})
+    preflight = await gateway.client.options("/v1/chat/completions", headers={
+        "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,x-stainless-os"})
+    assert preflight.status == 200  # the SDKs' own headers are allowed
+    assert gateway.request_logs() == []

@@ -16,7 +16,7 @@ from ..errors import GatewayError
 DROPPED_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key",
-    "cookie", "accept-encoding", "openai-organization", "openai-project", "x-request-id",
+    "cookie", "accept-encoding", "content-encoding", "openai-organization", "openai-project", "x-request-id",
 })
 
 
