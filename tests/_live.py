@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,16 +25,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import chat_body, free_port
+
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_KEY = "sk-gw-live-test-key"
 UPSTREAM_KEY = "upstream-secret"
 START_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def require_binary(name: str) -> str:
@@ -191,10 +186,6 @@ async def live_gateway(
             yield LiveGateway(url, port, mock_url, runner.app, process, log)
     finally:
         await runner.cleanup()
-
-
-def chat_body(model: str, *, stream: bool = True, content: str = "hello") -> dict[str, Any]:
-    return {"model": model, "stream": stream, "messages": [{"role": "user", "content": content}]}
 
 
 @dataclass
