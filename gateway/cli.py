@@ -151,9 +151,11 @@ async def serve(
     config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain: `/readyz` and new requests get 503 at once,
-    streams run on for up to `drain_seconds`, then end with an error event; exit clean."""
+    requests in flight run on for up to `drain_seconds`, then streams end with an error
+    event and the rest are cancelled; exit clean."""
     app = build_app(config, logger)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # Drain below waits for requests itself; what is left after it is cancelled at once.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096)
     try:
@@ -174,15 +176,15 @@ async def serve(
     await stop.wait()
     runtime = app[RUNTIME]
     runtime.draining = True
-    logger.info("drain_started", active_streams=len(runtime.streams),
+    logger.info("drain_started", in_flight=len(runtime.flights),
                 drain_seconds=config.server.drain_seconds)
     try:
         await asyncio.wait_for(runtime.idle.wait(), config.server.drain_seconds)
     except TimeoutError:
-        left = list(runtime.streams)
-        for flight in left:
+        left = list(runtime.flights)
+        for flight in left:  # streams end with an error event; the rest are cancelled below
             flight.stop("the gateway is shutting down")
-        logger.warning("drain_timeout", streams_stopped=len(left))
+        logger.warning("drain_timeout", requests_stopped=len(left))
         try:
             await asyncio.wait_for(runtime.idle.wait(), 5)
         except TimeoutError:

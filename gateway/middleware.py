@@ -66,10 +66,12 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     app = request.app
     flight = Flight(request_id, route, asyncio.get_running_loop().time())
     request[FLIGHT] = flight
+    runtime = app[RUNTIME]
     response: web.StreamResponse | None = None
     try:
-        if app[RUNTIME].draining:
+        if runtime.draining:
             raise Shed("the gateway is shutting down", reason="draining", retry_after=5)
+        runtime.add(flight)
         response = await handler(request)
         flight.status = flight.status or response.status
     except GatewayError as exc:
@@ -93,6 +95,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
                           traceback="".join(traceback.format_tb(exc.__traceback__)))
         response = error_response(GatewayError("internal error"), request.path)
     finally:
+        runtime.discard(flight)
         _finish(request, flight)
     if not response.prepared:
         response.headers["x-request-id"] = request_id

@@ -31,7 +31,6 @@ from .state import (
     METRICS,
     QUEUE,
     ROUTER,
-    RUNTIME,
     UPSTREAMS,
     Flight,
 )
@@ -232,8 +231,6 @@ async def stream_answer(
     flight.usage = meter.usage
     flight.upstream_response = opened.response
     metrics = app[METRICS]
-    runtime = app[RUNTIME]
-    runtime.add(flight)
 
     async def write(complete: bytes) -> None:
         await sink.lines(complete)
@@ -273,7 +270,6 @@ async def stream_answer(
         flight.outcome = "client_disconnected"
         flight.status = 499
     finally:
-        runtime.discard(flight)
         flight.upstream_response = None
         if clean:
             opened.response.release()

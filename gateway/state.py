@@ -24,11 +24,11 @@ from .upstream import UpstreamClient
 
 @dataclass(slots=True)
 class Runtime:
-    """The little that changes while serving: drain state and the streams to stop."""
+    """The little that changes while serving: drain state and the requests in flight."""
 
     draining: bool = False
-    streams: set[Flight] = field(default_factory=set)
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when `streams` is empty
+    flights: set[Flight] = field(default_factory=set)  # API requests in flight, for drain
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when `flights` is empty
     upstreams_reachable: bool = True
     ready_checked: float = float("-inf")  # loop.time() of the last upstream probe
 
@@ -36,12 +36,12 @@ class Runtime:
         self.idle.set()
 
     def add(self, flight: Flight) -> None:
-        self.streams.add(flight)
+        self.flights.add(flight)
         self.idle.clear()
 
     def discard(self, flight: Flight) -> None:
-        self.streams.discard(flight)
-        if not self.streams:
+        self.flights.discard(flight)
+        if not self.flights:
             self.idle.set()
 
 
@@ -65,7 +65,7 @@ class Flight:
     prompt_estimate: int = 0  # reserved at admission; charged once an upstream answered
     usage: Usage | None = None
     ratelimit_headers: dict[str, str] = field(default_factory=dict)
-    #: set by drain: the relay must stop and say why
+    #: a stream's upstream response, for drain to close: the relay then stops and says why
     upstream_response: aiohttp.ClientResponse | None = None
     stopped: str | None = None
 

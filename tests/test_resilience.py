@@ -190,3 +190,24 @@ async def test_stream_requests_ask_the_upstream_for_no_compression(gateway: Gate
         "/v1/chat/completions", json=chat_body(), headers={**auth(), "Accept-Encoding": "gzip"})
     await response.read()
     assert mock.state.requests[-1].headers["accept-encoding"] == "identity"
+
+
+async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, tmp_path: Path) -> None:
+    port = free_port()
+    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 10})
+    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
+    try:
+        async with aiohttp.ClientSession() as session:
+            pending = asyncio.ensure_future(session.post(
+                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
+                headers=auth()))
+            while not mock.state.requests:  # the request reached the upstream
+                await asyncio.sleep(0.01)
+            gateway.proc.send_signal(signal.SIGTERM)
+            response = await asyncio.wait_for(pending, 10)
+            assert response.status == 200
+            assert (await response.json())["object"] == "chat.completion"
+        assert gateway.proc.wait(timeout=15) == 0
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
