@@ -167,6 +167,10 @@ def load_config(path: str | Path | None, env: Mapping[str, str]) -> Config:
 
 def config_from_dict(raw: dict[str, Any], env: Mapping[str, str], *, source: str) -> Config:
     raw = apply_env_overrides(raw, env, source=source)
+    for i, entry in enumerate(raw.get("upstreams") or []):
+        if isinstance(entry, dict) and "api_key" in entry:
+            raise ConfigError(f"{source}: upstreams[{i}].api_key: secrets are never in the file; "
+                              "put the key in the environment variable `api_key_env` names")
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

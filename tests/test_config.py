@@ -147,3 +147,11 @@ def test_a_redis_url_that_is_not_one_fails_at_start(tmp_path: Path) -> None:
     path = config_file(tmp_path, ratelimit={"backend": "redis", "redis_url": "http://x"})
     with pytest.raises(ConfigError, match=r"ratelimit\.redis_url: String should match pattern"):
         load_config(path, UPSTREAM_ENV)
+
+
+def test_an_upstream_key_in_the_file_is_refused(tmp_path: Path) -> None:
+    raw = raw_config(MOCK_URL)
+    raw["upstreams"][0]["api_key"] = "sk-in-the-file"
+    with pytest.raises(ConfigError, match=r"upstreams\[0\]\.api_key: secrets are never in the file") as caught:
+        load_config(write_toml(tmp_path / "c.toml", raw), UPSTREAM_ENV)
+    assert "sk-in-the-file" not in str(caught.value)
