@@ -35,10 +35,11 @@ def make_logger(stream: TextIO | None = None, *, level: int = 20) -> FilteringBo
 
 def route_library_logs(stream: TextIO | None = None, *, level: int = logging.WARNING) -> None:
     """Send the standard-library loggers (aiohttp's "Error handling request", asyncio's
-    warnings) through the same JSON rendering: one line each, tracebacks as a field.
-    Called once by the CLI at start; the library's logging is process-wide by nature."""
+    warnings) through the same JSON rendering: one line each, an exception named by its
+    type only (see `_exception_type_only`). Called once by the CLI at start; the library's logging
+    is process-wide by nature."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.addFilter(_frames_only)
+    handler.addFilter(_exception_type_only)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[
             structlog.stdlib.add_log_level,
@@ -47,7 +48,6 @@ def route_library_logs(stream: TextIO | None = None, *, level: int = logging.WAR
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ],
     ))
@@ -56,7 +56,7 @@ def route_library_logs(stream: TextIO | None = None, *, level: int = logging.WAR
     root.setLevel(level)
 
 
-def _frames_only(record: logging.LogRecord) -> bool:
+def _exception_type_only(record: logging.LogRecord) -> bool:
     """Keep an exception's type, drop its text and traceback: a library's message can quote
     the request (aiohttp's "Got more than 8190 bytes when reading: b'Bearer ...'")."""
     if record.exc_info and record.exc_info[1] is not None:
