@@ -127,6 +127,7 @@ class UpstreamClient:
         response: aiohttp.ClientResponse | None = None
         loop = asyncio.get_running_loop()
         first_byte_deadline = min(loop.time() + deadline, overall)
+        budget = round(first_byte_deadline - loop.time(), 3)
         try:
             async with asyncio.timeout_at(first_byte_deadline):
                 response = await self._session.post(
@@ -161,7 +162,7 @@ class UpstreamClient:
             return _Failure("connect", f"connect timed out after {seconds}s")
         except TimeoutError:
             _close(response)
-            return _Failure("timeout", f"nothing within {deadline}s")
+            return _Failure("timeout", f"nothing within {budget}s")
         except aiohttp.ClientError as exc:
             _close(response)
             return _Failure("connect", type(exc).__name__)
