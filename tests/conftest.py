@@ -198,12 +198,25 @@ def spawn_gateway(config_path: Path, tmp_path: Path, port: int, env: dict[str, s
     raise RuntimeError("gateway did not start within 20 s")
 
 
+Spawn = Callable[..., Process]
+
+
 @pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Subprocesses a test started; each is ended by its PID at teardown."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+def spawned(tmp_path: Path) -> Iterator[Spawn]:
+    """`spawned(mock_url, name=..., server={...}, ...)`: `python -m gateway serve` on a free
+    port with a test config; each one is ended by its PID at teardown."""
+    started: list[Process] = []
+
+    def spawn(mock_url: str, *, name: str = "gateway", **sections: Any) -> Process:
+        port = free_port()
+        server = {"host": "127.0.0.1", "port": port, **sections.pop("server", {})}
+        raw = raw_config(mock_url, server=server, **sections)
+        started.append(spawn_gateway(write_toml(tmp_path / f"{name}.toml", raw), tmp_path, port,
+                                     name=name))
+        return started[-1]
+
+    yield spawn
+    for gateway in started:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+            gateway.proc.wait(timeout=10)

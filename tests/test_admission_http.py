@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,12 +15,10 @@ from tests.conftest import (
     Gateway,
     GatewayFactory,
     Mock,
+    Spawn,
     auth,
     chat_body,
     free_port,
-    raw_config,
-    spawn_gateway,
-    write_toml,
 )
 
 RATE_HEADERS = [f"x-ratelimit-{f}-{k}" for k in ("requests", "tokens") for f in ("limit", "remaining", "reset")]
@@ -207,30 +204,23 @@ async def test_slots_always_come_back(start_gateway: GatewayFactory) -> None:
 
 @pytest.mark.redis
 async def test_two_gateway_processes_share_one_redis_limit(
-    mock: Mock, tmp_path: Path, redis_url: str
+    mock: Mock, spawned: Spawn, redis_url: str
 ) -> None:
-    replicas = []
-    try:
-        for name in ("a", "b"):
-            port = free_port()
-            raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port},
-                             ratelimit={"backend": "redis", "redis_url": redis_url},
-                             tenants=tenants(requests_per_minute=7))
-            replicas.append(spawn_gateway(write_toml(tmp_path / f"{name}.toml", raw), tmp_path, port, name=name))
-        async with aiohttp.ClientSession() as session:
+    replicas = [
+        spawned(mock.url, name=name, ratelimit={"backend": "redis", "redis_url": redis_url},
+                tenants=tenants(requests_per_minute=7))
+        for name in ("a", "b")
+    ]
+    async with aiohttp.ClientSession() as session:
 
-            async def one(i: int) -> int:
-                url = replicas[i % 2].url + "/v1/chat/completions"
-                async with session.post(url, json=chat_body(stream=False), headers=auth()) as response:
-                    await response.read()
-                    return response.status
+        async def one(i: int) -> int:
+            url = replicas[i % 2].url + "/v1/chat/completions"
+            async with session.post(url, json=chat_body(stream=False), headers=auth()) as response:
+                await response.read()
+                return response.status
 
-            statuses = await asyncio.gather(*(one(i) for i in range(20)))
-        assert statuses.count(200) == 7 and statuses.count(429) == 13
-    finally:
-        for replica in replicas:
-            replica.proc.terminate()
-            replica.proc.wait(timeout=15)
+        statuses = await asyncio.gather(*(one(i) for i in range(20)))
+    assert statuses.count(200) == 7 and statuses.count(429) == 13
 
 
 @pytest.mark.parametrize(("fail_open", "expected"), [(True, 200), (False, 503)])

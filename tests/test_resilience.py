@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
@@ -14,12 +13,10 @@ from tests.conftest import (
     Gateway,
     GatewayFactory,
     Mock,
+    Spawn,
     auth,
     chat_body,
     free_port,
-    raw_config,
-    spawn_gateway,
-    write_toml,
 )
 
 
@@ -113,58 +110,46 @@ async def test_idle_upstream_mid_stream_ends_in_an_error_event(
     assert not record.completed
 
 
-async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, tmp_path: Path) -> None:
-    port = free_port()
-    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 10})
-    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
-    try:
-        async with aiohttp.ClientSession() as session:
-            response = await session.post(
-                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=10,words=20"),
-                headers=auth())
-            first = await response.content.readany()
-            assert first.startswith(b"data:")
-            gateway.proc.send_signal(signal.SIGTERM)
-            ready = None
-            for _ in range(100):
-                ready = await session.get(f"{gateway.url}/readyz")
-                if ready.status == 503:
-                    break
-                await asyncio.sleep(0.02)
-            assert ready is not None and ready.status == 503
-            refused = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(),
-                                         headers=auth())
-            assert refused.status == 503 and "Retry-After" in refused.headers
-            rest = await response.read()
-            assert rest.endswith(b"data: [DONE]\n\n")  # the stream ran to its end
-        assert gateway.proc.wait(timeout=15) == 0
-        assert '"drain_started"' in gateway.stderr()
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.proc.kill()
+async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, spawned: Spawn) -> None:
+    gateway = spawned(mock.url, server={"drain_seconds": 10})
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=10,words=20"),
+            headers=auth())
+        first = await response.content.readany()
+        assert first.startswith(b"data:")
+        gateway.proc.send_signal(signal.SIGTERM)
+        ready = None
+        for _ in range(100):
+            ready = await session.get(f"{gateway.url}/readyz")
+            if ready.status == 503:
+                break
+            await asyncio.sleep(0.02)
+        assert ready is not None and ready.status == 503
+        refused = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(),
+                                     headers=auth())
+        assert refused.status == 503 and "Retry-After" in refused.headers
+        rest = await response.read()
+        assert rest.endswith(b"data: [DONE]\n\n")  # the stream ran to its end
+    assert gateway.proc.wait(timeout=15) == 0
+    assert '"drain_started"' in gateway.stderr()
 
 
-async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, tmp_path: Path) -> None:
-    port = free_port()
-    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 0.3})
-    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
-    try:
-        async with aiohttp.ClientSession() as session:
-            response = await session.post(
-                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=5,words=100"),
-                headers=auth())
-            await response.content.readany()
-            gateway.proc.send_signal(signal.SIGTERM)
-            body = await asyncio.wait_for(response.read(), 10)
-        last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
-        assert "shutting down" in last["error"]["message"]
-        assert gateway.proc.wait(timeout=15) == 0
-        record = mock.state.streams[-1]
-        await asyncio.wait_for(record.ended.wait(), 5)
-        assert not record.completed
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.proc.kill()
+async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, spawned: Spawn) -> None:
+    gateway = spawned(mock.url, server={"drain_seconds": 0.3})
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(
+            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=5,words=100"),
+            headers=auth())
+        await response.content.readany()
+        gateway.proc.send_signal(signal.SIGTERM)
+        body = await asyncio.wait_for(response.read(), 10)
+    last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
+    assert "shutting down" in last["error"]["message"]
+    assert gateway.proc.wait(timeout=15) == 0
+    record = mock.state.streams[-1]
+    await asyncio.wait_for(record.ended.wait(), 5)
+    assert not record.completed
 
 
 async def test_upstream_429_that_persists_is_passed_through(gateway: Gateway, mock: Mock) -> None:
@@ -192,22 +177,16 @@ async def test_stream_requests_ask_the_upstream_for_no_compression(gateway: Gate
     assert mock.state.requests[-1].headers["accept-encoding"] == "identity"
 
 
-async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, tmp_path: Path) -> None:
-    port = free_port()
-    raw = raw_config(mock.url, server={"host": "127.0.0.1", "port": port, "drain_seconds": 10})
-    gateway = spawn_gateway(write_toml(tmp_path / "gateway.toml", raw), tmp_path, port)
-    try:
-        async with aiohttp.ClientSession() as session:
-            pending = asyncio.ensure_future(session.post(
-                f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
-                headers=auth()))
-            while not mock.state.requests:  # the request reached the upstream
-                await asyncio.sleep(0.01)
-            gateway.proc.send_signal(signal.SIGTERM)
-            response = await asyncio.wait_for(pending, 10)
-            assert response.status == 200
-            assert (await response.json())["object"] == "chat.completion"
-        assert gateway.proc.wait(timeout=15) == 0
-    finally:
-        if gateway.proc.poll() is None:
-            gateway.proc.kill()
+async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, spawned: Spawn) -> None:
+    gateway = spawned(mock.url, server={"drain_seconds": 10})
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.ensure_future(session.post(
+            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
+            headers=auth()))
+        while not mock.state.requests:  # the request reached the upstream
+            await asyncio.sleep(0.01)
+        gateway.proc.send_signal(signal.SIGTERM)
+        response = await asyncio.wait_for(pending, 10)
+        assert response.status == 200
+        assert (await response.json())["object"] == "chat.completion"
+    assert gateway.proc.wait(timeout=15) == 0
