@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import fnmatch
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
+from . import __version__
 from .config import Config
 
 OTHER = "other"
@@ -25,7 +34,10 @@ class Metrics:
     def __init__(self, config: Config) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._tenants = frozenset(t.name for t in config.tenants)
-        self._model_globs = tuple(dict.fromkeys(p for u in config.upstreams for p in u.models))
+        # Concrete names first (a route's or an upstream's), then the globs they fall under.
+        names = [r.model for r in config.routes] + [p for u in config.upstreams for p in u.models]
+        self._model_names = frozenset(n for n in names if not _is_glob(n))
+        self._model_globs = tuple(dict.fromkeys(n for n in names if _is_glob(n)))
         self._upstreams = frozenset(u.name for u in config.upstreams)
         r = self.registry
         self.requests = Counter(
@@ -59,15 +71,47 @@ class Metrics:
         self.limiter_errors = Counter(
             "gateway_ratelimit_backend_errors", "Rate-limit backend failures (fail_open decides)",
             registry=r)
+        self.cost = Counter(
+            "gateway_cost_usd", "Spend in USD from settled usage and [prices]", ["tenant", "model"],
+            registry=r)
+        self.unpriced = Counter(
+            "gateway_unpriced_requests", "Requests whose model has no price (counted as zero cost)",
+            ["model"], registry=r)
+        self.budget_remaining = Gauge(
+            "gateway_budget_remaining_usd", "Budget left this period", ["tenant"], registry=r)
+        self.upstream_up = Gauge(
+            "gateway_upstream_up", "0 while the upstream's circuit breaker is open", ["upstream"],
+            registry=r)
+        self.midstream_recoveries = Counter(
+            "gateway_midstream_recoveries", "Streams cut after the first byte and continued elsewhere",
+            ["route", "result"], registry=r)
+        self.config_reloads = Counter(
+            "gateway_config_reloads", "Config reloads by result", ["result"], registry=r)
+        self.client_errors = Counter(
+            "gateway_client_errors", "Requests refused for the client's own fault (401, 400, 404, 413)",
+            ["status"], registry=r)
+        self.closed_connections = Counter(
+            "gateway_client_connections_closed", "Client connections the gateway closed",
+            ["reason"], registry=r)
+        self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r)
+        self.build_info.labels(__version__).set(1)
+        for upstream in self._upstreams:
+            self.upstream_up.labels(upstream).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
 
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
 
     def model(self, name: str | None) -> str:
-        """A model label: the configured pattern it matched (`gpt-*`), so a client can't mint
-        new series by inventing model names; `other` when it matched none."""
+        """A model label: the configured name, else the configured pattern it matched
+        (`gpt-*`), so a client can't mint new series by inventing model names; `other` when
+        it matched none."""
         if name is None:
             return OTHER
+        if name in self._model_names:
+            return name
         for glob in self._model_globs:
             if name == glob or fnmatch.fnmatchcase(name, glob):
                 return glob
@@ -76,3 +120,7 @@ class Metrics:
     def upstream(self, name: str | None) -> str:
         return name if name in self._upstreams else OTHER
 
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from gateway.cli import main
-from gateway.config import load_config
+from gateway.config import config_from_dict, load_config
 from gateway.errors import ConfigError
 from tests.conftest import REPO, UPSTREAM_ENV, raw_config, write_toml
 
@@ -68,20 +68,27 @@ def test_env_overrides_every_scalar(tmp_path: Path) -> None:
     ("sections", "env", "expected"),
     [
         ({"server": {"colour": "red"}}, {}, "server.colour: unknown key"),
-        ({"server": {"port": "8080"}}, {}, "server.port: Input should be a valid integer"),
-        ({"server": {"ui": "yes"}}, {}, "server.ui: Input should be a valid boolean"),
-        ({"limits": {"max_concurrent_streams": 0}}, {}, "limits.max_concurrent_streams: Input should be greater than 0"),
-        ({"limits": {"queue_timeout_seconds": -1}}, {}, "limits.queue_timeout_seconds: Input should be greater than 0"),
-        ({"ratelimit": {"backend": "etcd"}}, {}, "ratelimit.backend: Input should be 'memory' or 'redis'"),
-        ({}, {"GATEWAY_SERVER_PORT": "99999"}, "server.port: Input should be less than or equal to 65535"),
+        ({"server": {"port": "8080"}}, {}, "server.port: must be an integer (got '8080')"),
+        ({"server": {"ui": "yes"}}, {}, "server.ui: must be true or false"),
+        ({"limits": {"max_concurrent_streams": 0}}, {}, "limits.max_concurrent_streams: must be greater than 0"),
+        ({"limits": {"queue_timeout_seconds": -1}}, {}, "limits.queue_timeout_seconds: must be greater than 0"),
+        ({"ratelimit": {"backend": "etcd"}}, {}, "ratelimit.backend: must be 'memory' or 'redis'"),
+        ({}, {"GATEWAY_SERVER_PORT": "99999"}, "GATEWAY_SERVER_PORT (environment) -> server.port: must be less than or equal to 65535"),
         ({}, {"GATEWAY_SERVER_NOPE": "1"}, "server.nope: unknown key"),
         ({}, {"GATEWAY_UPSTREAMS_0_FALLBACKS": '["ghost"]'}, "upstreams[0].fallbacks[0]: names no upstream: 'ghost'"),
-        ({}, {"GATEWAY_UPSTREAMS_0_DIALECT": "grpc"}, "upstreams[0].dialect: Input should be 'openai' or 'anthropic'"),
+        ({}, {"GATEWAY_UPSTREAMS_0_DIALECT": "grpc"}, "upstreams[0].dialect: must be 'openai' or 'anthropic'"),
         ({}, {"GATEWAY_TENANTS_0_KEY_SHA256": "abc123"}, "tenants[0].key_sha256: must be 64 hex characters"),
         ({}, {"GATEWAY_TENANTS_0_MODELS": '["llama-*"]'}, "tenants[0].models: ['llama-*'] routes to no upstream"),
-        ({}, {"GATEWAY_TENANTS_0_REQUESTS_PER_MINUTE": "0"}, "tenants[0].requests_per_minute: Input should be greater than 0"),
-        ({}, {"GATEWAY_UPSTREAMS_0_API_KEY_ENV": "NOT_SET_ANYWHERE"}, "upstreams[0].api_key_env: environment variable NOT_SET_ANYWHERE is not set"),
-        ({}, {"GATEWAY_UPSTREAMS_0_BASE_URL": "ftp://x"}, "upstreams[0].base_url: String should match pattern"),
+        ({}, {"GATEWAY_TENANTS_0_REQUESTS_PER_MINUTE": "0"}, "tenants[0].requests_per_minute: must be greater than 0"),
+        ({}, {"GATEWAY_UPSTREAMS_0_API_KEY_ENV": "NOT_SET", "GATEWAY_UPSTREAMS_1_API_KEY_ENV": "NOT_SET"},
+         "upstreams: none is usable"),
+        ({}, {"GATEWAY_SERVER_PORT": "abc"}, "GATEWAY_SERVER_PORT (environment) -> server.port: must be an integer (got 'abc')"),
+        ({"routes": [{"model": "x", "targets": ["ghost:m"]}]}, {}, "routes[0].targets[0]: names no upstream: 'ghost'"),
+        ({"routes": [{"model": "a", "targets": ["mock"], "on_context_overflow": "b"},
+                     {"model": "b", "targets": ["mock"], "on_context_overflow": "a"}]}, {}, "routes[0].on_context_overflow: cycle"),
+        ({"server": {"admin_key_sha256": "0" * 64}}, {"GATEWAY_TENANTS_0_KEY_SHA256": "0" * 64},
+         "tenants[0].key_sha256: a tenant key can't be the admin key"),
+        ({}, {"GATEWAY_UPSTREAMS_0_BASE_URL": "ftp://x"}, "upstreams[0].base_url: must match the pattern ^https?://"),
         ({}, {"GATEWAY_UPSTREAMS_9_NAME": "x"}, "upstreams: GATEWAY_UPSTREAMS_9_NAME names no entry"),
         ({}, {"GATEWAY_TENANTS_1_NAME": "tenant-a"}, "tenants[1].name: duplicate tenant 'tenant-a'"),
         ({"upstreams": []}, {}, "upstreams: required key is missing"),
@@ -145,7 +152,7 @@ def test_hash_key_from_argument_and_stdin() -> None:
 
 def test_a_redis_url_that_is_not_one_fails_at_start(tmp_path: Path) -> None:
     path = config_file(tmp_path, ratelimit={"backend": "redis", "redis_url": "http://x"})
-    with pytest.raises(ConfigError, match=r"ratelimit\.redis_url: String should match pattern"):
+    with pytest.raises(ConfigError, match=r"ratelimit\.redis_url: must match the pattern"):
         load_config(path, UPSTREAM_ENV)
 
 
@@ -155,3 +162,31 @@ def test_an_upstream_key_in_the_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"upstreams\[0\]\.api_key: secrets are never in the file") as caught:
         load_config(write_toml(tmp_path / "c.toml", raw), UPSTREAM_ENV)
     assert "sk-in-the-file" not in str(caught.value)
+
+
+def test_prices_and_routes_load_and_a_missing_price_field_is_named() -> None:
+    raw = raw_config(MOCK_URL, prices={"gpt-4o*": {"input": 2.5, "output": 10}},
+                     routes=[{"model": "chat", "targets": ["mock:gpt-4o", "mock-anthropic:claude-3"]}])
+    config = config_from_dict(raw, UPSTREAM_ENV, source="<t>")
+    assert config.prices["gpt-4o*"].output == 10.0
+    assert config.routes[0].targets == ("mock:gpt-4o", "mock-anthropic:claude-3")
+    raw["prices"] = {"gpt-4o": {"input": 1}}
+    with pytest.raises(ConfigError, match=r"^<t>: prices.gpt-4o.output: required key is missing$"):
+        config_from_dict(raw, UPSTREAM_ENV, source="<t>")
+
+
+def test_an_upstream_whose_key_variable_is_empty_is_disabled_with_a_warning() -> None:
+    warnings: list[str] = []
+    raw = raw_config(MOCK_URL)
+    config = config_from_dict(raw, {"MOCK_OPENAI_KEY": "k", "MOCK_ANTHROPIC_KEY": "",
+                                    "GATEWAY_SERVR_PORT": "1"}, source="<t>", warn=warnings.append)
+    assert [u.name for u in config.upstreams] == ["mock"]
+    assert any("MOCK_ANTHROPIC_KEY is not set: upstream 'mock-anthropic' is disabled" in w for w in warnings)
+    assert any(w.startswith("GATEWAY_SERVR_PORT: not a config override") for w in warnings)
+
+
+def test_an_upstream_without_api_key_env_takes_no_key() -> None:
+    raw = raw_config(MOCK_URL)
+    del raw["upstreams"][0]["api_key_env"]
+    config = config_from_dict(raw, UPSTREAM_ENV, source="<t>")
+    assert config.upstreams[0].api_key.get_secret_value() == ""

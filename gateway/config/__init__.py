@@ -1,0 +1,20 @@
+"""Configuration: the schema (`schema.py`) and how a file plus the env become one (`load.py`)."""
+
+from __future__ import annotations
+
+from .load import apply_env_overrides, config_from_dict, load_config
+from .schema import (
+    Config,
+    LimitsConfig,
+    PriceSpec,
+    RateLimitConfig,
+    RouteSpec,
+    ServerConfig,
+    Tenant,
+    UpstreamSpec,
+)
+
+__all__ = [
+    "Config", "LimitsConfig", "PriceSpec", "RateLimitConfig", "RouteSpec", "ServerConfig",
+    "Tenant", "UpstreamSpec", "apply_env_overrides", "config_from_dict", "load_config",
+]
