@@ -6,28 +6,31 @@ long-lived objects (client session, limiter, queue, metrics) created and closed 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from importlib import resources
 
 import aiohttp
 import aiohttp_cors
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
+from .admission.ticket import Gate
 from .auth import Authenticator
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import gateway_middleware
-from .proxy import chat_completions, messages, models
+from .routes import ROUTES
 from .routing import Router
-from .simple import chat_stream
 from .state import (
     AUTH,
     CONFIG,
+    DEMO_KEY,
+    GATE,
     LIMITER,
     LOGGER,
     METRICS,
@@ -43,10 +46,14 @@ from .upstream import UpstreamClient, reachable
 READY_PROBE_SECONDS = 2.0
 
 
-def build_app(config: Config, logger: FilteringBoundLogger | None = None) -> web.Application:
+def build_app(
+    config: Config, logger: FilteringBoundLogger | None = None, *, demo_key: str | None = None,
+) -> web.Application:
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
+    if demo_key is not None:
+        app[DEMO_KEY] = demo_key
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[AUTH] = Authenticator(config.tenants)
@@ -59,15 +66,10 @@ def build_app(config: Config, logger: FilteringBoundLogger | None = None) -> web
     metrics.queue_depth.set_function(lambda: queue.depth)
     app.cleanup_ctx.extend([_client_session, _limiter])
 
-    api = [
-        web.post("/v1/chat/completions", chat_completions),
-        web.post("/v1/messages", messages),
-        web.get("/v1/models", models, allow_head=False),
-        web.post("/api/chat/stream", chat_stream),
-    ]
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler, name=route.name)
     app.add_routes([
-        *api,
-        web.get("/metrics", metrics_endpoint),
+        web.get("/metrics", make_aiohttp_handler(metrics.registry), allow_head=False),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
     ])
@@ -127,13 +129,9 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     else:
         limiter = MemoryLimiter()
     app[LIMITER] = limiter
+    app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens)
     yield
     await limiter.close()
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -146,12 +144,11 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.draining:
         return web.json_response({"status": "draining"}, status=503)
-    loop = asyncio.get_running_loop()
-    if loop.time() >= runtime.ready_checked + READY_PROBE_SECONDS:
+    if time.perf_counter() >= runtime.ready_checked + READY_PROBE_SECONDS:
         upstreams = request.app[CONFIG].upstreams
         results = await asyncio.gather(*(reachable(u) for u in upstreams))
         runtime.upstreams_reachable = any(results)
-        runtime.ready_checked = loop.time()
+        runtime.ready_checked = time.perf_counter()
     if not runtime.upstreams_reachable:
         return web.json_response({"status": "no upstream reachable"}, status=503)
     return web.json_response({"status": "ready"})

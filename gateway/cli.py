@@ -6,26 +6,20 @@ Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import os
-import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
-from .app import build_app
 from .auth import hash_key
-from .config import Config, config_from_dict, load_config
+from .config import Config, load_config
+from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
-from .state import RUNTIME
-
-DEMO_KEY = "gw-demo-key"
-DEMO_UPSTREAM_KEY_ENV = "GATEWAY_DEMO_UPSTREAM_KEY"
+from .server import run, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,16 +104,16 @@ def _serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     try:
         if args.demo:
-            runner_factory: Callable[[], Coroutine[Any, Any, None]] = lambda: _serve_demo(  # noqa: E731
+            runner_factory: Callable[[], Coroutine[Any, Any, None]] = lambda: serve_demo(  # noqa: E731
                 path, env, logger)
         else:
-            config = load_config(path, env) if path else _no_config()
+            config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
             runner_factory = lambda: serve(config, logger)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))
         return 2
     try:
-        _run(runner_factory, args.loop)
+        run(runner_factory, args.loop)
     except ConfigError as exc:  # demo: its config is built once the mock has a port
         logger.error("config_error", error=str(exc))
         return 2
@@ -129,126 +123,9 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warner(logger: FilteringBoundLogger) -> Callable[[str], None]:
+    return lambda message: logger.warning("config_warning", warning=message)
+
+
 def _no_config() -> Config:
     raise ConfigError("<none>: no config file: pass --config PATH, set GATEWAY_CONFIG, or use --demo")
-
-
-def _run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
-    factory = None
-    if loop in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if loop == "uvloop":
-                raise OSError("uvloop is not installed (pip install 'llm-stream-gateway[uvloop]')") from None
-        else:
-            factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(main())
-
-
-async def serve(
-    config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None
-) -> None:
-    """Run until SIGTERM/SIGINT, then drain: `/readyz` and new requests get 503 at once,
-    requests in flight run on for up to `drain_seconds`, then streams end with an error
-    event and the rest are cancelled; exit clean."""
-    app = build_app(config, logger)
-    # Drain below waits for requests itself; what is left after it is cancelled at once.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096)
-    try:
-        await site.start()
-    except BaseException:
-        await runner.cleanup()  # closes the client session and the limiter
-        raise
-    url = _site_url(runner, config.server.host)
-    logger.info("started", url=url, upstreams=[u.name for u in config.upstreams],
-                tenants=len(config.tenants), ratelimit_backend=config.ratelimit.backend,
-                loop=type(asyncio.get_running_loop()).__module__)
-    if banner is not None:
-        banner(url)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    runtime = app[RUNTIME]
-    runtime.draining = True
-    logger.info("drain_started", in_flight=len(runtime.flights),
-                drain_seconds=config.server.drain_seconds)
-    try:
-        await asyncio.wait_for(runtime.idle.wait(), config.server.drain_seconds)
-    except TimeoutError:
-        left = list(runtime.flights)
-        for flight in left:  # streams end with an error event; the rest are cancelled below
-            flight.stop("the gateway is shutting down")
-        logger.warning("drain_timeout", requests_stopped=len(left))
-        try:
-            await asyncio.wait_for(runtime.idle.wait(), 5)
-        except TimeoutError:
-            pass
-    await runner.cleanup()
-    logger.info("stopped")
-
-
-def _site_url(runner: web.AppRunner, host: str) -> str:
-    addresses = runner.addresses
-    port = addresses[0][1] if addresses else 0
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    return f"http://{shown}:{port}"
-
-
-async def _serve_demo(path: str | None, env: Mapping[str, str], logger: FilteringBoundLogger) -> None:
-    from .mock import MockSettings, start_mock
-
-    mock_runner, mock_url = await start_mock(
-        settings=MockSettings(tokens_per_second=25, words=40, api_key="demo-upstream-key"))
-    try:
-        config = demo_config(path, {**env, DEMO_UPSTREAM_KEY_ENV: "demo-upstream-key"}, mock_url)
-
-        def banner(url: str) -> None:
-            body = '{"model":"mock-1","stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
-            print(
-                f"\nLLM Stream Gateway demo on {url} (mock upstream at {mock_url})\n"
-                f"demo key: {DEMO_KEY}\n"
-                f"chat page: {url}/\n"
-                f"try:\n  curl -N {url}/v1/chat/completions "
-                f"-H 'Authorization: Bearer {DEMO_KEY}' -H 'Content-Type: application/json' "
-                f"-d '{body}'\n",
-                flush=True,
-            )
-
-        await serve(config, logger, banner)
-    finally:
-        await mock_runner.cleanup()
-
-
-def demo_config(path: str | None, env: Mapping[str, str], mock_url: str) -> Config:
-    """Defaults (or the given file's server/limits/ratelimit sections), the mock as both an
-    OpenAI and an Anthropic upstream (`mock-*` works on both routes, `gpt-*` on the OpenAI
-    one, `claude-*` on the Anthropic one), and one demo tenant; the chat page on."""
-    import tomllib
-    from pathlib import Path
-
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    server = {"host": "127.0.0.1", "ui": True, **raw.get("server", {})}
-    raw = {
-        "server": server,
-        "limits": raw.get("limits", {}),
-        "ratelimit": raw.get("ratelimit", {}),
-        "upstreams": [
-            {"name": "mock-openai", "dialect": "openai", "base_url": f"{mock_url}/v1",
-             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["mock-*", "gpt-*"]},
-            {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["claude-*", "mock-*"]},
-        ],
-        "tenants": [{"name": "demo", "key_sha256": hash_key(DEMO_KEY), "models": ["*"]}],
-    }
-    return config_from_dict(raw, env, source=path or "<demo>")

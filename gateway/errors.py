@@ -1,21 +1,21 @@
 """The gateway's own exceptions: what went wrong, in domain words, with its HTTP status.
 
-Library exceptions (aiohttp, asyncio, redis) are converted into these where they
-cross into our code; one place (`app.error_middleware` via `dialects`) turns
-them into a response in the route's dialect.
+Library exceptions (aiohttp, asyncio, redis) are converted into these where they cross
+into our code. Nothing here knows a dialect: `shapes.py` maps each error's `kind` to the
+wording of the route's error shape, in ONE place (the middleware) for answers before the
+stream, and in the sink for the one error event after it.
 """
 
 from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Base: an error with a status, a machine code and a client-safe message."""
+    """Base: an error with a status, a machine code, a kind and a client-safe message."""
 
     status: int = 500
     code: str = "internal_error"
-    #: OpenAI `error.type` / Anthropic `error.type`
-    openai_type: str = "server_error"
-    anthropic_type: str = "api_error"
+    #: what sort of failure, for the error shapes' tables (see `shapes.py`)
+    kind: str = "server"
     #: the outcome written to the request's log line
     outcome: str = "error"
 
@@ -28,30 +28,38 @@ class GatewayError(Exception):
 class BadRequest(GatewayError):
     status = 400
     code = "invalid_request"
-    openai_type = "invalid_request_error"
-    anthropic_type = "invalid_request_error"
+    kind = "invalid_request"
     outcome = "bad_request"
 
 
 class BodyTooLarge(BadRequest):
     status = 413
     code = "request_too_large"
-    anthropic_type = "request_too_large"
+    kind = "request_too_large"
+
+
+class RouterRefused(BadRequest):
+    """The HTTP router's own 4xx (404 unknown path, 405 wrong method), in the route's shape."""
+
+    code = "http_error"
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.status = status
+        self.kind = "not_found" if status == 404 else "invalid_request"
 
 
 class Unauthorized(GatewayError):
     status = 401
     code = "invalid_api_key"
-    openai_type = "authentication_error"
-    anthropic_type = "authentication_error"
+    kind = "authentication"
     outcome = "unauthorized"
 
 
 class ModelNotFound(GatewayError):
     status = 404
     code = "model_not_found"
-    openai_type = "invalid_request_error"
-    anthropic_type = "not_found_error"
+    kind = "not_found"
     outcome = "model_not_found"
 
 
@@ -60,16 +68,22 @@ class RateLimited(GatewayError):
 
     status = 429
     code = "rate_limit_exceeded"
-    openai_type = "rate_limit_error"
-    anthropic_type = "rate_limit_error"
+    kind = "rate_limit"
     outcome = "ratelimited"
 
     def __init__(
-        self, message: str, *, kind: str, retry_after: float, headers: dict[str, str] | None = None
+        self, message: str, *, bucket: str, retry_after: float, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message, headers=headers)
-        self.kind = kind
+        self.bucket = bucket
         self.retry_after = retry_after
+
+
+class OverBudget(RateLimited):
+    """The tenant's spend budget cannot cover the request's worst-case cost."""
+
+    code = "insufficient_quota"
+    outcome = "over_budget"
 
 
 class Shed(GatewayError):
@@ -77,8 +91,7 @@ class Shed(GatewayError):
 
     status = 503
     code = "overloaded"
-    openai_type = "server_error"
-    anthropic_type = "overloaded_error"
+    kind = "overloaded"
     outcome = "shed"
 
     def __init__(
@@ -95,8 +108,6 @@ class UpstreamError(GatewayError):
 
     status = 502
     code = "upstream_error"
-    openai_type = "server_error"
-    anthropic_type = "api_error"
     outcome = "upstream_error"
     retries = 0  # attempts retried before giving up (for the log line)
 
@@ -106,6 +117,7 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     code = "upstream_timeout"
+    kind = "timeout"
     outcome = "upstream_timeout"
 
 
@@ -125,6 +137,14 @@ class LineTooLong(UpstreamError):
     """An upstream SSE line grew past `max_line_bytes` without ending."""
 
     code = "upstream_line_too_long"
+
+
+class ClientGone(GatewayError):
+    """The client went away (reset, or stopped reading past the deadline)."""
+
+    status = 499
+    code = "client_disconnected"
+    outcome = "client_disconnected"
 
 
 class ConfigError(Exception):

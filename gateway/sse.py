@@ -59,6 +59,15 @@ class LineSplitter:
         self._track_last_line(complete)
         return complete
 
+    def lines(self, data: bytes) -> list[bytes]:
+        """`feed`, cut into lines without their endings (an LF that completes the previous
+        read's CR is not a line of its own)."""
+        lead_lf = self._after_cr and not self._partial
+        complete = self.feed(data)
+        if lead_lf and complete[:1] == b"\n":
+            complete = complete[1:]
+        return complete.splitlines()
+
     def flush(self) -> bytes:
         """At end of stream: the held partial line, forwarded as is (nothing lost)."""
         rest, self._partial = self._partial, b""
@@ -91,38 +100,25 @@ class Event:
 
 
 class EventParser:
-    """`feed(bytes) -> [Event]`: dispatched events, for routes that must read the stream."""
+    """`feed(bytes) -> [Event]`: dispatched events, for routes that must read the stream.
 
-    __slots__ = ("_buffer", "_after_cr", "_event", "_data")
+    Lines come from a `LineSplitter` (the one place that knows CR, LF and CRLF, split
+    across reads or not); this class only applies the event rules to them.
+    """
 
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._after_cr = False
+    __slots__ = ("_lines", "_event", "_data")
+
+    def __init__(self, max_line_bytes: int = 4_194_304) -> None:
+        self._lines = LineSplitter(max_line_bytes)
         self._event = ""
         self._data: list[str] = []
 
     def feed(self, data: bytes) -> list[Event]:
-        if self._after_cr and data[:1] == b"\n":
-            data = data[1:]
-        self._after_cr = data[-1:] == b"\r"
-        buffer = self._buffer + data
         events: list[Event] = []
-        start = 0
-        length = len(buffer)
-        while True:
-            lf = buffer.find(b"\n", start)
-            cr = buffer.find(b"\r", start)
-            if lf < 0 and cr < 0:
-                break
-            if cr >= 0 and (lf < 0 or cr < lf):
-                end, nxt = cr, cr + 2 if cr + 1 < length and buffer[cr + 1] == _LF else cr + 1
-            else:
-                end, nxt = lf, lf + 1
-            event = self._line(buffer[start:end].decode("utf-8", "replace"))
+        for raw in self._lines.lines(data):
+            event = self._line(raw.decode("utf-8", "replace"))
             if event is not None:
                 events.append(event)
-            start = nxt
-        self._buffer = buffer[start:]
         return events
 
     def _line(self, line: str) -> Event | None:

@@ -1,7 +1,5 @@
-"""What the app holds: typed `web.AppKey`s for every long-lived object, and the request's record.
-
-Created and closed in `app.py`'s cleanup contexts; handlers only read them.
-"""
+"""What the app holds: typed `web.AppKey`s for every long-lived object, and the little that
+changes while serving (`Runtime`). Created and closed in `app.py`'s cleanup contexts."""
 
 from __future__ import annotations
 
@@ -14,65 +12,44 @@ from structlog.typing import FilteringBoundLogger
 
 from .admission.limiter import Limiter
 from .admission.queue import StreamQueue
+from .admission.ticket import Gate
 from .auth import Authenticator
-from .config import Config, Tenant
-from .dialects import Usage
+from .config import Config
 from .metrics import Metrics
+from .record import Record
+from .relay.loop import Alarm
 from .routing import Router
 from .upstream import UpstreamClient
 
 
 @dataclass(slots=True)
 class Runtime:
-    """The little that changes while serving: drain state and the requests in flight."""
+    """Drain state, the API requests in flight, and the streams drain may have to stop."""
 
     draining: bool = False
-    flights: set[Flight] = field(default_factory=set)  # API requests in flight, for drain
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when `flights` is empty
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when nothing is in flight
+    alarms: set[Alarm] = field(default_factory=set)  # one per relaying stream
     upstreams_reachable: bool = True
-    ready_checked: float = float("-inf")  # loop.time() of the last upstream probe
+    ready_checked: float = float("-inf")  # perf_counter() of the last upstream probe
 
     def __post_init__(self) -> None:
         self.idle.set()
 
-    def add(self, flight: Flight) -> None:
-        self.flights.add(flight)
+    def enter(self) -> None:
+        self.in_flight += 1
         self.idle.clear()
 
-    def discard(self, flight: Flight) -> None:
-        self.flights.discard(flight)
-        if not self.flights:
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if not self.in_flight:
             self.idle.set()
 
-
-@dataclass(slots=True, eq=False)
-class Flight:
-    """One request's record: filled in along the way, logged and counted once at the end."""
-
-    request_id: str
-    route: str
-    started: float  # loop.time() at arrival
-    tenant: Tenant | None = None
-    model: str | None = None
-    upstream: str | None = None
-    stream: bool = False
-    status: int = 0
-    outcome: str = "ok"
-    error: str | None = None
-    ttfb: float | None = None
-    retries: int = 0
-    queue_wait: float | None = None
-    prompt_estimate: int = 0  # reserved at admission; charged once an upstream answered
-    usage: Usage | None = None
-    ratelimit_headers: dict[str, str] = field(default_factory=dict)
-    #: a stream's upstream response, for drain to close: the relay then stops and says why
-    upstream_response: aiohttp.ClientResponse | None = None
-    stopped: str | None = None
-
-    def stop(self, reason: str) -> None:
-        self.stopped = reason
-        if self.upstream_response is not None:
-            self.upstream_response.close()
+    def stop_streams(self, reason: str) -> int:
+        """Drain ran out of time: every stream ends with an error event at its next wait."""
+        for alarm in list(self.alarms):
+            alarm.stop(reason)
+        return len(self.alarms)
 
 
 CONFIG = web.AppKey("config", Config)
@@ -82,7 +59,9 @@ AUTH = web.AppKey("auth", Authenticator)
 ROUTER = web.AppKey("router", Router)
 LIMITER = web.AppKey("limiter", Limiter)
 QUEUE = web.AppKey("queue", StreamQueue)
+GATE = web.AppKey("gate", Gate)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
 RUNTIME = web.AppKey("runtime", Runtime)
-FLIGHT = web.RequestKey("flight", Flight)  # the request's record
+DEMO_KEY = web.AppKey("demo_key", str)  # --demo: the key the chat page is prefilled with
+RECORD = web.RequestKey("record", Record)  # the request's record

@@ -54,7 +54,7 @@ async def test_demo_prints_a_key_and_a_curl_command_that_streams() -> None:
 
 async def test_demo_config_serves_mock_models_on_both_routes() -> None:
     from gateway.auth import hash_key
-    from gateway.cli import DEMO_KEY, demo_config
+    from gateway.demo import DEMO_KEY, demo_config
     from gateway.routing import Router
 
     config = demo_config(None, {"GATEWAY_DEMO_UPSTREAM_KEY": "k"}, "http://127.0.0.1:1")

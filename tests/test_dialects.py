@@ -6,6 +6,7 @@ import orjson
 
 from gateway.dialects import ANTHROPIC, OPENAI, UsageMeter
 from gateway.errors import RateLimited, UpstreamTimeout
+from gateway.shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE
 
 OPENAI_STREAM = (
     b'data: {"choices":[{"delta":{"role":"assistant","content":""}}]}\n\n'
@@ -52,14 +53,17 @@ def test_usage_in_non_stream_bodies() -> None:
 
 
 def test_error_shapes() -> None:
-    exc = RateLimited("slow down", kind="requests", retry_after=2)
-    assert OPENAI.error_body(exc) == {"error": {"message": "slow down", "type": "rate_limit_error",
+    exc = RateLimited("slow down", bucket="requests", retry_after=2)
+    assert OPENAI_SHAPE.body(exc) == {"error": {"message": "slow down", "type": "rate_limit_error",
                                                 "code": "rate_limit_exceeded"}}
-    assert ANTHROPIC.error_body(exc) == {"type": "error", "error": {"type": "rate_limit_error",
+    assert ANTHROPIC_SHAPE.body(exc) == {"type": "error", "error": {"type": "rate_limit_error",
                                                                    "message": "slow down"}}
-    event = ANTHROPIC.error_event(UpstreamTimeout("idle"))
+    assert SIMPLE_SHAPE.body(exc) == {"code": 429, "message": "slow down"}
+    event = ANTHROPIC_SHAPE.event(UpstreamTimeout("idle"))
     assert event.startswith(b"event: error\ndata: ") and event.endswith(b"\n\n")
-    assert orjson.loads(OPENAI.error_event(UpstreamTimeout("idle"))[6:])["error"]["code"] == "upstream_timeout"
+    assert orjson.loads(OPENAI_SHAPE.event(UpstreamTimeout("idle"))[6:])["error"]["code"] == "upstream_timeout"
+    assert SIMPLE_SHAPE.answer(exc) == (b'event: error\ndata: {"code":429,"message":"slow down"}\n\n',
+                                        "text/event-stream")
 
 
 def test_text_deltas_and_final_events() -> None:

@@ -34,7 +34,7 @@ async def test_requests_bucket_refills_one_per_interval(
         await limiter.admit(t, 1)
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 1)
-    assert info.value.kind == "requests"
+    assert info.value.bucket == "requests"
     assert info.value.retry_after == pytest.approx(10.0)
     assert info.value.headers["Retry-After"] == "10"
     assert info.value.headers["x-ratelimit-remaining-requests"] == "0"
@@ -57,7 +57,7 @@ async def test_tokens_bucket_refuses_without_taking_a_request(
     assert (a.reserved_tokens, a.quota.remaining_tokens, a.quota.remaining_requests) == (500, 100, 9)
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 200)
-    assert info.value.kind == "tokens"
+    assert info.value.bucket == "tokens"
     assert info.value.retry_after == pytest.approx(10.0)
     assert info.value.status == 429
     a = await limiter.admit(t, 50)
@@ -72,7 +72,7 @@ async def test_retry_after_covers_both_buckets(limiter: MemoryLimiter, clock: Cl
     await limiter.admit(t, 60)
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 60)
-    assert info.value.kind == "requests"  # named first when both are short
+    assert info.value.bucket == "requests"  # named first when both are short
     assert info.value.retry_after == pytest.approx(60.0)
     clock.now += 60
     await limiter.admit(t, 60)
@@ -94,7 +94,7 @@ async def test_settle_refunds_and_charges_into_debt(limiter: MemoryLimiter, cloc
     await limiter.settle(t, reserved=0, used=1100)  # charge 1100: 600 in debt
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 0)
-    assert info.value.kind == "tokens"
+    assert info.value.bucket == "tokens"
     assert info.value.retry_after == pytest.approx(60.0)
     assert info.value.headers["x-ratelimit-remaining-tokens"] == "0"
     clock.now += 60

@@ -50,7 +50,7 @@ async def test_admits_up_to_the_requests_limit_then_refuses(limiter: Limiter) ->
     assert remaining == [2, 1, 0]
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 10)
-    assert info.value.kind == "requests"
+    assert info.value.bucket == "requests"
     assert 19 < info.value.retry_after <= 20  # one request per 20 s
     assert info.value.headers["Retry-After"] == "20"
     assert info.value.headers["x-ratelimit-limit-requests"] == "3"
@@ -66,7 +66,7 @@ async def test_tokens_all_or_nothing_and_quota(limiter: Limiter) -> None:
     assert 39 < q.reset_tokens <= 40
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 30)
-    assert info.value.kind == "tokens"
+    assert info.value.bucket == "tokens"
     assert 9 < info.value.retry_after <= 10
     a = await limiter.admit(t, 20)
     assert a.quota.remaining_requests == 98  # the refusal took no request
@@ -86,7 +86,7 @@ async def test_settle_refunds_and_charges(limiter: Limiter) -> None:
     await limiter.settle(t, reserved=0, used=100)  # charge 100: 60 in debt
     with pytest.raises(RateLimited) as info:
         await limiter.admit(t, 0)
-    assert info.value.kind == "tokens"
+    assert info.value.bucket == "tokens"
     assert 59 < info.value.retry_after <= 60
 
 

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 
 from gateway.app import build_app
-from gateway.cli import DEMO_KEY, DEMO_UPSTREAM_KEY_ENV, demo_config
+from gateway.demo import DEMO_KEY, DEMO_UPSTREAM_KEY_ENV, demo_config
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
 from gateway.mock.shapes import answer_words
 

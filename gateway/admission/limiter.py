@@ -121,7 +121,7 @@ def refusal(tenant: TenantLimits, requests: float, tokens: float, want: int) -> 
     return RateLimited(
         f"rate limit reached for {kind} ({limit} per minute); "
         f"try again in {format_reset(retry_after)}",
-        kind=kind, retry_after=retry_after, headers=headers,
+        bucket=kind, retry_after=retry_after, headers=headers,
     )
 
 

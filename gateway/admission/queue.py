@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,7 +63,7 @@ class StreamQueue:
             raise Shed("too many streams waiting; try again shortly",
                        reason="queue_full", retry_after=SHED_RETRY_AFTER)
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = time.perf_counter()
         fut: asyncio.Future[None] = loop.create_future()
         heapq.heappush(self._heap, (-priority, next(self._seq), fut))
         self._waiting += 1
@@ -74,7 +75,7 @@ class StreamQueue:
             timed_out = isinstance(exc, TimeoutError)
             if fut.done() and not fut.cancelled():  # a slot was handed over in this very turn
                 if timed_out:
-                    return loop.time() - started  # it came as the deadline hit: keep it
+                    return time.perf_counter() - started  # it came as the deadline hit: keep it
                 self.release()  # the client is gone: pass the slot on
                 raise
             fut.cancel()  # still queued: leave now; _dispatch() skips it from here on
@@ -85,7 +86,7 @@ class StreamQueue:
                 raise Shed(f"no stream slot within {self._timeout:g}s; try again shortly",
                            reason="queue_timeout", retry_after=SHED_RETRY_AFTER) from None
             raise
-        return loop.time() - started
+        return time.perf_counter() - started
 
     def release(self) -> None:
         """Give a slot back: to the best live waiter if there is one, else to the pool."""

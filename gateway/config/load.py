@@ -23,27 +23,31 @@ from pydantic import SecretStr, ValidationError
 from ..errors import ConfigError
 from .schema import Config, _KeyProblem
 
-
-def load_config(path: str | Path | None, env: Mapping[str, str]) -> Config:
-    """Read the TOML at `path` (or none: defaults only), apply env overrides, validate."""
-    source = str(path) if path else "<defaults>"
-    raw: dict[str, Any] = {}
-    if path:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{source}: file not found") from None
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{source}: not UTF-8 text") from None
-    return config_from_dict(raw, env, source=source)
-
-
 ENV_PREFIX = "GATEWAY_"
 Warn = Callable[[str], None]
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str], *, warn: Warn | None = None) -> Config:
+    """Read the TOML at `path` (or none: defaults only), apply env overrides, validate."""
+    raw = read_toml(path) if path else {}
+    return config_from_dict(raw, env, source=str(path) if path else "<defaults>", warn=warn)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The file's tables, or a one-line `ConfigError` naming the file."""
+    source = str(path)
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text") from None
+    return raw
+
 
 #: GATEWAY_* variables that are not overrides (the config path, the demo's upstream key)
 _NOT_OVERRIDES = ("GATEWAY_CONFIG", "GATEWAY_DEMO_UPSTREAM_KEY", "GATEWAY_TEST_")

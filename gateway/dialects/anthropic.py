@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from ..config import UpstreamSpec
-from ..errors import GatewayError
 from .base import Dialect, Usage
 
 API_VERSION = "2023-06-01"
@@ -23,18 +20,12 @@ class AnthropicDialect(Dialect):
         base = upstream.base_url.rstrip("/")
         return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
 
-    def upstream_headers(self, upstream: UpstreamSpec, client: dict[str, str]) -> dict[str, str]:
-        headers = self.forwarded(client)  # keeps anthropic-version / anthropic-beta
-        headers["x-api-key"] = upstream.api_key.get_secret_value()
-        if not any(k.lower() == "anthropic-version" for k in headers):
-            headers["anthropic-version"] = API_VERSION
-        return headers
+    end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
+    error_markers = (b"event: error",)
+    default_headers = {"anthropic-version": API_VERSION}
 
-    def error_body(self, exc: GatewayError) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": exc.anthropic_type, "message": exc.message}}
-
-    def error_event(self, exc: GatewayError) -> bytes:
-        return b"event: error\ndata: " + orjson.dumps(self.error_body(exc)) + b"\n\n"
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"x-api-key": key}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

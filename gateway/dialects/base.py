@@ -1,4 +1,5 @@
-"""What every dialect provides, and the per-stream usage meter built on it."""
+"""What every upstream dialect provides (URL, key header, usage, text deltas, end marker),
+and the per-stream usage meter built on it."""
 
 from __future__ import annotations
 
@@ -9,15 +10,6 @@ from typing import Any
 import orjson
 
 from ..config import UpstreamSpec
-from ..errors import GatewayError
-
-#: Client headers never forwarded upstream: hop-by-hop (RFC 9110 7.6.1), the client's own
-#: credentials, and what aiohttp sets itself.
-DROPPED_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key",
-    "cookie", "accept-encoding", "content-encoding", "openai-organization", "openai-project", "x-request-id",
-})
 
 
 @dataclass(slots=True)
@@ -38,17 +30,15 @@ class Dialect(ABC):
     def url(self, upstream: UpstreamSpec) -> str:
         return upstream.base_url.rstrip("/") + self.path
 
-    @abstractmethod
-    def upstream_headers(self, upstream: UpstreamSpec, client: dict[str, str]) -> dict[str, str]:
-        """Headers for the upstream request: the upstream's key in this dialect's header."""
+    #: headers sent upstream unless the client sent its own
+    default_headers: dict[str, str] = {}
+    #: substrings of a stream's end marker, and of the upstream's own error event
+    end_markers: tuple[bytes, ...]
+    error_markers: tuple[bytes, ...]
 
     @abstractmethod
-    def error_body(self, exc: GatewayError) -> dict[str, Any]:
-        """The JSON error body of this dialect."""
-
-    @abstractmethod
-    def error_event(self, exc: GatewayError) -> bytes:
-        """One SSE error event in this dialect, for failures after the first byte."""
+    def auth_headers(self, key: str) -> dict[str, str]:
+        """The upstream's key, in this dialect's header."""
 
     @abstractmethod
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
@@ -73,15 +63,6 @@ class Dialect(ABC):
     @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
-
-    def forwarded(self, client: dict[str, str]) -> dict[str, str]:
-        return {k: v for k, v in client.items() if k.lower() not in DROPPED_HEADERS}
-
-
-def estimate_prompt_tokens(body: dict[str, Any]) -> int:
-    """A cheap upper-ish estimate (~4 bytes a token) used only to reserve; settled later."""
-    size = len(orjson.dumps(body.get("messages", []))) + len(str(body.get("system", "")))
-    return max(1, size // 4)
 
 
 class UsageMeter:

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
-from ..config import UpstreamSpec
-from ..errors import GatewayError
 from .base import Dialect, Usage
 
 
@@ -15,16 +11,11 @@ class OpenAIDialect(Dialect):
     name = "openai"
     path = "/chat/completions"
 
-    def upstream_headers(self, upstream: UpstreamSpec, client: dict[str, str]) -> dict[str, str]:
-        headers = self.forwarded(client)
-        headers["Authorization"] = f"Bearer {upstream.api_key.get_secret_value()}"
-        return headers
+    end_markers = (b"data: [DONE]", b"data:[DONE]")
+    error_markers = (b'data: {"error"',)
 
-    def error_body(self, exc: GatewayError) -> dict[str, Any]:
-        return {"error": {"message": exc.message, "type": exc.openai_type, "code": exc.code}}
-
-    def error_event(self, exc: GatewayError) -> bytes:
-        return b"data: " + orjson.dumps(self.error_body(exc)) + b"\n\n"
+    def auth_headers(self, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

@@ -1,0 +1,107 @@
+"""Reading a request body: bytes, JSON, and the checks every API route relies on.
+
+Rules:
+- The body's bytes are what goes upstream on a pass-through route, so the JSON must mean ONE
+  thing: a duplicate key anywhere (`{"model": "cheap", "model": "dear"}`, read differently
+  by different parsers) is a 400, as is JSON nested past what the parser allows.
+- A body that fails to decode under its `Content-Encoding` is a 400, never a 500.
+- Over `max_body_bytes` aiohttp raises 413 (`HTTPRequestEntityTooLarge`) itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
+from aiohttp.web_protocol import RequestPayloadError
+
+from .errors import BadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A parsed API request: its bytes, its JSON, and what the gateway reads of it."""
+
+    raw: bytes
+    body: dict[str, Any]
+    model: str
+    stream: bool
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _Duplicate(dup)
+    return obj
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise BadRequest(f"body has a duplicate key {str(exc)[:64]!r}") from None
+    except RecursionError:
+        raise BadRequest("body JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
+
+
+def dumps(value: Any) -> bytes:
+    """JSON for an upstream request the gateway builds (translated, simple events)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        raise BadRequest("body JSON is nested too deeply") from None
+
+
+async def read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
+    try:
+        raw = await request.read()
+    except (RequestPayloadError, BadHttpMessage) as exc:
+        raise BadRequest(f"the request body could not be read ({type(exc).__name__})") from None
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return raw, body
+
+
+def model_of(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("`model` is required and must be a non-empty string")
+    return model
+
+
+def stream_of(body: dict[str, Any]) -> bool:
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise BadRequest("`stream` must be a boolean")
+    return body.get("stream") is True
+
+
+async def read_chat(request: web.Request) -> Call:
+    """A chat body (`/v1/chat/completions`, `/v1/messages`, `/api/chat/stream`)."""
+    raw, body = await read_json(request)
+    model = model_of(body)
+    messages = body.get("messages")
+    if messages is None:
+        raise BadRequest("`messages` is required")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("`messages` must be a non-empty array")
+    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise BadRequest("each message must be an object with a string `role`")
+    stream = stream_of(body)
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = body.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise BadRequest(f"`{key}` must be a positive integer")
+    return Call(raw, body, model, stream)

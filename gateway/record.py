@@ -1,0 +1,97 @@
+"""The request record: what one API request was and how it ended, told once at its end as
+one JSON log line and its metrics.
+
+The middleware creates the record; the route handler fills it from the values each stage
+hands back (tenant, call, ticket, opened upstream, relay outcome); nothing else writes it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from .config import Tenant
+from .dialects import Usage
+from .metrics import Metrics
+
+#: Longest string the log line carries per field: a client-chosen value (a 500 KB model
+#: name) must not make a 1 MB log line.
+MAX_LOGGED = 256
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    request_id: str
+    route: str
+    started: float  # time.perf_counter() at arrival (durations)
+    arrived: float  # the loop's time at arrival (deadlines: the loop's timers run on it)
+    tenant: Tenant | None = None
+    model: str | None = None
+    upstream: str | None = None
+    stream: bool = False
+    status: int = 0
+    outcome: str = "ok"
+    error: str | None = None
+    ttfb: float | None = None
+    retries: int = 0
+    queue_wait: float | None = None
+    usage: Usage | None = None  # set once an upstream answered
+    translated: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the answer
+    midstream_error: bool = False  # failed after the first byte
+
+
+def _short(value: str | None) -> str | None:
+    if value is None or len(value) <= MAX_LOGGED:
+        return value
+    return value[:MAX_LOGGED] + f"...({len(value)} chars)"
+
+
+def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None:
+    """Count and log the request once, whatever way it ended."""
+    duration = time.perf_counter() - record.started
+    tenant_name = record.tenant.name if record.tenant else None
+    tenant = metrics.tenant(tenant_name)
+    model = metrics.model(record.model)
+    metrics.requests.labels(tenant, model, record.route, str(record.status)).inc()
+    upstream = metrics.upstream(record.upstream)
+    usage = record.usage
+    if usage is not None:
+        metrics.tokens.labels(tenant, model, "prompt").inc(usage.prompt_tokens)
+        metrics.tokens.labels(tenant, model, "completion").inc(usage.completion_tokens)
+    if record.ttfb is not None:
+        metrics.ttfb.labels(tenant, model, upstream).observe(record.ttfb)
+        if record.stream:
+            metrics.stream_duration.labels(tenant, model, upstream).observe(duration)
+    if record.outcome == "client_disconnected":
+        metrics.client_disconnects.labels(tenant).inc()
+    if record.midstream_error:
+        metrics.upstream_errors.labels(upstream, "midstream").inc()
+    if record.status in (400, 401, 404, 413):
+        metrics.client_errors.labels(str(record.status)).inc()
+    fields: dict[str, Any] = {
+        "request_id": record.request_id,
+        "tenant": tenant_name,
+        "route": record.route,
+        "model": _short(record.model),
+        "upstream": record.upstream,
+        "stream": record.stream,
+        "status": record.status,
+        "outcome": record.outcome,
+        "ttfb_ms": round(record.ttfb * 1000, 3) if record.ttfb is not None else None,
+        "duration_ms": round(duration * 1000, 3),
+        "prompt_tokens": usage.prompt_tokens if usage else 0,
+        "completion_tokens": usage.completion_tokens if usage else 0,
+        "usage_reported": usage.reported if usage else False,
+        "retries": record.retries,
+    }
+    if record.translated:
+        fields["translated"] = True
+    if record.queue_wait is not None:
+        fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
+    if record.error:
+        fields["error"] = _short(record.error)
+    logger.info("request", **fields)

@@ -1,0 +1,194 @@
+"""The relay loop: read what the upstream has, write its complete lines, flush, repeat.
+
+Rules:
+- Zero buffering: every read's complete lines go out in ONE write (which flushes to the
+  socket) before the next read; only a partial last line waits for its end.
+- Heartbeats and timeouts follow `RelayClock` (see `timing.py`); each timeout raises
+  `UpstreamTimeout`, which the caller turns into one error event.
+- A write to a client that stopped reading is bounded too: it is cancelled at the stream's
+  deadline (`ClientGone`), so a non-reading client can't hold a slot past it.
+- `Alarm.stop(reason)` (drain) ends the loop at its next wait with `Stopped`.
+- The caller owns the upstream response: on any exit it closes it (cancel included).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from ..errors import ClientGone, Shed, UpstreamError
+from ..sse import LineSplitter
+from .timing import Due, RelayClock
+
+HEARTBEAT = b": ping\n\n"
+
+#: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
+_SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+class Stopped(Shed):
+    """The gateway stopped the stream (drain ran out of time)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="draining", retry_after=5)
+
+
+async def relay_lines(
+    reader: aiohttp.StreamReader,
+    write: Write,
+    first: bytes,
+    splitter: LineSplitter,
+    clock: RelayClock,
+    heartbeat: Callable[[], Awaitable[None]],
+    alarm: Alarm,
+) -> None:
+    """Forward until the upstream's EOF; `write` gets complete lines (already checked SSE)."""
+    loop = alarm.loop
+    chunk = first
+    while True:
+        if chunk:
+            clock.bytes_arrived()
+            complete = splitter.feed(chunk)
+            if complete:
+                now = loop.time()
+                clock.lines_arrived(now)
+                valid = _sse_prefix(complete)
+                if valid < len(complete):
+                    if valid:
+                        await alarm.bounded(write(complete[:valid]))
+                    raise UpstreamError("the upstream sent bytes that are not server-sent events")
+                await alarm.bounded(write(complete))
+                clock.wrote(loop.time())
+        try:
+            chunk = await alarm.wait(reader, clock.wake())
+        except TimeoutError:
+            chunk = b""
+            if clock.woke(loop.time(), splitter.at_boundary) is Due.HEARTBEAT:
+                await alarm.bounded(heartbeat())
+                clock.wrote(loop.time())
+            continue
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
+        if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
+            rest = splitter.flush()
+            if rest:
+                await alarm.bounded(write(rest))
+            return
+
+
+class Alarm:
+    """`wait(reader, wake)`: `reader.readany()`, or TimeoutError once loop time reaches `wake`.
+
+    What `asyncio.timeout_at` around each read does, without its cost per read (a Timeout
+    object, a timer pushed on the loop's heap and cancelled again): ONE timer per stream,
+    re-armed lazily. `wake` moves later with every write; the timer keeps its earlier time,
+    and when it rings early it sleeps on until the current `wake`. Only a wake that is really
+    due cancels the pending read, and only while the relay waits in it (never mid-write);
+    that cancel is ours to turn into TimeoutError, any other cancel (client gone) propagates.
+
+    `stop(reason)` (drain) cancels a pending read the same way and makes it raise `Stopped`.
+    `bounded(write)` runs a write to the client under the stream's `deadline`.
+    """
+
+    __slots__ = ("loop", "deadline", "_task", "_cancelling", "_wake", "_at", "_handle",
+                 "_waiting", "_writing", "_rang", "stopped")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.loop = loop
+        self.deadline = deadline
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._wake = 0.0
+        self._at = 0.0  # when `_handle` rings
+        self._handle: asyncio.TimerHandle | None = None
+        self._waiting = False
+        self._writing = False
+        self._rang = False
+        self.stopped: str | None = None
+
+    async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
+        if self.stopped:
+            raise Stopped(self.stopped)
+        self._wake = wake
+        if self._handle is None or wake < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = wake
+            self._handle = self.loop.call_at(wake, self._ring)
+        self._waiting = True
+        try:
+            return await reader.readany()
+        except asyncio.CancelledError:
+            if self._rang and self._task.uncancel() <= self._cancelling:
+                if self.stopped:
+                    raise Stopped(self.stopped) from None
+                raise TimeoutError from None
+            raise
+        finally:
+            self._waiting = False
+            self._rang = False
+
+    async def bounded(self, write: Awaitable[object]) -> None:
+        """A write to the client, cancelled at the stream's deadline (a client that stopped
+        reading fills its socket buffer and would otherwise block here for good). The same
+        one timer does it: ringing mid-write, it re-arms at the deadline, or cancels there."""
+        if self._handle is None:
+            self._at = self.deadline
+            self._handle = self.loop.call_at(self.deadline, self._ring)
+        self._writing = True
+        try:
+            await write
+        except asyncio.CancelledError:
+            if self._rang and self._task.uncancel() <= self._cancelling:
+                raise ClientGone("the client stopped reading; the stream's deadline passed") from None
+            raise
+        finally:
+            self._writing = False
+            self._rang = False
+
+    def stop(self, reason: str) -> None:
+        """End the relay at its next (or current) wait, with `Stopped(reason)`."""
+        self.stopped = reason
+        if self._waiting and not self._rang:
+            self._rang = True
+            self._task.cancel()
+
+    def _ring(self) -> None:
+        self._handle = None
+        if self.loop.time() < self._wake:  # the stream moved on since: sleep on
+            self._at = self._wake
+            self._handle = self.loop.call_at(self._wake, self._ring)
+        elif self._waiting and not self._rang:
+            self._rang = True
+            self._task.cancel()
+        elif self._writing and not self._rang:  # a write is blocked: only the deadline ends it
+            if self.loop.time() >= self.deadline:
+                self._rang = True
+                self._task.cancel()
+            else:
+                self._at = self.deadline
+                self._handle = self.loop.call_at(self.deadline, self._ring)
+        # else: due between waits; the next `wait` re-arms with a fresh `wake`
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _sse_prefix(complete: bytes) -> int:
+    """How many leading bytes of `complete` are SSE lines; less than all when the upstream
+    sends something else (an HTML error page, binary noise) mid-stream."""
+    offset = 0
+    for line in complete.splitlines(keepends=True):
+        if line.startswith(_SSE_FIELDS) or not line.strip(b"\r\n"):
+            offset += len(line)
+        else:
+            return offset
+    return offset

@@ -1,0 +1,116 @@
+"""Where the relay's complete upstream lines go: to the client as they are, or mapped.
+
+A sink writes one read's worth of lines in ONE write (zero buffering), knows whether the
+upstream reached its dialect's end marker (a stream without it is truncated, never a
+success), and writes the one error event of its route's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import orjson
+
+from ..dialects import Dialect
+from ..errors import GatewayError, UpstreamError
+from ..shapes import SIMPLE_SHAPE, ErrorShape
+from ..sse import EventParser
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+class Sink:
+    """`lines(complete)` for each read, then `end()` at a clean EOF (raises when the answer
+    is truncated), or `error(exc)` once when the stream fails."""
+
+    def __init__(self, write: Write, shape: ErrorShape) -> None:
+        self.write = write
+        self.shape = shape
+        self.failed = False
+
+    async def lines(self, complete: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self) -> None:
+        """The upstream ended: raise `UpstreamError` unless the answer is complete."""
+
+    async def error(self, exc: GatewayError) -> None:
+        if not self.failed:
+            self.failed = True
+            await self.write(self.shape.event(exc))
+
+
+TRUNCATED = "the upstream ended the stream before the answer was complete"
+
+
+class PassThrough(Sink):
+    """The upstream's bytes as they are; watches for the end marker with a substring search
+    (`data: [DONE]`, `event: message_stop`, a final `response.*` event), and for the
+    upstream's own error event, which then IS the stream's one error event."""
+
+    def __init__(self, write: Write, shape: ErrorShape, ends: tuple[bytes, ...],
+                 errors: tuple[bytes, ...]) -> None:
+        super().__init__(write, shape)
+        self._ends = ends
+        self._errors = errors
+        self._done = False
+
+    async def lines(self, complete: bytes) -> None:
+        if not self._done:
+            self._done = any(marker in complete for marker in self._ends)
+            if not self._done and any(marker in complete for marker in self._errors):
+                self.failed = True  # the client has the upstream's error event already
+        await self.write(complete)
+
+    def end(self) -> None:
+        if self.failed:
+            raise UpstreamError("the upstream sent an error event mid-stream")
+        if not self._done:
+            raise UpstreamError(TRUNCATED)
+
+
+def simple_event(name: str, data: object) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class SimpleEvents(Sink):
+    """Upstream events of either dialect -> `message` / `done` / `error` simple events."""
+
+    def __init__(self, write: Write, dialect: Dialect) -> None:
+        super().__init__(write, SIMPLE_SHAPE)
+        self.dialect = dialect
+        self._parser = EventParser()
+        self._done = False
+
+    async def lines(self, complete: bytes) -> None:
+        out = []
+        failure: UpstreamError | None = None
+        for event in self._parser.feed(complete):
+            if self._done:
+                break
+            if self.dialect.is_final(event.event, event.data):
+                out.append(simple_event("done", {}))
+                self._done = True
+                break
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                failure = UpstreamError("the upstream sent an event that is not JSON")
+                break
+            if not isinstance(data, dict):
+                continue
+            message = self.dialect.stream_error(event.event, data)
+            if message is not None:
+                failure = UpstreamError(f"upstream error: {message}")
+                break
+            text = self.dialect.text_delta(event.event, data)
+            if text:
+                out.append(simple_event("message", {"content": text, "done": False}))
+        if out:  # what came before a failure in the same read still reaches the client
+            await self.write(b"".join(out))
+        if failure is not None:
+            raise failure
+
+    def end(self) -> None:
+        if not self._done:
+            raise UpstreamError(TRUNCATED)

@@ -1,0 +1,92 @@
+"""Serving: the event loop choice, the listening site, signals, and drain.
+
+Drain (SIGTERM/SIGINT): `/readyz` and new requests get 503 at once; requests in flight run
+on for up to `drain_seconds`; then every stream is told to stop (it ends with one error
+event at its next wait, see `relay.loop.Alarm.stop`), the rest get a few seconds more, and
+what is left is cancelled when the runner closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from structlog.typing import FilteringBoundLogger
+
+from .app import build_app
+from .config import Config
+from .state import RUNTIME
+
+#: after drain_seconds and the stop, how long stopped streams get to write their error event
+STOP_GRACE_SECONDS = 5.0
+
+
+def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
+    """Run `main` on uvloop (`auto` when installed, or `uvloop`) or asyncio's own loop."""
+    factory = None
+    if loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise OSError("uvloop is not installed (pip install 'llm-stream-gateway[uvloop]')") from None
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main())
+
+
+async def serve(
+    config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None,
+    *, demo_key: str | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then drain and exit clean."""
+    app = build_app(config, logger, demo_key=demo_key)
+    # Drain below waits for requests itself; what is left after it is cancelled at once.
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # closes the client session and the limiter
+        raise
+    url = site_url(runner, config.server.host)
+    logger.info("started", url=url, upstreams=[u.name for u in config.upstreams],
+                tenants=len(config.tenants), ratelimit_backend=config.ratelimit.backend,
+                loop=type(asyncio.get_running_loop()).__module__, workers=config.server.workers)
+    if banner is not None:
+        banner(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await drain(app, config.server.drain_seconds, logger)
+    await runner.cleanup()
+    logger.info("stopped")
+
+
+async def drain(app: web.Application, seconds: float, logger: FilteringBoundLogger) -> None:
+    runtime = app[RUNTIME]
+    runtime.draining = True
+    logger.info("drain_started", in_flight=runtime.in_flight, drain_seconds=seconds)
+    try:
+        await asyncio.wait_for(runtime.idle.wait(), seconds)
+    except TimeoutError:
+        stopped = runtime.stop_streams("the gateway is shutting down")
+        logger.warning("drain_timeout", requests_stopped=runtime.in_flight, streams_stopped=stopped)
+        try:
+            await asyncio.wait_for(runtime.idle.wait(), STOP_GRACE_SECONDS)
+        except TimeoutError:
+            pass
+
+
+def site_url(runner: web.AppRunner, host: str) -> str:
+    addresses = runner.addresses
+    port = addresses[0][1] if addresses else 0
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return f"http://{shown}:{port}"
