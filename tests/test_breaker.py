@@ -237,8 +237,11 @@ def test_invariants_hold_under_any_sequence(ops: list[tuple[str, int]]) -> None:
                 held.append(p)
         elif held:
             p = held.pop(n % len(held))
-            t = {"ok": b.record_success, "fail": b.record_failure,
-                 "release": lambda q: b.release(q)}[op](p)
+            if op == "release":
+                b.release(p)
+                t = None
+            else:
+                t = b.record_success(p) if op == "ok" else b.record_failure(p)
             if t is not None:
                 assert t.before != t.after
                 assert t.is_up == (t.after == CLOSED)

@@ -13,6 +13,7 @@ from gateway.admission.budget import (
     BudgetExceeded,
     MemoryBudget,
     Period,
+    Reservation,
     period_key,
     period_reset,
 )
@@ -179,7 +180,8 @@ async def test_accounts_never_admit_past_the_budget(steps: list[tuple[bool, int,
     """Random reserves (worst case) and settles (real cost <= worst case) against a $1 budget:
     what is held and spent never passes the budget, and the books add up to the micro-dollar."""
     budget = MemoryBudget(Clock(datetime(2025, 3, 7, tzinfo=UTC)))
-    held, spent = [], 0
+    held: list[Reservation] = []
+    spent = 0
     for settle_one, worst, real in steps:
         if settle_one and held:
             r = held.pop(0)
