@@ -65,6 +65,24 @@ return 1
 REDIS_DOWN = (redis.RedisError, OSError)
 
 
+def connect(url: str, *, max_connections: int = 32, timeout: float = 0.5) -> redis.asyncio.Redis:
+    """A client that owns its bounded pool (`aclose()` closes both), set up for admission calls.
+
+    A bounded pool: a burst of admissions shares a few connections (one round trip each)
+    instead of opening one per request; waiting for a free one is bounded too. Short timeouts
+    so a dead Redis costs one failed attempt, not a stalled request. One immediate retry on a
+    connection error only: it replaces a pooled connection that died with a restarted Redis
+    (the command was never delivered). Never on a timeout, where the script may have run and
+    a retry would take twice.
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout,
+        socket_connect_timeout=timeout, socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    )
+    return redis.asyncio.Redis.from_pool(pool)
+
+
 class RedisLimiter:
     """`Limiter` over Redis, so several replicas share each tenant's limits exactly.
 
@@ -85,18 +103,7 @@ class RedisLimiter:
         self._fail_open = fail_open
         self._prefix = prefix
         self._on_error = on_error
-        # A bounded pool: a burst of admissions shares a few connections (one round trip
-        # each) instead of opening one per request; waiting for a free one is bounded too.
-        # Short timeouts so a dead Redis costs one failed attempt, not a stalled request.
-        # One immediate retry on a connection error only: it replaces a pooled connection
-        # that died with a restarted Redis (the command was never delivered). Never on a
-        # timeout, where the script may have run and a retry would take twice.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout,
-            socket_connect_timeout=timeout, socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        )
-        self._redis = redis.asyncio.Redis.from_pool(pool)  # owns the pool: aclose() closes it
+        self._redis = connect(url, max_connections=max_connections, timeout=timeout)
         # register_script: EVALSHA, and on NOSCRIPT (Redis restarted, SCRIPT FLUSH) it loads
         # the script and retries once.
         self._admit = self._redis.register_script(_ADMIT)

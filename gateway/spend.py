@@ -1,0 +1,140 @@
+"""Prices -> the cost of a usage record, exact to the micro-dollar (no I/O).
+
+Money is counted in whole micro-dollars (`int`, 1 USD = 1_000_000): sums of costs, budgets and
+reservations are then exact, where float dollars would drift. A price is USD per 1M tokens,
+which is the same number as micro-dollars per token, so a cost is `tokens * price` micro-dollars,
+computed as an exact fraction (the price as written in the config, 0.15 is 3/20) and rounded
+once per request: to the nearest micro-dollar for a real cost, UP for a worst case, so a
+reservation is never smaller than what it reserves for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from fractions import Fraction
+
+MICROS_PER_USD = 1_000_000
+
+
+def usd_to_micros(usd: float) -> int:
+    """Whole micro-dollars nearest to `usd` (exact for any float `micros_to_usd` returned)."""
+    if not math.isfinite(usd):
+        raise ValueError(f"not an amount of money: {usd!r}")
+    return _round_half_up(Fraction(repr(usd)) * MICROS_PER_USD)
+
+
+def micros_to_usd(micros: int) -> float:
+    return micros / MICROS_PER_USD
+
+
+def _round_half_up(value: Fraction) -> int:
+    return math.floor(value + Fraction(1, 2))
+
+
+def _rate(usd_per_million: float) -> Fraction:
+    # repr() is the shortest decimal that reads back as the same float: the number the config
+    # said (0.15), not the binary float's exact expansion (0.1499999999999999944...).
+    return Fraction(repr(float(usd_per_million)))
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per 1M tokens: `input` (prompt tokens not read from or written to a cache), `output`,
+    and optionally the cache rates; an unset cache rate means cache tokens cost `input`."""
+
+    input: float
+    output: float
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cache_read", "cache_write"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"price {name} must be a finite number >= 0, not {value!r}")
+
+    def cost_exact(
+        self, prompt_tokens: int, completion_tokens: int, cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+    ) -> Fraction:
+        """The exact cost in micro-dollars, before rounding."""
+        counts = (prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
+        if any(n < 0 for n in counts):
+            raise ValueError(f"token counts must be >= 0, not {counts}")
+        read = self.input if self.cache_read is None else self.cache_read
+        write = self.input if self.cache_write is None else self.cache_write
+        return (
+            prompt_tokens * _rate(self.input) + completion_tokens * _rate(self.output)
+            + cache_read_tokens * _rate(read) + cache_write_tokens * _rate(write)
+        )
+
+
+class PriceTable:
+    """Model glob -> `Price`; the first pattern that matches (in the given order) wins.
+
+    Matching is `fnmatchcase` (case-sensitive, `*`, `?`, `[...]`), like upstream `models`.
+    """
+
+    __slots__ = ("_prices",)
+
+    def __init__(self, prices: Mapping[str, Price]) -> None:
+        self._prices: tuple[tuple[str, Price], ...] = tuple(prices.items())
+
+    def __len__(self) -> int:
+        return len(self._prices)
+
+    def price_for(self, model: str) -> Price | None:
+        for pattern, price in self._prices:
+            if fnmatchcase(model, pattern):
+                return price
+        return None
+
+    def cost_micros(
+        self, model: str, prompt_tokens: int, completion_tokens: int,
+        cache_read_tokens: int = 0, cache_write_tokens: int = 0,
+    ) -> int | None:
+        """What a request cost in whole micro-dollars (nearest, halves up); None when unpriced.
+
+        `prompt_tokens` are the NON-cached input tokens only: tokens read from a cache are
+        `cache_read_tokens` and tokens written to one are `cache_write_tokens` (Anthropic's
+        `input_tokens`, `cache_read_input_tokens`, `cache_creation_input_tokens`; for OpenAI,
+        `prompt_tokens - prompt_tokens_details.cached_tokens` and the cached ones as read).
+        """
+        price = self.price_for(model)
+        if price is None:
+            return None
+        return _round_half_up(
+            price.cost_exact(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
+        )
+
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int,
+        cache_read_tokens: int = 0, cache_write_tokens: int = 0,
+    ) -> float | None:
+        """`cost_micros` in USD (see there for what `prompt_tokens` counts)."""
+        micros = self.cost_micros(model, prompt_tokens, completion_tokens, cache_read_tokens,
+                                  cache_write_tokens)
+        return None if micros is None else micros_to_usd(micros)
+
+    def worst_case_micros(self, model: str, prompt_estimate: int, max_tokens: int) -> int:
+        """The most a request can cost, rounded UP; 0 when unpriced (nothing to reserve).
+
+        Every prompt token is charged at the dearer of `input` and `cache_write` (a cache write
+        costs more than a plain input token at Anthropic), every allowed output token at
+        `output`.
+        """
+        price = self.price_for(model)
+        if price is None:
+            return 0
+        if prompt_estimate < 0 or max_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        write = price.input if price.cache_write is None else price.cache_write
+        dearest = max(_rate(price.input), _rate(write))
+        return math.ceil(prompt_estimate * dearest + max_tokens * _rate(price.output))
+
+    def worst_case(self, model: str, prompt_estimate: int, max_tokens: int) -> float:
+        """`worst_case_micros` in USD."""
+        return micros_to_usd(self.worst_case_micros(model, prompt_estimate, max_tokens))
