@@ -58,7 +58,7 @@ class AnthropicToChat:
         payload = load_object(data)
         if payload is None:
             self.failure = NOT_JSON
-            return self.error_event(502, "api_error", NOT_JSON)
+            return self.error_event(502, "server_error", NOT_JSON, code="upstream_error")
         kind = payload.get("type", event)
         if kind == "error" or event == "error":
             error = payload.get("error")

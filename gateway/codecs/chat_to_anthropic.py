@@ -26,6 +26,7 @@ from .common import (
     STOP_REASONS,
     TokenUsage,
     anthropic_error_type,
+    choice_zero,
     error_message,
     load_object,
     sse,
@@ -75,9 +76,8 @@ class ChatToAnthropic:
         if "usage" in chunk and chunk["usage"] is not None:
             self._usage = usage_from_openai(chunk["usage"], self._usage)
         out = self._start(chunk)
-        choices = chunk.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(choice, dict):
+        choice = choice_zero(chunk.get("choices"))
+        if choice is None:
             return out
         change = choice.get("delta")
         if isinstance(change, dict):
@@ -162,10 +162,7 @@ class ChatToAnthropic:
 
 def completion_to_message(body: dict[str, Any], model: str) -> dict[str, Any]:
     """A `chat.completion` body (choice 0) -> an Anthropic `message` body."""
-    choices = body.get("choices")
-    choice: dict[str, Any] = {}
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        choice = choices[0]
+    choice = choice_zero(body.get("choices")) or {}
     message: dict[str, Any] = choice["message"] if isinstance(choice.get("message"), dict) else {}
     content: list[dict[str, Any]] = []
     reasoning = message.get("reasoning_content", message.get("reasoning"))

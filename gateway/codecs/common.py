@@ -88,6 +88,15 @@ def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
     )
 
 
+def choice_zero(choices: object) -> dict[str, Any] | None:
+    """Choice 0 of a chunk or body (`n` > 1 has no Anthropic or simple counterpart).
+    A choice without an `index` counts as 0, as some OpenAI-compatible servers leave it out."""
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
 def load_object(data: str) -> dict[str, Any] | None:
     """An event's JSON object; None when the data is not JSON (a non-object is an empty dict)."""
     try:

@@ -13,6 +13,7 @@ from typing import Any
 from .common import (
     NOT_JSON,
     TokenUsage,
+    choice_zero,
     error_message,
     load_object,
     sse,
@@ -75,9 +76,8 @@ class SimpleCodec:
         if self.dialect == "openai":
             if payload.get("usage") is not None:
                 self._usage = usage_from_openai(payload["usage"], self._usage)
-            choices = payload.get("choices")
-            choice = choices[0] if isinstance(choices, list) and choices else None
-            delta = choice.get("delta") if isinstance(choice, dict) else None
+            choice = choice_zero(payload.get("choices"))
+            delta = choice.get("delta") if choice is not None else None
             text = delta.get("content") if isinstance(delta, dict) else None
             return text if isinstance(text, str) else None
         kind = payload.get("type")
