@@ -7,7 +7,15 @@ import pytest
 
 from gateway.codecs import SimpleCodec, TokenUsage
 
-from ._codec_streams import ANTHROPIC_ERROR, ANTHROPIC_TEXT, ANTHROPIC_TOOL, OPENAI_ERROR, OPENAI_TEXT, Recorded, data_of
+from ._codec_streams import (
+    ANTHROPIC_ERROR,
+    ANTHROPIC_TEXT,
+    ANTHROPIC_TOOL,
+    OPENAI_ERROR,
+    OPENAI_TEXT,
+    Recorded,
+    data_of,
+)
 
 
 def feed_all(codec: SimpleCodec, recorded: Recorded) -> list[bytes]:
