@@ -20,7 +20,7 @@ from ._codec_streams import Recorded, anthropic_events, data_of, flat, openai_ch
 
 TEXT = st.text(min_size=1, max_size=12)
 NAMES = st.from_regex(r"[a-z_]{1,10}", fullmatch=True)
-INPUTS = st.dictionaries(NAMES, st.one_of(st.integers(), st.text(max_size=8), st.booleans()), max_size=3)
+INPUTS = st.dictionaries(NAMES, st.one_of(st.integers(-(2**53), 2**53), st.text(max_size=8), st.booleans()), max_size=3)
 
 
 @st.composite
