@@ -1,0 +1,210 @@
+"""What every codec shares: token usage, SSE framing, JSON reading and the tables that map
+finish/stop reasons and error types between the OpenAI and Anthropic dialects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import orjson
+
+NOT_JSON = "the upstream sent an event that is not JSON"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a stream or body reported, in Anthropic's terms: `input_tokens` excludes the
+    prompt tokens read from (`cache_read_tokens`) or written to (`cache_write_tokens`) the cache.
+    OpenAI's `prompt_tokens` includes its `cached_tokens`, so it is split on the way in."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reported: bool = False  # the upstream said so (else: nothing seen yet)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def openai(self) -> dict[str, Any]:
+        """OpenAI's `usage` object."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.prompt_tokens + self.output_tokens,
+        }
+        if self.cache_read_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
+        return usage
+
+    def anthropic(self) -> dict[str, Any]:
+        """Anthropic's `usage` object (cache fields only when a cache was touched)."""
+        usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cache_read_tokens:
+            usage["cache_read_input_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = self.cache_write_tokens
+        return usage
+
+
+def count(value: object) -> int:
+    """A token count as sent, or 0 for anything that is not a non-negative int."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def usage_from_anthropic(usage: object, before: TokenUsage) -> TokenUsage:
+    """Fold an Anthropic `usage` object (message_start, message_delta or a body) into `before`.
+    Counts are cumulative; a field the object leaves out keeps its earlier value."""
+    if not isinstance(usage, dict):
+        return before
+
+    def pick(key: str, old: int) -> int:
+        return count(usage[key]) if key in usage and usage[key] is not None else old
+
+    return TokenUsage(
+        input_tokens=pick("input_tokens", before.input_tokens),
+        output_tokens=pick("output_tokens", before.output_tokens),
+        cache_read_tokens=pick("cache_read_input_tokens", before.cache_read_tokens),
+        cache_write_tokens=pick("cache_creation_input_tokens", before.cache_write_tokens),
+        reported=True,
+    )
+
+
+def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
+    """An OpenAI `usage` object (the last chunk with include_usage, or a body)."""
+    if not isinstance(usage, dict):
+        return before
+    prompt = count(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = min(prompt, count(details.get("cached_tokens"))) if isinstance(details, dict) else 0
+    return TokenUsage(
+        input_tokens=prompt - cached,
+        output_tokens=count(usage.get("completion_tokens")),
+        cache_read_tokens=cached,
+        reported=True,
+    )
+
+
+def choice_zero(choices: object) -> dict[str, Any] | None:
+    """Choice 0 of a chunk or body (`n` > 1 has no Anthropic or simple counterpart).
+    A choice without an `index` counts as 0, as some OpenAI-compatible servers leave it out."""
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def load_object(data: str) -> dict[str, Any] | None:
+    """An event's JSON object; None when the data is not JSON (a non-object is an empty dict)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else {}
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """One SSE event: optional `event:` line, one `data:` line (orjson never writes a newline)."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+#: Anthropic stop_reason -> OpenAI finish_reason. A stop sequence is a normal stop to OpenAI;
+#: `pause_turn` (a server tool paused a long turn) is one too, the client may continue.
+FINISH_REASONS: Mapping[str, str] = MappingProxyType({
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+})
+
+#: OpenAI finish_reason -> Anthropic stop_reason (`function_call` is the legacy `tool_calls`).
+STOP_REASONS: Mapping[str, str] = MappingProxyType({
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+})
+
+#: Anthropic error.type -> (OpenAI error.type, OpenAI error.code), the gateway's own codes
+#: where it has one (see gateway.errors) and the Anthropic type otherwise.
+OPENAI_ERRORS: Mapping[str, tuple[str, str]] = MappingProxyType({
+    "invalid_request_error": ("invalid_request_error", "invalid_request"),
+    "request_too_large": ("invalid_request_error", "request_too_large"),
+    "authentication_error": ("authentication_error", "invalid_api_key"),
+    "permission_error": ("permission_error", "permission_error"),
+    "billing_error": ("insufficient_quota", "insufficient_quota"),
+    "not_found_error": ("invalid_request_error", "not_found"),
+    "rate_limit_error": ("rate_limit_error", "rate_limit_exceeded"),
+    "timeout_error": ("server_error", "timeout"),
+    "api_error": ("server_error", "upstream_error"),
+    "overloaded_error": ("server_error", "overloaded"),
+})
+
+#: OpenAI error.code, then error.type -> Anthropic error.type.
+_ANTHROPIC_BY_CODE: Mapping[str, str] = MappingProxyType({
+    "model_not_found": "not_found_error",
+    "rate_limit_exceeded": "rate_limit_error",
+    "insufficient_quota": "rate_limit_error",
+    "invalid_api_key": "authentication_error",
+    "overloaded": "overloaded_error",
+    "request_too_large": "request_too_large",
+})
+_ANTHROPIC_BY_TYPE: Mapping[str, str] = MappingProxyType({
+    "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "permission_error": "permission_error",
+    "not_found_error": "not_found_error",
+    "rate_limit_error": "rate_limit_error",
+    "insufficient_quota": "rate_limit_error",
+    "requests": "rate_limit_error",  # OpenAI's own 429s name the exhausted limit as the type
+    "tokens": "rate_limit_error",
+    "server_error": "api_error",
+})
+#: HTTP status -> Anthropic error.type, when the body says nothing usable.
+_ANTHROPIC_BY_STATUS: Mapping[int, str] = MappingProxyType({
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+})
+
+
+def anthropic_error_type(openai_type: object, code: object, status: int) -> str:
+    if isinstance(code, str) and code in _ANTHROPIC_BY_CODE:
+        return _ANTHROPIC_BY_CODE[code]
+    if isinstance(openai_type, str) and openai_type in _ANTHROPIC_BY_TYPE:
+        return _ANTHROPIC_BY_TYPE[openai_type]
+    return _ANTHROPIC_BY_STATUS.get(status, "api_error" if status >= 500 or status < 400 else
+                                    "invalid_request_error")
+
+
+def openai_error(anthropic_type: object, message: str, status: int) -> dict[str, Any]:
+    """OpenAI's error object for an Anthropic error type (or, failing that, the status)."""
+    kind = anthropic_type if isinstance(anthropic_type, str) and anthropic_type in OPENAI_ERRORS else (
+        _ANTHROPIC_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"))
+    openai_type, code = OPENAI_ERRORS[kind]
+    return {"message": message, "type": openai_type, "param": None, "code": code}
+
+
+def error_message(error: object, default: str) -> str:
+    """The `message` of an error object of either dialect, or `default`."""
+    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error  # some OpenAI-compatible servers send {"error": "text"}
+    return default
