@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,8 +120,8 @@ async def _admit(request: web.Request, shape: Shape, reader: Reader) -> Call | w
 async def _reply(request: web.Request, call: Call, payload: dict[str, Any]) -> web.StreamResponse:
     """A non-stream answer, after the delay; `hang`, `drop` and `drip` apply."""
     faults, settings = call.faults, request.app[MOCK_SETTINGS]
-    if faults.drip is not None:
-        return await _recorded(request, call, lambda record: drip(request, record, faults.drip or 1, False))
+    if (interval := faults.drip) is not None:
+        return await _recorded(request, call, lambda record: drip(request, record, interval, False))
     if faults.hang:
         await asyncio.Future()  # no answer until the client goes away (handler cancelled)
     await asyncio.sleep(faults.delay if faults.delay is not None else settings.first_byte_delay)
@@ -131,14 +131,13 @@ async def _reply(request: web.Request, call: Call, payload: dict[str, Any]) -> w
 
 
 async def _recorded(
-    request: web.Request, call: Call, serve: Callable[[StreamRecord], Any]
+    request: web.Request, call: Call, serve: Callable[[StreamRecord], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Run `serve` with a fresh `StreamRecord`, noting when and how the stream ended."""
     record = StreamRecord(request.path, call.spec, call.request_id)
     request.app[MOCK_STATE].record_stream(record)
     try:
-        resp: web.StreamResponse = await serve(record)
-        return resp
+        return await serve(record)
     except asyncio.CancelledError:
         record.client_closed = True
         raise
@@ -165,8 +164,8 @@ async def _complete(request: web.Request, shape: Shape) -> web.StreamResponse:
     answer = build_answer(call.read, model, f"{shape.id_prefix}{call.number:06d}", ask)
     if body.get("stream") is not True:
         return await _reply(request, call, shape.completion(answer))
-    if faults.drip is not None:
-        return await _recorded(request, call, lambda record: drip(request, record, faults.drip or 1, True))
+    if (interval := faults.drip) is not None:
+        return await _recorded(request, call, lambda record: drip(request, record, interval, True))
     delay = faults.delay if faults.delay is not None else settings.first_byte_delay
     tps = faults.tps if faults.tps is not None else settings.tokens_per_second
     steps = shape.stream(answer)
