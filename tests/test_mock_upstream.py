@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -13,58 +12,8 @@ import openai
 import orjson
 import pytest
 
-from gateway.mock import (
-    MOCK_STATE,
-    Faults,
-    FaultSpecError,
-    MockSettings,
-    MockState,
-    parse_faults,
-    start_mock,
-)
-
-CHAT = "/v1/chat/completions"
-MESSAGES = "/v1/messages"
-HELLO: Any = [{"role": "user", "content": "hello there mock"}]
-
-
-@dataclass
-class Mock:
-    url: str
-    state: MockState
-    http: aiohttp.ClientSession
-
-    def post(self, path: str, body: Any, **headers: str) -> Any:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        return self.http.post(self.url + path, data=data, headers=headers)
-
-    async def events(self, path: str, body: Any, **headers: str) -> list[tuple[str | None, str]]:
-        """(event name, data) of each SSE event, parsed the standard way (data lines joined)."""
-        async with self.post(path, body, **headers) as resp:
-            assert resp.status == 200
-            assert resp.headers["Content-Type"] == "text/event-stream"
-            return parse_sse((await resp.read()).decode())
-
-
-def parse_sse(text: str) -> list[tuple[str | None, str]]:
-    events: list[tuple[str | None, str]] = []
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for block in filter(None, text.split("\n\n")):
-        name, data = None, []
-        for line in block.split("\n"):
-            field, _, value = line.partition(": ")
-            if field == "event":
-                name = value
-            elif field == "data":
-                data.append(value)
-        events.append((name, "\n".join(data)))
-    return events
-
-
-def openai_text(events: list[tuple[str | None, str]]) -> str:
-    chunks = [orjson.loads(data) for _, data in events if data != "[DONE]"]
-    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-
+from gateway.mock import MOCK_STATE, Faults, FaultSpecError, MockSettings, parse_faults, start_mock
+from tests._mock import CHAT, HELLO, MESSAGES, Mock, chat, openai_text, parse_sse
 
 StartMock = Callable[..., Awaitable[Mock]]
 
@@ -88,10 +37,6 @@ async def start() -> AsyncIterator[StartMock]:
 @pytest.fixture
 async def mock(start: StartMock) -> Mock:
     return await start()
-
-
-def chat(stream: bool = True, **extra: Any) -> dict[str, Any]:
-    return {"model": "mock-1", "messages": HELLO, "stream": stream, **extra}
 
 
 # --- the SDKs parse both dialects --------------------------------------------------------

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from gateway.mock.faults import Faults, FaultSpecError, parse_faults
-from gateway.mock.server import (
+from gateway.mock.server import build_mock_app, run_mock, start_mock
+from gateway.mock.state import (
+    MAX_RECORDS,
     MOCK_SETTINGS,
     MOCK_STATE,
     MockSettings,
     MockState,
     RecordedRequest,
     StreamRecord,
-    build_mock_app,
-    run_mock,
-    start_mock,
 )
 
 __all__ = [
+    "MAX_RECORDS",
     "MOCK_SETTINGS",
     "MOCK_STATE",
     "FaultSpecError",

@@ -1,113 +1,75 @@
-"""The built-in mock LLM upstream: OpenAI and Anthropic dialects over real sockets, with faults.
+"""The built-in mock LLM upstream: OpenAI and Anthropic APIs over real sockets, with faults.
 
 Answers are deterministic (words picked by a hash of the last user message) and
-every stream is recorded on the app's `MockState`, so tests can see what was
-written, when, and whether the peer went away.
+every request and stream is recorded on the app's `MockState`, so tests can see what
+was written, when, and whether the peer went away.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from gateway.mock.answers import Ask, Conversation, build_answer
+from gateway.mock.extra import COMPLETIONS_SHAPE, count_tokens, embedding_inputs, embeddings_body
 from gateway.mock.faults import Faults, FaultSpecError, fault_spec, parse_faults
-from gateway.mock.shapes import (
-    ANTHROPIC,
-    OPENAI,
-    Answer,
-    Dialect,
-    Event,
-    build_answer,
-    fragments,
-    frame,
-    invalid_reason,
+from gateway.mock.responses import RESPONSES_SHAPE
+from gateway.mock.shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, Shape
+from gateway.mock.state import (
+    MOCK_SETTINGS,
+    MOCK_STATE,
+    MockSettings,
+    MockState,
+    RecordedRequest,
+    StreamRecord,
 )
+from gateway.mock.stream import write_stream
+from gateway.mock.wire import drip, echoed_keys, error_response, html_page, json_response, send_json
+
+__all__ = [
+    "MOCK_SETTINGS",
+    "MOCK_STATE",
+    "MockSettings",
+    "MockState",
+    "build_mock_app",
+    "run_mock",
+    "start_mock",
+]
 
 
 @dataclass(frozen=True)
-class MockSettings:
-    first_byte_delay: float = 0.0  # seconds before the first body byte (headers go at once)
-    tokens_per_second: float = 0.0  # pacing of content chunks; 0 = as fast as possible
-    words: int = 20  # completion length in words (= content chunks = completion tokens)
-    api_key: str | None = None  # when set, any other key gets 401
+class Call:
+    """A request the mock will answer: its body, what it reads as, its faults."""
 
-
-@dataclass
-class RecordedRequest:
-    path: str
-    headers: dict[str, str]  # names lower-cased
-    body: dict[str, Any] | None  # None when not a JSON object
-    fault: str
+    body: dict[str, Any]
+    read: Any  # what the endpoint's reader made of the body
+    faults: Faults
+    spec: str
     request_id: str | None
+    number: int  # requests served so far, this one included
 
 
-@dataclass
-class StreamRecord:
-    path: str
-    fault: str
-    request_id: str | None
-    sent_at: list[float] = field(default_factory=list)  # monotonic, after each event's drain
-    chunks_sent: int = 0  # SSE events fully written (== len(sent_at))
-    completed: bool = False
-    client_closed: bool = False
-    closed_at: float | None = None
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
+Reader = Callable[[dict[str, Any]], Any]  # body -> what it means, or a str saying why it is a 400
 
 
-@dataclass
-class MockState:
-    requests: list[RecordedRequest] = field(default_factory=list)
-    streams: list[StreamRecord] = field(default_factory=list)
-    # fail=N bookkeeping: attempts seen per (fault spec, x-request-id)
-    attempts: dict[tuple[str, str | None], int] = field(default_factory=dict)
+def chat_reader(shape: Shape) -> Reader:
+    def read(body: dict[str, Any]) -> Conversation | str:
+        max_tokens = shape.max_tokens(body)
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            return "'max_tokens' must be a positive integer"
+        return shape.read(body)
 
-    def reset(self) -> None:
-        self.requests.clear()
-        self.streams.clear()
-        self.attempts.clear()
-
-    def stats(self) -> dict[str, Any]:
-        streams = [
-            {
-                "path": s.path,
-                "fault": s.fault,
-                "request_id": s.request_id,
-                "chunks_sent": s.chunks_sent,
-                "completed": s.completed,
-                "client_closed": s.client_closed,
-                "ended": s.ended.is_set(),
-            }
-            for s in self.streams
-        ]
-        return {"requests": len(self.requests), "streams": streams}
+    return read
 
 
-MOCK_STATE = web.AppKey("mock_state", MockState)
-MOCK_SETTINGS = web.AppKey("mock_settings", MockSettings)
-
-
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )
-
-
-def _error(dialect: Dialect, status: int, message: str, faults: Faults | None = None) -> web.Response:
-    headers = {}
-    if faults is not None and faults.retry_after is not None:
-        headers["Retry-After"] = f"{faults.retry_after:g}"
-    return _json(dialect.error(status, message), status, headers)
-
-
-# --- handlers ----------------------------------------------------------------------------
-
-
-async def _complete(request: web.Request, dialect: Dialect, prefix: str) -> web.StreamResponse:
+async def _admit(request: web.Request, shape: Shape, reader: Reader) -> Call | web.StreamResponse:
+    """Record the request, then answer it here when auth, validation or a fault says so."""
     state, settings = request.app[MOCK_STATE], request.app[MOCK_SETTINGS]
     try:
         raw = orjson.loads(await request.read())
@@ -117,45 +79,65 @@ async def _complete(request: web.Request, dialect: Dialect, prefix: str) -> web.
     spec = fault_spec(request.headers.get("x-mock-fault"), body.get("model") if body else None)
     request_id = request.headers.get("x-request-id")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    state.requests.append(RecordedRequest(request.path, headers, body, spec, request_id))
+    number = state.record_request(RecordedRequest(request.path, headers, body, spec, request_id))
 
-    if settings.api_key is not None and dialect.api_key(request) != settings.api_key:
-        return _error(dialect, 401, "invalid api key")
+    if settings.api_key is not None and shape.api_key(request) != settings.api_key:
+        return error_response(shape, 401, "invalid api key")
     if body is None:
-        return _error(dialect, 400, "request body is not a JSON object")
-    max_tokens = dialect.max_tokens(body)
-    if (problem := invalid_reason(body, max_tokens)) is not None:
-        return _error(dialect, 400, problem)
+        return error_response(shape, 400, "request body is not a JSON object")
+    if isinstance(read := reader(body), str):
+        return error_response(shape, 400, read)
     try:
         faults = parse_faults(spec)
     except FaultSpecError as exc:
-        return _error(dialect, 400, str(exc))
+        return error_response(shape, 400, str(exc))
 
+    if faults.no_prefill and isinstance(read, Conversation) and read.messages[-1].get("role") == "assistant":
+        return error_response(
+            shape, 400, "prefill not supported: the conversation must end with a user message"
+        )
+    if faults.echo_key:
+        return error_response(shape, 400, echoed_keys(request))
+    if faults.context_overflow:
+        return json_response(shape.context_overflow(), 400)
+    if faults.content_filter:
+        return json_response(shape.content_filtered(), 400)
     if faults.status is not None:
-        return _error(dialect, faults.status, f"mock fault: status={faults.status}", faults)
-    if faults.fail:
-        key = (spec, request_id)
-        state.attempts[key] = attempt = state.attempts.get(key, 0) + 1
-        if attempt <= faults.fail:
-            message = f"mock fault: attempt {attempt} of fail={faults.fail}"
-            return _error(dialect, faults.fail_status, message, faults)
+        return error_response(shape, faults.status, f"mock fault: status={faults.status}", faults)
+    if faults.down_for is not None:
+        now = time.monotonic()
+        if now - state.seen_since(spec, now) < faults.down_for:
+            message = f"mock fault: down for {faults.down_for:g}s after the first request"
+            return error_response(shape, faults.fail_status, message, faults)
+    if faults.fail and (attempt := state.attempt(spec, request_id)) <= faults.fail:
+        message = f"mock fault: attempt {attempt} of fail={faults.fail}"
+        return error_response(shape, faults.fail_status, message, faults)
+    if faults.html:
+        return html_page()
+    return Call(body, read, faults, spec, request_id, number)
 
-    words = faults.words if faults.words is not None else settings.words
-    answer = build_answer(body, len(state.requests), words, max_tokens, prefix)
-    delay = faults.delay if faults.delay is not None else settings.first_byte_delay
-    if body.get("stream") is not True:
-        if faults.hang:
-            await asyncio.Future()  # no answer until the client goes away (handler cancelled)
-        await asyncio.sleep(delay)
-        if faults.drop is not None and request.transport is not None:
-            request.transport.abort()
-        return _json(dialect.completion(answer))
 
-    record = StreamRecord(request.path, spec, request_id)
-    state.streams.append(record)
-    tps = faults.tps if faults.tps is not None else settings.tokens_per_second
+async def _reply(request: web.Request, call: Call, payload: dict[str, Any]) -> web.StreamResponse:
+    """A non-stream answer, after the delay; `hang`, `drop` and `drip` apply."""
+    faults, settings = call.faults, request.app[MOCK_SETTINGS]
+    if (interval := faults.drip) is not None:
+        return await _recorded(request, call, lambda record: drip(request, record, interval, False))
+    if faults.hang:
+        await asyncio.Future()  # no answer until the client goes away (handler cancelled)
+    await asyncio.sleep(faults.delay if faults.delay is not None else settings.first_byte_delay)
+    if faults.drop is not None and request.transport is not None:
+        request.transport.abort()
+    return await send_json(request, payload, faults)
+
+
+async def _recorded(
+    request: web.Request, call: Call, serve: Callable[[StreamRecord], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Run `serve` with a fresh `StreamRecord`, noting when and how the stream ended."""
+    record = StreamRecord(request.path, call.spec, call.request_id)
+    request.app[MOCK_STATE].record_stream(record)
     try:
-        return await _stream(request, dialect, answer, faults, record, delay, tps)
+        return await serve(record)
     except asyncio.CancelledError:
         record.client_closed = True
         raise
@@ -164,79 +146,74 @@ async def _complete(request: web.Request, dialect: Dialect, prefix: str) -> web.
         record.ended.set()
 
 
-async def _stream(
-    request: web.Request,
-    dialect: Dialect,
-    answer: Answer,
-    faults: Faults,
-    record: StreamRecord,
-    delay: float,
-    tps: float,
-) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+async def _complete(request: web.Request, shape: Shape) -> web.StreamResponse:
+    """Chat completions, messages, responses and legacy completions: one flow, four shapes."""
+    call = await _admit(request, shape, chat_reader(shape))
+    if not isinstance(call, Call):
+        return call
+    faults, settings, body = call.faults, request.app[MOCK_SETTINGS], call.body
+    options = body.get("stream_options")
+    ask = Ask(
+        words=faults.words if faults.words is not None else settings.words,
+        cap=shape.max_tokens(body),
+        tool_calls=faults.tools,
+        text_then_tool=faults.text_then_tool,
+        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+    )
+    model = str(body.get("model", "mock-1"))
+    answer = build_answer(call.read, model, f"{shape.id_prefix}{call.number:06d}", ask)
+    if body.get("stream") is not True:
+        return await _reply(request, call, shape.completion(answer))
+    if (interval := faults.drip) is not None:
+        return await _recorded(request, call, lambda record: drip(request, record, interval, True))
+    delay = faults.delay if faults.delay is not None else settings.first_byte_delay
+    tps = faults.tps if faults.tps is not None else settings.tokens_per_second
+    steps = shape.stream(answer)
+    return await _recorded(
+        request, call, lambda record: write_stream(request, steps, faults, record, delay, tps)
+    )
 
-    async def send(event: Event) -> None:
-        data = frame(event, faults.newline, faults.multiline)
-        for piece in fragments(data) if faults.fragment else (data,):
-            await resp.write(piece)
-            await request.writer.drain()
-            if faults.fragment:
-                await asyncio.sleep(0)  # let the peer read each piece on its own
-        record.sent_at.append(time.monotonic())
-        record.chunks_sent += 1
 
-    async def at(k: int) -> bool:
-        """Faults due after k content chunks; False when the connection was dropped."""
-        if faults.silence is not None and faults.silence[1] == k:
-            await asyncio.sleep(faults.silence[0])
-        if faults.garbage == k:
-            await send((None, b"}{garbage"))
-        if faults.drop == k and request.transport is not None:
-            request.transport.abort()
-            return False
-        return True
-
-    try:
-        if faults.hang:
-            await asyncio.Future()  # no headers, until the client goes away
-        await resp.prepare(request)  # sends the headers at once
-        if request.transport is not None:
-            # Any byte the kernel did not take pauses the writer, so drain() returns only
-            # once the event is really on the socket.
-            request.transport.set_write_buffer_limits(high=0)
-        if delay:
-            await asyncio.sleep(delay)
-        for event in dialect.head(answer):
-            await send(event)
-        for k, piece in enumerate(answer.pieces()):
-            if not await at(k):
-                return resp
-            if k and tps:
-                await asyncio.sleep(1 / tps)
-            await send(dialect.content(answer, piece))
-        if not await at(len(answer.words)):
-            return resp
-        for event in dialect.tail(answer):
-            await send(event)
-        await resp.write_eof()
-        record.completed = True
-    except ConnectionResetError:  # the peer went away mid-write
-        record.client_closed = True
-    return resp
+# --- handlers ----------------------------------------------------------------------------
 
 
 async def _chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _complete(request, OPENAI, "chatcmpl-mock")
+    return await _complete(request, OPENAI_SHAPE)
 
 
 async def _messages(request: web.Request) -> web.StreamResponse:
-    return await _complete(request, ANTHROPIC, "msg_mock")
+    return await _complete(request, ANTHROPIC_SHAPE)
+
+
+async def _responses(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, RESPONSES_SHAPE)
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    return await _complete(request, COMPLETIONS_SHAPE)
+
+
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    call = await _admit(request, OPENAI_SHAPE, embedding_inputs)
+    if not isinstance(call, Call):
+        return call
+    payload = embeddings_body(call.body, call.read)
+    if isinstance(payload, str):
+        return error_response(OPENAI_SHAPE, 400, payload)
+    return await _reply(request, call, payload)
+
+
+async def _count_tokens(request: web.Request) -> web.StreamResponse:
+    call = await _admit(request, ANTHROPIC_SHAPE, ANTHROPIC_SHAPE.read)
+    if not isinstance(call, Call):
+        return call
+    return await _reply(request, call, count_tokens(call.read))
 
 
 async def _models(request: web.Request) -> web.Response:
     key = request.app[MOCK_SETTINGS].api_key
-    if key is not None and ANTHROPIC.api_key(request) != key:  # either header is fine
-        return _error(OPENAI, 401, "invalid api key")
+    if key is not None and ANTHROPIC_SHAPE.api_key(request) != key:  # either header is fine
+        return error_response(OPENAI_SHAPE, 401, "invalid api key")
     model = {
         "id": "mock-1",
         "object": "model",
@@ -246,22 +223,16 @@ async def _models(request: web.Request) -> web.Response:
         "display_name": "Mock 1",
         "created_at": "2024-01-01T00:00:00Z",
     }
-    body = {
-        "object": "list",
-        "data": [model],
-        "has_more": False,
-        "first_id": "mock-1",
-        "last_id": "mock-1",
-    }
-    return _json(body)
+    body = {"object": "list", "data": [model], "has_more": False, "first_id": "mock-1", "last_id": "mock-1"}
+    return json_response(body)
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def _stats(request: web.Request) -> web.Response:
-    return _json(request.app[MOCK_STATE].stats())
+    return json_response(request.app[MOCK_STATE].stats())
 
 
 async def _reset(request: web.Request) -> web.Response:
@@ -274,10 +245,14 @@ async def _reset(request: web.Request) -> web.Response:
 
 def build_mock_app(settings: MockSettings | None = None) -> web.Application:
     app = web.Application()
-    app[MOCK_SETTINGS] = settings or MockSettings()
-    app[MOCK_STATE] = MockState()
+    app[MOCK_SETTINGS] = settings = settings or MockSettings()
+    app[MOCK_STATE] = MockState(max_records=settings.max_records)
     app.router.add_post("/v1/chat/completions", _chat_completions)
     app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens)
+    app.router.add_post("/v1/responses", _responses)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_post("/v1/embeddings", _embeddings)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/_mock/stats", _stats)

@@ -1,83 +1,49 @@
-"""What the mock answers: deterministic words, each dialect's JSON shapes, and SSE framing.
+"""How the mock's answers look on the wire: each API's JSON shapes, stream steps and SSE framing.
 
 Pure functions and data, no I/O; `server` decides when and how the bytes go out.
+The chat shapes (OpenAI chat completions, Anthropic messages) live here; the Responses
+API is in `responses`, legacy completions in `extra`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 from aiohttp import web
 
-# 32 words, so one sha256 byte picks one word without bias
-VOCABULARY = tuple(
-    "the quick brown fox jumps over a lazy dog while streams of tokens flow through the gateway "
-    "relay lines bytes and events arrive quietly fast under load every single time with care".split()
-)
+from gateway.mock.answers import Answer, Conversation, answer_words
+
+__all__ = ["ANTHROPIC_SHAPE", "OPENAI_SHAPE", "AnthropicShape", "OpenAIShape", "Shape", "answer_words"]
 
 Event = tuple[str | None, Any]  # (SSE event name, JSON payload or raw bytes)
+# A stream is a list of steps. Faults count `content` steps (one word or one tool-argument
+# fragment each); `end` is the stream's end marker, which the `noend` fault leaves out.
+Kind = Literal["meta", "content", "end"]
+Step = tuple[Event, Kind]
 
 
-# --- answers -----------------------------------------------------------------------------
+class Shape(Protocol):
+    id_prefix: str
 
-
-def _text(content: Any) -> str:
-    """A message's text: a string, or the `text` of its content blocks."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
-    return ""
-
-
-def answer_words(prompt: str, count: int) -> list[str]:
-    """`count` words chosen by sha256 of the prompt: same prompt, same answer."""
-    words: list[str] = []
-    digest = hashlib.sha256(prompt.encode()).digest()
-    for i in range(count):
-        if i and i % len(digest) == 0:
-            digest = hashlib.sha256(digest).digest()
-        words.append(VOCABULARY[digest[i % len(digest)] % len(VOCABULARY)])
-    return words
-
-
-@dataclass(frozen=True)
-class Answer:
-    id: str
-    model: str
-    created: int
-    words: list[str]
-    prompt_tokens: int
-    capped: bool  # max_tokens cut the answer short
-    include_usage: bool
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.words)
-
-    def pieces(self) -> Iterator[str]:
-        """One piece per content chunk: the word, with a leading space except the first."""
-        for i, word in enumerate(self.words):
-            yield word if i == 0 else " " + word
-
-
-# --- dialects ----------------------------------------------------------------------------
-
-
-class Dialect(Protocol):
     def api_key(self, request: web.Request) -> str | None: ...
     def error(self, status: int, message: str) -> dict[str, Any]: ...
+    def context_overflow(self) -> dict[str, Any]: ...
+    def content_filtered(self) -> dict[str, Any]: ...
     def max_tokens(self, body: dict[str, Any]) -> Any: ...
+    def read(self, body: dict[str, Any]) -> Conversation | str: ...  # str: why it is a 400
     def completion(self, a: Answer) -> dict[str, Any]: ...
-    def head(self, a: Answer) -> list[Event]: ...
-    def content(self, a: Answer, text: str) -> Event: ...
-    def tail(self, a: Answer) -> list[Event]: ...
+    def stream(self, a: Answer) -> Iterator[Step]: ...
+
+
+def messages_problem(messages: Any) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    if not all(isinstance(m, dict) for m in messages):
+        return "each message must be an object"
+    return None
 
 
 _OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 429: "rate_limit_exceeded"}
@@ -92,18 +58,45 @@ _ANTHROPIC_TYPES = {
 }
 
 
-class OpenAIDialect:
+class OpenAIShape:
+    """`/v1/chat/completions`; its errors and key header serve every OpenAI endpoint."""
+
+    id_prefix = "chatcmpl-mock"
+
     def api_key(self, request: web.Request) -> str | None:
         scheme, _, key = request.headers.get("Authorization", "").partition(" ")
         return key if scheme.lower() == "bearer" else None
 
-    def error(self, status: int, message: str) -> dict[str, Any]:
+    def error(self, status: int, message: str, code: str | None = None) -> dict[str, Any]:
         kind = "server_error" if status >= 500 else "invalid_request_error"
-        code = _OPENAI_CODES.get(status)
+        code = code or _OPENAI_CODES.get(status)
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+    def context_overflow(self) -> dict[str, Any]:
+        message = (
+            "This model's maximum context length is 128000 tokens. However, your messages "
+            "resulted in 250000 tokens. Please reduce the length of the messages."
+        )
+        body = self.error(400, message, "context_length_exceeded")
+        body["error"]["param"] = "messages"
+        return body
+
+    def content_filtered(self) -> dict[str, Any]:
+        message = (
+            "The response was filtered due to the prompt triggering the content management "
+            "policy. Please modify your prompt and retry."
+        )
+        body = self.error(400, message, "content_filter")
+        body["error"]["param"] = "prompt"
+        return body
 
     def max_tokens(self, body: dict[str, Any]) -> Any:
         return body.get("max_completion_tokens", body.get("max_tokens"))
+
+    def read(self, body: dict[str, Any]) -> Conversation | str:
+        messages: Any = body.get("messages")
+        problem = messages_problem(messages)
+        return problem if problem is not None else Conversation(messages, None, body.get("tools"))
 
     def _chunk(self, a: Answer, delta: dict[str, Any], finish: str | None) -> Event:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -115,108 +108,156 @@ class OpenAIDialect:
             "choices": [choice],
         }
 
-    def _usage(self, a: Answer) -> dict[str, int]:
-        n = len(a.words)
-        return {
-            "prompt_tokens": a.prompt_tokens,
-            "completion_tokens": n,
-            "total_tokens": a.prompt_tokens + n,
-        }
+    def usage(self, a: Answer) -> dict[str, int]:
+        n = a.completion_tokens
+        return {"prompt_tokens": a.prompt_tokens, "completion_tokens": n, "total_tokens": a.prompt_tokens + n}
+
+    def finish_reason(self, a: Answer) -> str:
+        return "tool_calls" if a.tool_calls else "length" if a.capped else "stop"
 
     def completion(self, a: Answer) -> dict[str, Any]:
-        message = {"role": "assistant", "content": a.text, "refusal": None}
+        message: dict[str, Any] = {"role": "assistant", "content": a.text, "refusal": None}
+        if a.tool_calls:
+            message["content"] = a.text or None
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{c.key}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in a.tool_calls
+            ]
+        choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason(a)}
         return {
             "id": a.id,
             "object": "chat.completion",
             "created": a.created,
             "model": a.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": "length" if a.capped else "stop",
-                }
-            ],
-            "usage": self._usage(a),
+            "choices": [choice],
+            "usage": self.usage(a),
         }
 
-    def head(self, a: Answer) -> list[Event]:
-        return [self._chunk(a, {"role": "assistant", "content": ""}, None)]
-
-    def content(self, a: Answer, text: str) -> Event:
-        return self._chunk(a, {"content": text}, None)
-
-    def tail(self, a: Answer) -> list[Event]:
-        events = [self._chunk(a, {}, "length" if a.capped else "stop")]
+    def stream(self, a: Answer) -> Iterator[Step]:
+        if a.pieces or not a.tool_calls:
+            yield self._chunk(a, {"role": "assistant", "content": ""}, None), "meta"
+            for piece in a.pieces:
+                yield self._chunk(a, {"content": piece}, None), "content"
+        for i, call in enumerate(a.tool_calls):
+            # The first delta of a call carries index, id, type and name; the rest only
+            # index and an arguments fragment. A call with no text before it opens the message.
+            function = {"name": call.name, "arguments": ""}
+            delta: dict[str, Any] = {
+                "tool_calls": [
+                    {"index": i, "id": f"call_{call.key}", "type": "function", "function": function}
+                ]
+            }
+            if i == 0 and not a.pieces:
+                delta = {"role": "assistant", "content": None, **delta}
+            yield self._chunk(a, delta, None), "meta"
+            for fragment in call.fragments():
+                part = {"tool_calls": [{"index": i, "function": {"arguments": fragment}}]}
+                yield self._chunk(a, part, None), "content"
+        yield self._chunk(a, {}, self.finish_reason(a)), "meta"
         if a.include_usage:
             _, usage_chunk = self._chunk(a, {}, None)
-            usage_chunk.update(choices=[], usage=self._usage(a))
-            events.append((None, usage_chunk))
-        return [*events, (None, b"[DONE]")]
+            usage_chunk.update(choices=[], usage=self.usage(a))
+            yield (None, usage_chunk), "meta"
+        yield (None, b"[DONE]"), "end"
 
 
-class AnthropicDialect:
+class AnthropicShape:
+    """`/v1/messages`."""
+
+    id_prefix = "msg_mock"
+
     def api_key(self, request: web.Request) -> str | None:
         # Anthropic's own header; recent SDKs send `Authorization: Bearer` instead.
-        return request.headers.get("x-api-key") or OpenAIDialect().api_key(request)
+        return request.headers.get("x-api-key") or OPENAI_SHAPE.api_key(request)
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
 
+    def context_overflow(self) -> dict[str, Any]:
+        return self.error(400, "prompt is too long: 250000 tokens > 200000 maximum")
+
+    def content_filtered(self) -> dict[str, Any]:
+        message = "Output blocked by content filtering policy: the request violates the usage policy."
+        return self.error(400, message)
+
     def max_tokens(self, body: dict[str, Any]) -> Any:
         return body.get("max_tokens")
 
+    def read(self, body: dict[str, Any]) -> Conversation | str:
+        messages: Any = body.get("messages")
+        problem = messages_problem(messages)
+        return (
+            problem if problem is not None else Conversation(messages, body.get("system"), body.get("tools"))
+        )
+
+    def stop_reason(self, a: Answer) -> str:
+        return "tool_use" if a.tool_calls else "max_tokens" if a.capped else "end_turn"
+
     def completion(self, a: Answer) -> dict[str, Any]:
+        content: list[dict[str, Any]] = (
+            [{"type": "text", "text": a.text}] if a.pieces or not a.tool_calls else []
+        )
+        content += [
+            {"type": "tool_use", "id": f"toolu_{c.key}", "name": c.name, "input": orjson.loads(c.arguments)}
+            for c in a.tool_calls
+        ]
         return {
             "id": a.id,
             "type": "message",
             "role": "assistant",
             "model": a.model,
-            "content": [{"type": "text", "text": a.text}],
-            "stop_reason": "max_tokens" if a.capped else "end_turn",
+            "content": content,
+            "stop_reason": self.stop_reason(a),
             "stop_sequence": None,
-            "usage": {"input_tokens": a.prompt_tokens, "output_tokens": len(a.words)},
+            "usage": {"input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens},
         }
 
-    def head(self, a: Answer) -> list[Event]:
+    def _block(self, index: int, kind: str, body: dict[str, Any]) -> Step:
+        return (kind, {"type": kind, "index": index, **body}), "meta"
+
+    def _json_delta(self, index: int, partial: str) -> Event:
+        delta = {"type": "input_json_delta", "partial_json": partial}
+        return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+
+    def stream(self, a: Answer) -> Iterator[Step]:
         message = {**self.completion(a), "content": [], "stop_reason": None}
         message["usage"] = {"input_tokens": a.prompt_tokens, "output_tokens": 1}
-        return [
-            ("message_start", {"type": "message_start", "message": message}),
-            (
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
-            ),
-            ("ping", {"type": "ping"}),
-        ]
-
-    def content(self, a: Answer, text: str) -> Event:
-        delta = {"type": "text_delta", "text": text}
-        return "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
-
-    def tail(self, a: Answer) -> list[Event]:
-        stop = "max_tokens" if a.capped else "end_turn"
-        return [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            (
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": stop, "stop_sequence": None},
-                    "usage": {"output_tokens": len(a.words)},
-                },
-            ),
-            ("message_stop", {"type": "message_stop"}),
-        ]
+        yield ("message_start", {"type": "message_start", "message": message}), "meta"
+        index = itertools.count()
+        if a.pieces or not a.tool_calls:
+            i = next(index)
+            yield self._block(i, "content_block_start", {"content_block": {"type": "text", "text": ""}})
+            yield ("ping", {"type": "ping"}), "meta"
+            for piece in a.pieces:
+                delta = {"type": "text_delta", "text": piece}
+                yield (
+                    ("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}),
+                    "content",
+                )
+            yield self._block(i, "content_block_stop", {})
+        for call in a.tool_calls:
+            i = next(index)
+            block = {"type": "tool_use", "id": f"toolu_{call.key}", "name": call.name, "input": {}}
+            yield self._block(i, "content_block_start", {"content_block": block})
+            if i == 0:
+                yield ("ping", {"type": "ping"}), "meta"
+            # Anthropic opens every tool_use block with an empty partial_json.
+            yield self._json_delta(i, ""), "meta"
+            for fragment in call.fragments():
+                yield self._json_delta(i, fragment), "content"
+            yield self._block(i, "content_block_stop", {})
+        stop = {"stop_reason": self.stop_reason(a), "stop_sequence": None}
+        usage = {"output_tokens": a.completion_tokens}
+        yield ("message_delta", {"type": "message_delta", "delta": stop, "usage": usage}), "meta"
+        yield ("message_stop", {"type": "message_stop"}), "end"
 
 
-OPENAI, ANTHROPIC = OpenAIDialect(), AnthropicDialect()
+OPENAI_SHAPE, ANTHROPIC_SHAPE = OpenAIShape(), AnthropicShape()
 
 
 # --- wire format -------------------------------------------------------------------------
@@ -246,33 +287,3 @@ def fragments(data: bytes) -> Iterator[bytes]:
             return
         yield data[pos : pos + size]
         pos += size
-
-
-def invalid_reason(body: dict[str, Any], max_tokens: Any) -> str | None:
-    """Why the body is not a chat request, or None."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return "'messages' must be a non-empty list"
-    if not all(isinstance(m, dict) for m in messages):
-        return "each message must be an object"
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        return "'max_tokens' must be a positive integer"
-    return None
-
-
-def build_answer(body: dict[str, Any], n: int, words: int, cap: int | None, prefix: str) -> Answer:
-    messages: list[dict[str, Any]] = body["messages"]
-    user = [m for m in messages if m.get("role") == "user"]
-    prompt = _text(user[-1].get("content")) if user else ""
-    texts = [_text(m.get("content")) for m in messages] + [_text(body.get("system"))]
-    count = min(words, cap) if cap is not None else words
-    options = body.get("stream_options")
-    return Answer(
-        id=f"{prefix}{n:06d}",
-        model=str(body.get("model", "mock-1")),
-        created=int(time.time()),
-        words=answer_words(prompt, count),
-        prompt_tokens=max(1, sum(len(t.split()) for t in texts)),
-        capped=count < words,
-        include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-    )
