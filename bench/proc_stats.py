@@ -11,6 +11,7 @@ from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
 #: /proc/net/tcp state column: 01 ESTABLISHED ... 0A LISTEN (include/net/tcp_states.h)
+_ESTABLISHED = "01"
 _LISTEN = "0A"
 
 
@@ -77,3 +78,17 @@ def tcp_sockets(pid: int) -> dict[str, int]:
     listening = sum(1 for inode in inodes if states.get(inode) == _LISTEN)
     other = sum(1 for inode in inodes if inode in states and states[inode] != _LISTEN)
     return {"listening": listening, "other": other}
+
+
+def connections_to(port: int) -> int:
+    """Established TCP connections whose local port is `port`: the clients a server on that
+    port has accepted and not yet closed (this network namespace, any process)."""
+    count = 0
+    suffix = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 3 and fields[3] == _ESTABLISHED and fields[1].endswith(suffix):
+                    count += 1
+    return count

@@ -95,10 +95,14 @@ async def nginx_proxy(bench: Run) -> None:
                 **{f"nginx{i}": pid for i, pid in enumerate(nginx.pids)}}
         await bench.warm_up(nginx.url)
         saved, bench.pids = bench.pids, pids
+
+        def cpu(result: dict[str, Any]) -> float:
+            return proxy_cpu("nginx" if result["url"] == nginx.url else "gateway", result)
+
         try:
-            for concurrency, requests in ((1, 20), (50, 100)) if bench.quick else ((1, 60), (50, 300)):
+            for concurrency, requests in ((50, 100),) if bench.quick else ((1, 60), (50, 300)):
                 out[str(concurrency)] = await median_round(
-                    bench, urls, 3, lambda x: proxy_cpu("nginx" if x["url"] == nginx.url else "gateway", x),
+                    bench, urls, 1 if bench.quick else 3, cpu,
                     model="mock-1+words=200", concurrency=concurrency, requests=requests)
         finally:
             bench.pids = saved
