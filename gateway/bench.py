@@ -9,7 +9,9 @@ Definitions (the same for every target, so runs compare):
 - tokens: content chunks received (`data:` lines whose delta carries non-empty content).
 - tokens/s (per request): tokens / (total - TTFB), the rate once the answer started.
 - errors: HTTP status of a refused request, `stream_error` for an error event or a stream
-  that ended without `[DONE]`, `connection` / `timeout` for transport failures.
+  that ended without `[DONE]`, `connection` / `timeout` for transport failures; the first
+  message seen for each kind (from the JSON error body or the error event) is kept.
+- lines: SSE lines end at CRLF, LF or CR (`gateway.sse.LineSplitter`, as the relay splits).
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .errors import LineTooLong
+from .sse import LineSplitter
+
 #: Bounds on one request, so a wedged server ends the run instead of hanging it.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
+#: An error message is cut to this many characters in the report.
+MESSAGE_CHARS = 200
 
 
 @dataclass(slots=True)
@@ -41,6 +48,7 @@ class Sample:
     total: float = 0.0
     tokens: int = 0
     max_gap: float = 0.0  # longest wait between two reads of the body
+    message: str | None = None  # what the error said, when it said anything
 
 
 def chat_url(url: str) -> str:
@@ -63,14 +71,33 @@ def _content_chunk(line: bytes) -> bool:
     return isinstance(content, str) and bool(content)
 
 
-def _error_event(line: bytes) -> bool:
+def error_message(body: bytes) -> str | None:
+    """The message of an error body or event in either dialect (`{"error": {"message"}}`,
+    `{"type": "error", "error": {"message"}}`), else the body's text; None when empty."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace").strip()
+        return text[:MESSAGE_CHARS] or None
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:MESSAGE_CHARS]
+    if isinstance(error, str):
+        return error[:MESSAGE_CHARS]
+    return body.decode("utf-8", "replace").strip()[:MESSAGE_CHARS] or None
+
+
+def _error_event(line: bytes) -> str | None:
+    """The message of a `data:` line that carries an error object, else None."""
     if b'"error"' not in line:
-        return False
+        return None
     try:
         data = orjson.loads(line[5:])
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and "error" in data
+        return None
+    if not isinstance(data, dict) or "error" not in data:
+        return None
+    return error_message(line[5:]) or "error event"
 
 
 async def stream_one(session: aiohttp.ClientSession, url: str, body: bytes,
@@ -80,10 +107,10 @@ async def stream_one(session: aiohttp.ClientSession, url: str, body: bytes,
     try:
         async with session.post(url, data=body, headers=headers) as response:
             if response.status != 200:
-                await response.read()
                 sample.error = str(response.status)
+                sample.message = error_message(await response.read())
                 return sample
-            carry = b""
+            splitter = LineSplitter()
             last = 0.0
             done = False
             async for data in response.content.iter_any():
@@ -93,23 +120,23 @@ async def stream_one(session: aiohttp.ClientSession, url: str, body: bytes,
                 else:
                     sample.max_gap = max(sample.max_gap, now - last)
                 last = now
-                lines = (carry + data if carry else data).split(b"\n")
-                carry = lines.pop()
-                for line in lines:
+                for line in splitter.feed(data).splitlines():  # CRLF, LF and CR endings alike
                     if not line.startswith(b"data:"):
                         continue
                     if _content_chunk(line):
                         sample.tokens += 1
                     elif line.rstrip() in (b"data: [DONE]", b"data:[DONE]"):
                         done = True
-                    elif _error_event(line):
-                        sample.error = "stream_error"
+                    elif (message := _error_event(line)) is not None and sample.error is None:
+                        sample.error, sample.message = "stream_error", message
             if not done and sample.error is None:
-                sample.error = "stream_error"
+                sample.error, sample.message = "stream_error", "the stream ended without [DONE]"
+    except LineTooLong as exc:
+        sample.error, sample.message = "stream_error", str(exc)
     except (TimeoutError, aiohttp.ServerTimeoutError):
-        sample.error = "timeout"
-    except aiohttp.ClientError:
-        sample.error = "connection"
+        sample.error, sample.message = "timeout", f"no byte for {READ_TIMEOUT:g} s"
+    except aiohttp.ClientError as exc:
+        sample.error, sample.message = "connection", f"{type(exc).__name__}: {exc}"[:MESSAGE_CHARS]
     sample.total = time.perf_counter() - started
     return sample
 
@@ -168,13 +195,19 @@ def summarize(samples: list[Sample], wall: float, **about: Any) -> dict[str, Any
     ok = [s for s in samples if s.error is None]
     rates = [s.tokens / (s.total - s.ttfb) for s in ok if s.ttfb is not None and s.total > s.ttfb]
     tokens = sum(s.tokens for s in samples)
+    messages: dict[str, str] = {}
+    for s in samples:  # the first message per kind, in the order the requests finished
+        if s.error is not None and s.message is not None:
+            messages.setdefault(s.error, s.message)
     return {
         **about,
         "requests": len(samples),
         "ok": len(ok),
         "errors": dict(sorted(Counter(s.error for s in samples if s.error is not None).items())),
+        "error_messages": dict(sorted(messages.items())),
         "wall_seconds": round(wall, 4),
-        "requests_per_second": round(len(samples) / wall, 2) if wall > 0 else 0.0,
+        # No rate when nothing succeeded: refusals per second are not a throughput.
+        "requests_per_second": (round(len(samples) / wall, 2) if wall > 0 else 0.0) if ok else None,
         "tokens": tokens,
         "tokens_per_second": round(tokens / wall, 1) if wall > 0 else 0.0,
         "ttfb_ms": percentiles([s.ttfb for s in ok if s.ttfb is not None], 1000),
@@ -190,7 +223,9 @@ def format_report(report: dict[str, Any]) -> str:
 
     rows = [("TTFB", report["ttfb_ms"], " ms"), ("total", report["total_ms"], " ms"),
             ("tokens/s", report["request_tokens_per_second"], "")]
-    errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
+    messages = report.get("error_messages", {})
+    errors = ", ".join(f"{k}: {v}" + (f" ({messages[k]})" if k in messages else "")
+                       for k, v in report["errors"].items()) or "none"
     lines = [
         f"{report['requests']} requests, concurrency {report['concurrency']}, "
         f"model {report['model']} -> {report['url']}",
@@ -198,10 +233,15 @@ def format_report(report: dict[str, Any]) -> str:
         *(f"{name:<12}" + "".join(f"{cell(stats[p], unit):>14}" for p in ("p50", "p90", "p99"))
           for name, stats, unit in rows),
         f"ok {report['ok']}/{report['requests']}, errors: {errors}",
-        f"{report['requests_per_second']:,.2f} requests/s, {report['tokens']:,} tokens "
-        f"({report['tokens_per_second']:,.1f} tokens/s overall), wall {report['wall_seconds']:.2f} s, "
-        f"longest gap between reads {report['max_gap_ms']:,.1f} ms, loop {report.get('loop', '-')}",
     ]
+    if report["requests_per_second"] is None:
+        lines.append(f"no request succeeded ({report['requests']} of {report['requests']} failed): "
+                     f"no throughput to report; wall {report['wall_seconds']:.2f} s")
+    else:
+        lines.append(
+            f"{report['requests_per_second']:,.2f} requests/s, {report['tokens']:,} tokens "
+            f"({report['tokens_per_second']:,.1f} tokens/s overall), wall {report['wall_seconds']:.2f} s, "
+            f"longest gap between reads {report['max_gap_ms']:,.1f} ms, loop {report.get('loop', '-')}")
     return "\n".join(lines)
 
 
@@ -227,7 +267,8 @@ class _Bar:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """The `bench` command: exit status 0 when every request streamed to the end, else 1."""
+    """The `bench` command: exit status 0 when every request streamed to the end, else 1
+    (also when none succeeded: then the report says so and gives no requests/s)."""
     if args.concurrency < 1 or args.requests < 1:
         print("llm-gateway bench: --concurrency and --requests must be at least 1", file=sys.stderr)
         return 2
@@ -243,4 +284,6 @@ def run_bench(args: argparse.Namespace) -> int:
         report = runner.run(run(args.url, args.key, args.model, args.concurrency, args.requests,
                                 progress))
     print(orjson.dumps(report).decode() if args.json else format_report(report))
+    if args.json and not report["ok"]:
+        print(f"llm-gateway bench: no request succeeded ({report['requests']} failed)", file=sys.stderr)
     return 0 if not report["errors"] else 1

@@ -54,12 +54,22 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--api-key", default=None, help="require this upstream key")
     mock.set_defaults(run=_mock_upstream)
 
-    bench = sub.add_parser("bench", help="stream N requests at concurrency C and report")
-    bench.add_argument("--url", required=True, help="gateway (or any OpenAI-compatible) base URL")
-    bench.add_argument("--key", required=True)
-    bench.add_argument("--model", default="mock-1")
-    bench.add_argument("--concurrency", type=int, default=10)
-    bench.add_argument("--requests", type=int, default=100)
+    bench = sub.add_parser(
+        "bench", help="stream N requests at concurrency C and report",
+        description="Stream chat completions and report TTFB, total time and tokens/s per "
+                    "request (p50/p90/p99), errors by status with the first message of each, "
+                    "and requests/s. Exit 1 when any request failed.")
+    bench.add_argument("--url", required=True,
+                       help="base URL of the gateway or any OpenAI-compatible server, with or "
+                            "without /v1 (e.g. http://127.0.0.1:8080)")
+    bench.add_argument("--key", required=True,
+                       help="API key sent as 'Authorization: Bearer KEY' (a gateway tenant key)")
+    bench.add_argument("--model", default="mock-1",
+                       help="model name to request (default: %(default)s, the mock's)")
+    bench.add_argument("--concurrency", type=int, default=10,
+                       help="requests in flight at once (default: %(default)s)")
+    bench.add_argument("--requests", type=int, default=100,
+                       help="requests to send in all (default: %(default)s)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     bench.set_defaults(run=_bench)
 

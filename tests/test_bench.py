@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.bench import Sample, chat_url, percentiles, summarize
+from gateway.bench import Sample, chat_url, error_message, format_report, percentiles, summarize
 from tests.conftest import CLIENT_KEY, REPO, Gateway, Mock
 
 WORDS = 12  # the `mock` fixture's answer length: one content chunk per word
@@ -67,8 +67,27 @@ async def test_bench_with_a_wrong_key_counts_errors_by_status(gateway: Gateway) 
     assert status == 1
     assert report["ok"] == 0
     assert report["errors"] == {"401": 6}
+    assert report["error_messages"] == {"401": "invalid API key"}
+    assert report["requests_per_second"] is None  # refusals per second are not a throughput
     assert report["tokens"] == 0
     assert report["ttfb_ms"]["p50"] is None
+
+
+async def test_bench_with_a_wrong_key_says_why_and_that_nothing_succeeded(gateway: Gateway) -> None:
+    status, out, _ = await bench(gateway.url(), "--requests", "4", "--concurrency", "2",
+                                 key="not-a-key")
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[-2] == "ok 0/4, errors: 401: 4 (invalid API key)"
+    assert lines[-1].startswith("no request succeeded (4 of 4 failed): no throughput to report; wall ")
+
+
+@pytest.mark.parametrize("ending", ["crlf", "cr", "fragment"])
+async def test_bench_counts_every_chunk_whatever_the_line_endings(mock: Mock, ending: str) -> None:
+    status, report = await bench_json(mock.url, "--requests", "2", "--concurrency", "2",
+                                      "--model", f"mock-1+{ending}")
+    assert (status, report["ok"], report["errors"]) == (0, 2, {})
+    assert report["tokens"] == 2 * WORDS
 
 
 async def test_bench_runs_against_the_mock_directly_with_or_without_v1(mock: Mock) -> None:
@@ -84,6 +103,27 @@ async def test_a_stream_cut_short_is_an_error_not_a_success(gateway: Gateway) ->
     assert report["ok"] == 0
     assert report["errors"] == {"stream_error": 2}  # the gateway's error event, then the end
     assert report["tokens"] == 2 * 3
+    assert report["requests_per_second"] is None
+    message = report["error_messages"]["stream_error"]
+    assert message == gateway_error_event_message(gateway)
+
+
+def gateway_error_event_message(gateway: Gateway) -> str:
+    """The message of the error event the gateway logged for the cut stream."""
+    errors = {line.get("error") for line in gateway.request_logs()}
+    assert len(errors) == 1, errors
+    found = errors.pop()
+    assert isinstance(found, str)
+    return found
+
+
+async def test_a_connection_cut_mid_stream_is_a_connection_error_with_its_cause(mock: Mock) -> None:
+    status, report = await bench_json(mock.url, "--requests", "1", "--concurrency", "1",
+                                      "--model", "mock-1+drop=2")
+    assert status == 1
+    assert report["errors"] == {"connection": 1}
+    assert report["error_messages"]["connection"].split(":")[0] == "ClientPayloadError"
+    assert report["tokens"] == 2
 
 
 async def test_bench_prints_a_table_by_default(gateway: Gateway) -> None:
@@ -127,3 +167,22 @@ def test_summary_counts_errors_by_kind_and_rates_only_successes() -> None:
     assert report["errors"] == {"429": 2, "connection": 1}
     assert report["request_tokens_per_second"]["p50"] == pytest.approx(100.0)
     assert report["requests_per_second"] == 2.0
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b'{"error": {"message": "invalid API key", "type": "authentication_error"}}', "invalid API key"),
+    (b'{"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}', "slow down"),
+    (b'{"error": "plain"}', "plain"),
+    (b"upstream said no", "upstream said no"),
+    (b"", None),
+])
+def test_error_message_reads_either_dialect_or_the_text(body: bytes, expected: str | None) -> None:
+    assert error_message(body) == expected
+
+
+def test_first_message_per_kind_is_kept_and_shown_in_the_table() -> None:
+    samples = [Sample("429", message="first"), Sample("429", message="second"),
+               Sample(None, 0.01, 0.11, 10)]
+    report = summarize(samples, 1.0, url="u", model="m", concurrency=1)
+    assert report["error_messages"] == {"429": "first"}
+    assert format_report(report).splitlines()[5] == "ok 1/3, errors: 429: 2 (first)"

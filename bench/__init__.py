@@ -1,0 +1,1 @@
+"""Benchmarks and the soak run: loopback-only load against the mock, the gateway and nginx."""

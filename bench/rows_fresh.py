@@ -1,0 +1,153 @@
+"""The rows that each need a gateway of their own, started fresh so that RSS at rest is not
+the heap earlier rows grew: idle streams (heartbeats on and off), cost growth with
+concurrency, the stdlib asyncio loop, and admission (memory vs Redis).
+
+Same contract as `rows.py`: `async def row(bench: Run) -> None` writes `bench.results[name]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from bench.admission import measure_admission
+from bench.proc_stats import connections_to, cpu_seconds, rss_bytes
+from bench.procs import Gateway, start_redis
+from bench.runner import Run
+
+HEARTBEAT_SECONDS = 2.0
+GROWTH = (1, 10, 100, 1000, 5000)  # concurrent streams in the cost-growth table
+GROWTH_MODEL = "mock-1+words=20,tps=10"  # about 2 s per stream: the streams overlap
+
+
+async def idle_streams(bench: Run) -> None:
+    for name, heartbeat, counts in (
+            ("heartbeat_on", HEARTBEAT_SECONDS, [1000, 2000] if bench.quick else [1000, 9_900]),
+            ("heartbeat_off", 0.0, [1000] if bench.quick else [1000, 9_900])):
+        gateway = await Gateway(bench.procs, f"gateway-{name}", bench.mock_url,
+                                heartbeat=heartbeat).ready()
+        try:
+            await idle_on(bench, gateway, name, counts)
+        finally:
+            gateway.stop()
+
+
+async def idle_on(bench: Run, gateway: Gateway, name: str, counts: list[int]) -> None:
+    """Gateway RSS and CPU with N idle open streams (the mock silent after its first event)."""
+    window = HEARTBEAT_SECONDS if bench.quick else 2 * HEARTBEAT_SECONDS
+    out = bench.results.setdefault("idle", {}).setdefault(name, {})
+    await bench.warm_up(gateway.url)
+    await asyncio.sleep(0.5)
+    out["rss_base"] = rss_bytes(gateway.pid)
+    for n in counts:
+        if bench.left() < 6 + 3 * window + n / 300:  # opening runs at a few hundred streams/s
+            out[str(n)] = {"skipped": "out of time"}
+            continue
+        cpu0 = cpu_seconds(gateway.pid)
+        opened = await bench.ask("idle_open", url=gateway.url, n=n, parallel=200,
+                                 timeout=min(120, bench.left() - 15))
+        open_cpu = cpu_seconds(gateway.pid) - cpu0
+        await asyncio.sleep(HEARTBEAT_SECONDS + 0.5)  # let every stream reach its heartbeat rhythm
+        # Two or three windows, each a whole number of heartbeat periods; the quietest is reported
+        # (other work on the machine only ever adds CPU time).
+        windows = []
+        for _ in range(2 if bench.quick else 3):
+            beats0 = await gateway.metric("gateway_heartbeats_total")
+            cpu1, t1 = cpu_seconds(gateway.pid), time.monotonic()
+            await asyncio.sleep(window)
+            beats1 = await gateway.metric("gateway_heartbeats_total")
+            cpu2, t2 = cpu_seconds(gateway.pid), time.monotonic()
+            windows.append({"idle_cpu": cpu2 - cpu1, "window": t2 - t1, "heartbeats": beats1 - beats0})
+        quietest = min(windows, key=lambda w: w["idle_cpu"] / w["window"])
+        rss = rss_bytes(gateway.pid)
+        closed = await bench.ask("idle_close")
+        out[str(n)] = {**opened, "open_cpu": open_cpu, "rss": rss, **quietest, "windows": windows,
+                       "pings_seen": closed["pings"]}
+        await asyncio.sleep(1.0)
+        out[str(n)]["rss_after_close"] = rss_bytes(gateway.pid)
+
+
+async def cost_growth(bench: Run) -> None:
+    """Gateway CPU per streamed request and RSS at 1 ... 5,000 concurrent streams, each
+    stream the same (`GROWTH_MODEL`); how many were really open at once is the peak of client
+    connections the gateway held (sampled from /proc/net/tcp, costing the gateway nothing)."""
+    out = bench.results.setdefault("growth", {"model": GROWTH_MODEL})
+    counts = [10, 100] if bench.quick else list(GROWTH)
+    gateway = await Gateway(bench.procs, "gateway-growth", bench.mock_url).ready()
+    try:
+        await bench.warm_up(gateway.url)
+        await asyncio.sleep(0.5)
+        out["rss_base"] = rss_bytes(gateway.pid)
+        for n in counts:
+            if bench.left() < 10 + n / 300:
+                out[str(n)] = {"skipped": "out of time"}
+                continue
+            peak = {"rss": 0, "streams": 0}
+            sampling = asyncio.create_task(_sample(gateway.pid, gateway.port, peak))
+            cpu0 = cpu_seconds(gateway.pid)
+            result = await bench.ask("bench", url=gateway.url, model=GROWTH_MODEL, concurrency=n,
+                                     requests=max(n, 4))
+            cpu = cpu_seconds(gateway.pid) - cpu0
+            sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampling
+            out[str(n)] = {
+                "requests": result["requests"], "ok": result["ok"], "errors": result["errors"],
+                "tokens": result["tokens"], "cpu": cpu, "ttfb_ms": result["ttfb_ms"],
+                "rss_peak": peak["rss"], "streams_peak": peak["streams"],
+            }
+            bench.mock_state.reset()
+    finally:
+        gateway.stop()
+
+
+async def _sample(pid: int, port: int, peak: dict[str, int]) -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            peak["rss"] = max(peak["rss"], rss_bytes(pid))
+            peak["streams"] = max(peak["streams"], connections_to(port))
+        await asyncio.sleep(0.2)
+
+
+async def loop_variant(bench: Run) -> None:
+    """The gateway on the stdlib asyncio loop, same workload as the uvloop rows."""
+    if bench.quick or bench.left() < 60:
+        return
+    gateway = await Gateway(bench.procs, "gateway-asyncio", bench.mock_url, loop="asyncio").ready()
+    try:
+        await bench.warm_up(gateway.url)
+        out = bench.results.setdefault("asyncio_loop", {})
+        for concurrency, requests in ((1, 300), (50, 600)):
+            out[f"ttfb{concurrency}"] = await bench.ask(
+                "bench", url=gateway.url, model="mock-1+words=20", concurrency=concurrency,
+                requests=requests)
+        for concurrency, model, requests in ((1, "mock-1+words=5000", 6), (50, "mock-1+words=1000", 150)):
+            result, cpu = await bench.measured({"gateway": gateway.pid}, "bench", url=gateway.url,
+                                               model=model, concurrency=concurrency, requests=requests)
+            out[f"chunks{concurrency}"] = {**result, "cpu": cpu}
+    finally:
+        gateway.stop()
+
+
+async def admission(bench: Run) -> None:
+    out: dict[str, Any] = bench.results.setdefault("admission", {})
+    out["memory"] = await measure_admission("memory", 5_000 if bench.quick else 20_000)
+    redis = await start_redis(bench.procs, "redis") if bench.left() >= 5 else None
+    if redis is None:
+        out["redis"] = {"skipped": "out of time" if bench.left() < 5 else "no redis-server"}
+        return
+    url = f"redis://127.0.0.1:{redis[1]}/15"
+    out["redis"] = await measure_admission("redis", 500 if bench.quick else 2_000, url)
+    if not bench.quick and bench.left() > 40:  # the same per-request cost inside the gateway
+        for backend, ratelimit in (("memory", {}), ("redis", {"backend": "redis", "redis_url": url,
+                                                               "fail_open": False})):
+            gateway = await Gateway(bench.procs, f"gateway-{backend}", bench.mock_url,
+                                    ratelimit=ratelimit).ready()
+            try:
+                await bench.warm_up(gateway.url)
+                out[f"gateway_{backend}"] = await bench.ask(
+                    "bench", url=gateway.url, model="mock-1+words=20", concurrency=1, requests=300)
+            finally:
+                gateway.stop()
