@@ -8,6 +8,8 @@ stream, and in the sink for the one error event after it.
 
 from __future__ import annotations
 
+import math
+
 
 class GatewayError(Exception):
     """Base: an error with a status, a machine code, a kind and a client-safe message."""
@@ -79,11 +81,23 @@ class RateLimited(GatewayError):
         self.retry_after = retry_after
 
 
-class OverBudget(RateLimited):
-    """The tenant's spend budget cannot cover the request's worst-case cost."""
+class BudgetExceeded(GatewayError):
+    """The request's worst-case cost does not fit in what remains of the tenant's budget (429).
 
+    `retry_after` is the seconds until the period resets (None for a "total" budget, which
+    never does); the `Retry-After` header is set from it, rounded up.
+    """
+
+    status = 429
     code = "insufficient_quota"
+    kind = "quota"
     outcome = "over_budget"
+
+    def __init__(self, message: str, *, tenant: str, retry_after: float | None) -> None:
+        headers = {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
+        super().__init__(message, headers=headers)
+        self.tenant = tenant
+        self.retry_after = retry_after
 
 
 class Shed(GatewayError):

@@ -18,6 +18,7 @@ from gateway.admission.budget import (
     period_reset,
 )
 from gateway.middleware import error_response
+from gateway.routes import shape_for
 from gateway.spend import micros_to_usd, usd_to_micros
 
 EST = timezone(timedelta(hours=-5))
@@ -167,7 +168,7 @@ async def test_negative_amounts_are_refused(clock: Clock) -> None:
     ("/v1/messages", {"type": "error", "error": {"type": "rate_limit_error", "message": "m"}}),
 ])
 def test_refusal_is_a_429_in_the_route_dialect(path: str, body: dict[str, object]) -> None:
-    response = error_response(BudgetExceeded("m", tenant="a", retry_after=12.2), path)
+    response = error_response(BudgetExceeded("m", tenant="a", retry_after=12.2), shape_for(path))
     assert response.status == 429
     assert response.headers["Retry-After"] == "13"
     assert response.body is not None

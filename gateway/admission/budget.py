@@ -11,13 +11,12 @@ crosses midnight is billed to the day it started). `RedisBudget` is in `budget_r
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from gateway.errors import GatewayError
+from gateway.errors import BudgetExceeded
 from gateway.spend import micros_to_usd, usd_to_micros
 
 Period = Literal["day", "month", "total"]
@@ -55,26 +54,6 @@ def period_reset(period: Period, now: datetime) -> datetime | None:
         year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
         return datetime(year, month, 1, tzinfo=UTC)
     raise ValueError(f"unknown budget period {period!r}")
-
-
-class BudgetExceeded(GatewayError):
-    """The request's worst-case cost does not fit in what remains of the tenant's budget (429).
-
-    `retry_after` is the seconds until the period resets (None for a "total" budget, which
-    never does); the `Retry-After` header is set from it, rounded up.
-    """
-
-    status = 429
-    code = "insufficient_quota"
-    openai_type = "insufficient_quota"
-    anthropic_type = "rate_limit_error"
-    outcome = "over_budget"
-
-    def __init__(self, message: str, *, tenant: str, retry_after: float | None) -> None:
-        headers = {} if retry_after is None else {"Retry-After": str(max(1, math.ceil(retry_after)))}
-        super().__init__(message, headers=headers)
-        self.tenant = tenant
-        self.retry_after = retry_after
 
 
 def refusal(tenant: str, budget_micros: int, period: Period, now: datetime) -> BudgetExceeded:
