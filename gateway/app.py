@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from importlib import resources
 
 import aiohttp
 import aiohttp_cors
@@ -38,12 +37,15 @@ from .state import (
     UPSTREAMS,
     Runtime,
 )
+from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 
 READY_PROBE_SECONDS = 2.0
 
 
-def build_app(config: Config, logger: FilteringBoundLogger | None = None) -> web.Application:
+def build_app(
+    config: Config, logger: FilteringBoundLogger | None = None, demo_key: str | None = None
+) -> web.Application:
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
@@ -52,6 +54,8 @@ def build_app(config: Config, logger: FilteringBoundLogger | None = None) -> web
     app[AUTH] = Authenticator(config.tenants)
     app[ROUTER] = Router(config)
     app[RUNTIME] = Runtime()
+    if demo_key is not None:
+        app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
     app[QUEUE] = queue = StreamQueue(
         config.limits.max_concurrent_streams, config.limits.max_queue,
         config.limits.queue_timeout_seconds)
@@ -155,8 +159,3 @@ async def readyz(request: web.Request) -> web.Response:
     if not runtime.upstreams_reachable:
         return web.json_response({"status": "no upstream reachable"}, status=503)
     return web.json_response({"status": "ready"})
-
-
-async def index_page(request: web.Request) -> web.Response:
-    page = resources.files("gateway").joinpath("static/index.html").read_bytes()
-    return web.Response(body=page, content_type="text/html", charset="utf-8")
