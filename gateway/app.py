@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from importlib import resources
 
 import aiohttp
 import aiohttp_cors
@@ -29,7 +28,6 @@ from .routing import Router
 from .state import (
     AUTH,
     CONFIG,
-    DEMO_KEY,
     GATE,
     LIMITER,
     LOGGER,
@@ -41,6 +39,7 @@ from .state import (
     UPSTREAMS,
     Runtime,
 )
+from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 
 READY_PROBE_SECONDS = 2.0
@@ -52,13 +51,13 @@ def build_app(
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
-    if demo_key is not None:
-        app[DEMO_KEY] = demo_key
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[AUTH] = Authenticator(config.tenants)
     app[ROUTER] = Router(config)
     app[RUNTIME] = Runtime()
+    if demo_key is not None:
+        app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
     app[QUEUE] = queue = StreamQueue(
         config.limits.max_concurrent_streams, config.limits.max_queue,
         config.limits.queue_timeout_seconds)
@@ -152,8 +151,3 @@ async def readyz(request: web.Request) -> web.Response:
     if not runtime.upstreams_reachable:
         return web.json_response({"status": "no upstream reachable"}, status=503)
     return web.json_response({"status": "ready"})
-
-
-async def index_page(request: web.Request) -> web.Response:
-    page = resources.files("gateway").joinpath("static/index.html").read_bytes()
-    return web.Response(body=page, content_type="text/html", charset="utf-8")

@@ -63,5 +63,4 @@ GATE = web.AppKey("gate", Gate)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
 RUNTIME = web.AppKey("runtime", Runtime)
-DEMO_KEY = web.AppKey("demo_key", str)  # --demo: the key the chat page is prefilled with
 RECORD = web.RequestKey("record", Record)  # the request's record

@@ -2,7 +2,9 @@
 
 The gateway (built from `demo_config`, the page on) and the paced mock upstream run
 in-process on 127.0.0.1, so the tests can watch the mock's `StreamRecord`s: answers stream
-into the page token by token, errors show, and Stop closes the upstream stream too.
+into the page token by token, errors show, and Stop closes the upstream stream too. Markdown,
+reported usage and cost come from `fake_gateway`, a tiny server of this file that serves the
+same page and streams canned simple events. The layout tests write `docs/screenshots/*.png`.
 Without chromium or playwright these tests skip, unless CI is set, where they fail.
 """
 
@@ -25,6 +27,7 @@ from gateway.app import build_app
 from gateway.demo import DEMO_KEY, DEMO_UPSTREAM_KEY_ENV, demo_config
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
 from gateway.mock.shapes import answer_words
+from gateway.ui import DEMO_KEY_APPKEY, index_page
 
 try:
     from playwright.async_api import async_playwright, expect
@@ -44,7 +47,9 @@ WORDS = 12
 WAIT_MS = 10_000  # every Playwright wait and action
 LAUNCH_MS = 30_000
 ENDED_SECONDS = 5.0  # the upstream stream ends this soon after Stop (it would run 20 s)
-PHONE = {"width": 390, "height": 780}
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1280, "height": 800}
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 def require_browser() -> None:
@@ -72,12 +77,17 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(settings: MockSettings) -> AsyncIterator[Stack]:
-    """The mock upstream and the demo-config gateway in front of it, each on a free port."""
+async def running_stack(settings: MockSettings, demo_key: str | None = None) -> AsyncIterator[Stack]:
+    """The mock upstream and the demo-config gateway in front of it, each on a free port.
+    The OpenAI-dialect upstream also names two concrete models, for the model picker."""
     mock_runner, mock_url = await start_mock(settings=settings)
     try:
         config = demo_config(None, {DEMO_UPSTREAM_KEY_ENV: UPSTREAM_KEY}, mock_url)
-        runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+        first, *rest = config.upstreams
+        named = first.model_copy(update={"models": ("mock-1", "mock-2", *first.models)})
+        config = config.model_copy(update={"upstreams": (named, *rest)})
+        app = build_app(config, demo_key=demo_key)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -89,6 +99,83 @@ async def running_stack(settings: MockSettings) -> AsyncIterator[Stack]:
         await mock_runner.cleanup()
 
 
+# -- fake_gateway: the page's own origin, streaming canned simple events ------------------------
+
+MARKDOWN_PROMPT = "How does the relay stream?"
+MARKDOWN_ANSWER = (
+    "Streaming with **Server-Sent Events** keeps the *first token* fast:\n\n"
+    "```python\n"
+    "async def relay(upstream, client):\n"
+    "    async for line in upstream:\n"
+    "        await client.write(line)  # flushed at once\n"
+    "```\n\n"
+    "1. read one line\n"
+    "2. write it, then `flush`\n"
+    "3. repeat until `[DONE]`\n\n"
+    "See the [SSE spec](https://html.spec.whatwg.org/multipage/server-sent-events.html)."
+)
+MARKDOWN_USAGE = {"prompt_tokens": 31, "completion_tokens": 87}
+MARKDOWN_COST = 0.000468
+UNSAFE_PROMPT = "Show me some HTML."
+UNSAFE_FIRST_LINE = (
+    'Text <script>document.title = "pwned"</script> <img src=x onerror="document.title=1"> stays text.'
+)
+UNSAFE_ANSWER = UNSAFE_FIRST_LINE + "\n\n[a script link](javascript:alert) and [a fine one](https://example.com/docs)"
+INTRO_PROMPT = "What does the gateway do?"
+INTRO_ANSWER = (
+    "It relays **OpenAI** and **Anthropic** streams line by line, decides per tenant who may "
+    "stream, and counts every token."
+)
+HEADER_COST_PROMPT = "What did that cost?"
+PIECE = 3  # characters per delta: fences, `**` and links all arrive split across events
+
+
+def simple_event(name: str, data: object) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+async def fake_chat_stream(request: web.Request) -> web.StreamResponse:
+    """Answers by prompt, a few characters per event, then `done` with usage and cost (or the
+    cost in a header), as a later gateway version reports them."""
+    body = await request.json()
+    prompt = body["messages"][-1]["content"]
+    answer = {MARKDOWN_PROMPT: MARKDOWN_ANSWER, UNSAFE_PROMPT: UNSAFE_ANSWER}.get(prompt, INTRO_ANSWER)
+    headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    done: dict[str, object] = {"usage": MARKDOWN_USAGE, "cost_usd": MARKDOWN_COST}
+    if prompt == HEADER_COST_PROMPT:
+        headers["x-gateway-cost-usd"] = "0.25"
+        done = {}
+    response = web.StreamResponse(headers=headers)
+    await response.prepare(request)
+    await asyncio.sleep(0.2)  # pacing, so the arrival plot has a first-token delay to show
+    for start in range(0, len(answer), PIECE):
+        await response.write(simple_event("message", {"content": answer[start:start + PIECE], "done": False}))
+        await asyncio.sleep(0.004 if start % 60 else 0.06)  # bursts, like a real model
+    await response.write(simple_event("done", done))
+    return response
+
+
+async def fake_models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [{"id": "mock-1"}, {"id": "mock-2"}, {"id": "gpt-*"}]})
+
+
+@pytest.fixture
+async def fake_gateway() -> AsyncIterator[str]:
+    """The page (through `gateway.ui.index_page`, demo key set) and canned answers."""
+    app = web.Application()
+    app[DEMO_KEY_APPKEY] = DEMO_KEY
+    app.router.add_get("/", index_page)
+    app.router.add_get("/v1/models", fake_models)
+    app.router.add_post("/api/chat/stream", fake_chat_stream)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
 @dataclass
 class Chat:
     page: Page
@@ -96,8 +183,9 @@ class Chat:
     requested: list[str] = field(default_factory=list)  # every URL the page asked for
     page_errors: list[str] = field(default_factory=list)  # uncaught JS exceptions
 
-    async def send(self, prompt: str, key: str = DEMO_KEY) -> None:
-        await self.page.fill("#key", key)
+    async def send(self, prompt: str, key: str | None = DEMO_KEY) -> None:
+        if key is not None:
+            await self.page.fill("#key", key)
         await self.page.fill("#prompt", prompt)
         await self.page.click("#send")
 
@@ -115,6 +203,12 @@ def mock_settings() -> MockSettings:
 
 
 @pytest.fixture
+def demo_key() -> str | None:
+    """The key the gateway app offers the page (`--demo`); none unless a test says so."""
+    return None
+
+
+@pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
     require_browser()
     async with async_playwright() as playwright:
@@ -127,9 +221,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def chat(browser: Browser, mock_settings: MockSettings) -> AsyncIterator[Chat]:
+async def chat(
+    browser: Browser, mock_settings: MockSettings, demo_key: str | None
+) -> AsyncIterator[Chat]:
     """The page open on a fresh gateway, in a phone-sized window with empty storage."""
-    async with running_stack(mock_settings) as stack:
+    async with running_stack(mock_settings, demo_key) as stack:
         context = await browser.new_context(viewport=PHONE)
         context.set_default_timeout(WAIT_MS)
         try:
@@ -270,8 +366,8 @@ async def test_the_sse_parser_gives_the_same_events_however_the_stream_is_split(
     assert [json.loads(s) for s in splits] == [expected]
 
 
-async def test_the_page_is_labelled_self_contained_and_remembers_the_key(
-    chat: Chat, tmp_path: Path
+async def test_the_page_is_labelled_self_contained_and_keeps_the_key_in_session_storage(
+    chat: Chat,
 ) -> None:
     page = chat.page
     for label, selector in [("API key", "#key"), ("Model", "#model"), ("Message", "#prompt")]:
@@ -282,12 +378,250 @@ async def test_the_page_is_labelled_self_contained_and_remembers_the_key(
 
     await chat.send("Show me the page.")
     await chat.wait_status("done")
-    shot = tmp_path / "chat.png"
-    await page.screenshot(path=shot, full_page=True)
-    assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-
     await page.reload()
-    assert await page.input_value("#key") == DEMO_KEY  # from localStorage
+    assert await page.input_value("#key") == DEMO_KEY  # from sessionStorage
+    stored = await page.evaluate("[sessionStorage.getItem('llm-gateway.key'), localStorage.length]")
+    assert stored == [DEMO_KEY, 0]
     outside = [url for url in chat.requested if not url.startswith(chat.stack.url + "/")]
     assert outside == []
 
+
+@pytest.mark.parametrize("demo_key", [DEMO_KEY])
+async def test_in_demo_mode_the_key_is_filled_in_and_a_first_message_just_works(chat: Chat) -> None:
+    assert await chat.page.input_value("#key") == DEMO_KEY
+    await expect(chat.page.locator("#key-hint")).to_contain_text("Demo key · kept in this tab only", timeout=WAIT_MS)
+    prompt = "Hello from a fresh tab."
+    await chat.send(prompt, key=None)
+    await chat.wait_status("done")
+    assert await chat.output() == mock_answer(prompt)
+
+
+async def test_the_model_picker_lists_the_models_the_key_may_use(chat: Chat) -> None:
+    page = chat.page
+    assert await page.get_attribute("#model", "list") == "models"
+    await page.fill("#key", DEMO_KEY)
+    await page.dispatch_event("#key", "change")
+    options = page.locator("#models option")
+    await expect(options).to_have_count(2, timeout=WAIT_MS)
+    assert await options.evaluate_all("os => os.map(o => o.value)") == ["mock-1", "mock-2"]
+    await expect(page.locator("#model-hint")).to_contain_text("2 models listed", timeout=WAIT_MS)
+
+    await page.fill("#key", "not-a-real-key")
+    await page.dispatch_event("#key", "change")
+    await expect(page.locator("#model-hint")).to_have_text("The key was refused (401).", timeout=WAIT_MS)
+    await expect(options).to_have_count(0, timeout=WAIT_MS)
+
+    await page.fill("#key", DEMO_KEY)
+    await page.dispatch_event("#key", "change")
+    await expect(options).to_have_count(2, timeout=WAIT_MS)
+    await page.fill("#model", "mock-2")  # a listed name is sent as it is
+    await chat.send("Which model is this?")
+    await chat.wait_status("done")
+    body = chat.stack.mock.requests[-1].body
+    assert body is not None and body["model"] == "mock-2"
+
+
+async def test_the_answer_shows_its_tokens_rate_and_arrival_plot(chat: Chat) -> None:
+    await chat.send("Count my tokens.")
+    await chat.wait_status("done")
+    stats = await chat.page.text_content("#stats") or ""
+    # The gateway's simple events carry no usage yet, so tokens are counted one per delta.
+    assert re.fullmatch(rf"≈{WORDS} tokens · [\d.]+ tok/s · first token \d+ ms · [\d.]+ s", stats), stats
+    assert await chat.page.get_attribute("#plot", "data-points") == str(WORDS)
+    assert await chat.page.is_visible("#plot")
+    assert await chat.page.is_hidden("#cost")
+
+
+async def test_reload_keeps_the_conversation_and_the_next_message_continues_it(chat: Chat) -> None:
+    first, second, third = "First question?", "Second question?", "Third question?"
+    for prompt in (first, second):
+        await chat.send(prompt)
+        await chat.wait_status("done")
+    await chat.page.fill("#model", "mock-2")
+    await chat.page.dispatch_event("#model", "change")
+
+    await chat.page.reload()
+    bubbles = chat.page.locator("#transcript .msg")
+    texts = [first, mock_answer(first), second, mock_answer(second)]
+    await expect(bubbles).to_have_text(texts, timeout=WAIT_MS)
+    assert await chat.page.input_value("#model") == "mock-2"
+
+    await chat.send(third, key=None)
+    await chat.wait_status("done")
+    body = chat.stack.mock.requests[-1].body
+    assert body is not None
+    assert body["messages"] == [
+        {"role": "user", "content": first}, {"role": "assistant", "content": texts[1]},
+        {"role": "user", "content": second}, {"role": "assistant", "content": texts[3]},
+        {"role": "user", "content": third},
+    ]
+
+
+async def test_after_ten_turns_the_controls_stay_in_view_while_only_the_conversation_scrolls(
+    browser: Browser, mock_settings: MockSettings
+) -> None:
+    async with running_stack(mock_settings) as stack:
+        context = await browser.new_context(viewport=DESKTOP)
+        context.set_default_timeout(WAIT_MS)
+        try:
+            chat = Chat(await context.new_page(), stack)
+            await chat.page.goto(stack.url + "/")
+            await chat.page.fill("#model", "mock-1+tps=2000,words=40")
+            for turn in range(10):
+                await chat.send(f"Turn {turn}: tell me more.")
+                await chat.wait_status("done")
+            await chat.page.fill("#model", "mock-1+words=400")  # 20 s at the mock's pace
+            await chat.send("One more, a long one.")
+            await chat.wait_status("streaming")
+            await expect(chat.page.locator("#output")).to_have_text(re.compile(r"^\S+ \S+"), timeout=WAIT_MS)
+
+            for selector in ("#stop", "#send", "#prompt", "#status", "#key", "#model", "h1"):
+                await expect(chat.page.locator(selector)).to_be_in_viewport(timeout=WAIT_MS)
+            scroll = await chat.page.eval_on_selector("#conversation", """c => ({
+                overflowing: c.scrollHeight > c.clientHeight,
+                followed: c.scrollHeight - c.scrollTop - c.clientHeight < 40,
+                page: document.scrollingElement.scrollHeight - window.innerHeight,
+            })""")
+            assert scroll == {"overflowing": True, "followed": True, "page": 0}
+            await chat.page.click("#stop")
+            await chat.wait_status("stopped")
+            assert await chat.page.locator("#transcript .msg").count() == 21
+        finally:
+            await context.close()
+
+
+@contextlib.asynccontextmanager
+async def fake_chat(
+    browser: Browser, url: str, viewport: dict[str, int] = PHONE, scheme: str = "light"
+) -> AsyncIterator[Chat]:
+    context = await browser.new_context(viewport=viewport, color_scheme=scheme)  # type: ignore[arg-type]
+    context.set_default_timeout(WAIT_MS)
+    try:
+        page = await context.new_page()
+        chat = Chat(page, Stack(url, MockState()))
+        page.on("pageerror", lambda error: chat.page_errors.append(str(error)))
+        await page.goto(url + "/")
+        yield chat
+        assert chat.page_errors == []
+    finally:
+        await context.close()
+
+
+async def tags(chat: Chat, selector: str = "#output") -> list[str]:
+    return await chat.page.eval_on_selector(selector, "o => [...o.querySelectorAll('*')].map(e => e.tagName)")
+
+
+async def test_markdown_streams_into_code_blocks_lists_and_links(browser: Browser, fake_gateway: str) -> None:
+    async with fake_chat(browser, fake_gateway) as chat:
+        await chat.send(MARKDOWN_PROMPT, key=None)
+        await chat.wait_status("done")
+        assert await tags(chat) == [
+            "P", "STRONG", "EM", "PRE", "CODE", "OL", "LI", "LI", "CODE", "LI", "CODE", "P", "A"]
+        code = chat.page.locator("#output pre > code")
+        assert await code.get_attribute("class") == "language-python"
+        assert await code.text_content() == (
+            "async def relay(upstream, client):\n"
+            "    async for line in upstream:\n"
+            "        await client.write(line)  # flushed at once")
+        link = chat.page.locator("#output a")
+        assert [await link.get_attribute(name) for name in ("href", "rel", "target")] == [
+            "https://html.spec.whatwg.org/multipage/server-sent-events.html", "noopener noreferrer", "_blank"]
+        assert await chat.page.locator("#output li").all_text_contents() == [
+            "read one line", "write it, then flush", "repeat until [DONE]"]
+
+
+async def test_html_in_model_text_is_shown_as_text_and_only_http_links_are_made(
+    browser: Browser, fake_gateway: str
+) -> None:
+    async with fake_chat(browser, fake_gateway) as chat:
+        title = await chat.page.title()
+        await chat.send(UNSAFE_PROMPT, key=None)
+        await chat.wait_status("done")
+        assert await tags(chat) == ["P", "P", "A"]
+        paragraphs = await chat.page.locator("#output p").all_text_contents()
+        assert paragraphs == [UNSAFE_FIRST_LINE, "[a script link](javascript:alert) and a fine one"]
+        assert await chat.page.get_attribute("#output a", "href") == "https://example.com/docs"
+        assert await chat.page.title() == title
+        # and the same after a reload, when the answer is rendered again from sessionStorage
+        await chat.page.reload()
+        assert await tags(chat, "#transcript") == ["DIV", "DIV", "P", "P", "A"]
+        assert await chat.page.title() == title
+
+
+async def test_reported_usage_and_cost_replace_the_delta_count(browser: Browser, fake_gateway: str) -> None:
+    async with fake_chat(browser, fake_gateway) as chat:
+        await chat.send(MARKDOWN_PROMPT, key=None)
+        await chat.wait_status("done")
+        stats = await chat.page.text_content("#stats") or ""
+        assert re.fullmatch(r"87 tokens · [\d.]+ tok/s · first token \d+ ms · [\d.]+ s", stats), stats
+        deltas = -(-len(MARKDOWN_ANSWER) // PIECE)
+        assert await chat.page.get_attribute("#plot", "data-points") == str(deltas)
+        await expect(chat.page.locator("#cost")).to_have_text("$0.00047", timeout=WAIT_MS)
+
+        await chat.send(HEADER_COST_PROMPT, key=None)
+        await chat.wait_status("done")
+        await expect(chat.page.locator("#cost")).to_have_text("$0.2500", timeout=WAIT_MS)
+        assert (await chat.page.text_content("#stats") or "").startswith("≈")  # no usage this time
+
+
+MARKDOWN_CASES = [
+    ("a *b* **c** `d`", "<p>a <em>b</em> <strong>c</strong> <code>d</code></p>"),
+    ("snake_case_name and 2 * 3 * 4", "<p>snake_case_name and 2 * 3 * 4</p>"),
+    ("*a **b***", "<p><em>a <strong>b</strong></em></p>"),
+    ("- a\n- b\n  - c", "<ul><li>a</li><li>b<ul><li>c</li></ul></li></ul>"),
+    ("2. two\n3. three", '<ol start="2"><li>two</li><li>three</li></ol>'),
+    ("```js\nif (x < 1) {}\n```", '<pre data-lang="js"><code class="language-js">if (x &lt; 1) {}</code></pre>'),
+    ("```\nopen fence", "<pre><code>open fence</code></pre>"),
+    ("<b>x</b> &amp;", "<p>&lt;b&gt;x&lt;/b&gt; &amp;amp;</p>"),
+    ("[t](https://a.example/x)", '<p><a href="https://a.example/x" rel="noopener noreferrer" target="_blank">t</a></p>'),
+    ("[t](javascript:alert) [u](/relative)", "<p>[t](javascript:alert) [u](/relative)</p>"),
+    ("see https://example.com/x.", '<p>see <a href="https://example.com/x" rel="noopener noreferrer" '
+                                   'target="_blank">https://example.com/x</a>.</p>'),
+    ("# Title\ntext", "<h1>Title</h1><p>text</p>"),
+    ("> quoted **bold**", "<blockquote><p>quoted <strong>bold</strong></p></blockquote>"),
+    ("| a | b |\n|---|---|\n| 1 | `2` |",
+     "<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td><code>2</code></td>"
+     "</tr></tbody></table>"),
+    ("one\ntwo\n\n---\n\nthree", "<p>one\ntwo</p><hr><p>three</p>"),
+    ("\\*not italic\\*", "<p>*not italic*</p>"),
+]
+
+
+async def test_the_markdown_renderer_builds_these_nodes(chat: Chat) -> None:
+    rendered = await chat.page.evaluate(
+        "cases => cases.map(text => window.gatewayChat.markdown(text).innerHTML)",
+        [text for text, _ in MARKDOWN_CASES])
+    assert rendered == [html for _, html in MARKDOWN_CASES]
+
+
+async def test_rendering_while_streaming_equals_rendering_the_whole_text_at_every_step(chat: Chat) -> None:
+    text = MARKDOWN_ANSWER + "\n\n" + "\n\n".join(source for source, _ in MARKDOWN_CASES) + "\n\n" + UNSAFE_ANSWER
+    mismatches = await chat.page.evaluate("""text => {
+        const { MarkdownView, markdown } = window.gatewayChat;
+        const target = document.createElement("div");
+        const view = new MarkdownView(target);
+        const bad = [];
+        for (let end = 0; end <= text.length; end++) {
+            view.update(text.slice(0, end));
+            if (target.innerHTML !== markdown(text.slice(0, end)).innerHTML) bad.push(end);
+        }
+        return bad;
+    }""", text)
+    assert mismatches == []
+
+
+@pytest.mark.parametrize(("name", "viewport", "scheme"), [
+    ("chat-light", DESKTOP, "light"), ("chat-dark", DESKTOP, "dark"), ("chat-mobile", PHONE, "light"),
+])
+async def test_screenshots_of_a_conversation(
+    browser: Browser, fake_gateway: str, name: str, viewport: dict[str, int], scheme: str
+) -> None:
+    async with fake_chat(browser, fake_gateway, viewport, scheme) as chat:
+        await expect(chat.page.locator("#model-hint")).to_contain_text("2 models listed", timeout=WAIT_MS)
+        for prompt in (INTRO_PROMPT, MARKDOWN_PROMPT):
+            await chat.send(prompt, key=None)
+            await chat.wait_status("done")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shot = SCREENSHOTS / f"{name}.png"
+        await chat.page.screenshot(path=shot)
+        assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
