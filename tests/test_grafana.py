@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 DASHBOARD = REPO / "grafana" / "dashboard.json"
 PROVISIONING = REPO / "grafana" / "provisioning"
 
-# The metrics of DESIGN.md and their labels.
+# The metrics of DESIGN.md and gateway/metrics.py, and their labels.
 DESIGN_METRICS: dict[str, set[str]] = {
     "gateway_requests_total": {"tenant", "model", "route", "status"},
     "gateway_ttfb_seconds": {"tenant", "model", "upstream"},
@@ -37,7 +37,20 @@ DESIGN_METRICS: dict[str, set[str]] = {
     "gateway_upstream_errors_total": {"upstream", "kind"},
     "gateway_client_disconnects_total": {"tenant"},
     "gateway_heartbeats_total": set(),
+    "gateway_cost_usd_total": {"tenant", "model"},
+    "gateway_budget_remaining_usd": {"tenant"},
+    "gateway_upstream_up": {"upstream"},
+    "gateway_midstream_recoveries_total": {"route", "result"},
+    "gateway_config_reloads_total": {"result"},
+    "gateway_build_info": {"version"},
+    # beyond DESIGN.md, from gateway/metrics.py
+    "gateway_unpriced_requests_total": {"model"},
+    "gateway_ratelimit_backend_errors_total": set(),
+    "gateway_client_errors_total": {"status"},
+    "gateway_client_connections_closed_total": {"reason"},
 }
+# Labels Prometheus adds to every scraped series: `instance` is the replica.
+TARGET_LABELS = {"instance"}
 HISTOGRAMS = {"gateway_ttfb_seconds", "gateway_stream_duration_seconds",
               "gateway_queue_wait_seconds"}  # fmt: skip
 METRIC_RE = re.compile(r"\bgateway_[a-z_]+")
@@ -159,7 +172,7 @@ def test_queries_use_only_documented_metrics_and_labels() -> None:
     for expr in exprs():
         metrics = referenced_metrics(expr)
         assert metrics <= DESIGN_METRICS.keys(), f"{metrics - DESIGN_METRICS.keys()} in {expr}"
-        allowed = set().union(*(DESIGN_METRICS[m] for m in metrics))
+        allowed = set().union(TARGET_LABELS, *(DESIGN_METRICS[m] for m in metrics))
         if metrics & HISTOGRAMS:
             allowed.add("le")
         assert labels_used(expr) <= allowed, f"{labels_used(expr) - allowed} in {expr}"
@@ -190,6 +203,14 @@ def test_every_documented_metric_has_a_panel() -> None:
         (("stream duration",), ["gateway_stream_duration_seconds_bucket"]),
         (("queue wait",), ["gateway_queue_wait_seconds_bucket"]),
         (("heartbeats",), ["gateway_heartbeats_total"]),
+        (("cost", "tenant"), ["gateway_cost_usd_total", "by (tenant)"]),
+        (("budget remaining",), ["gateway_budget_remaining_usd", "by (tenant)"]),
+        (("unpriced",), ["gateway_unpriced_requests_total", "by (model)"]),
+        (("upstream up",), ["gateway_upstream_up", "by (upstream)"]),
+        (("midstream recoveries",), ["gateway_midstream_recoveries_total", "by (route, result)"]),
+        (("config reloads",), ["gateway_config_reloads_total", "by (result)"]),
+        (("client connections closed",), ["gateway_client_connections_closed_total"]),
+        (("by replica",), ["by (instance)"]),
     ],
 )  # fmt: skip
 def test_required_panel_exists(title_words: tuple[str, ...], needles: list[str]) -> None:
@@ -200,6 +221,16 @@ def test_required_panel_exists(title_words: tuple[str, ...], needles: list[str])
     text = " ".join(t["expr"] for p in matching for t in p["targets"])
     for needle in needles:
         assert needle in text, needle
+
+
+def test_every_query_follows_the_replica_variable() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    instance = variables["instance"]
+    assert instance["query"]["query"] == "label_values(gateway_build_info, instance)"
+    assert (instance["includeAll"], instance["multi"], instance["allValue"]) == (True, True, ".*")
+    for expr in exprs():
+        for series in re.findall(r"\bgateway_[a-z_]+(?:\{[^}]*\})?", expr):
+            assert 'instance=~"$instance"' in series, f"{series} in {expr}"
 
 
 def test_provisioning_points_at_the_dashboard() -> None:
