@@ -18,26 +18,25 @@ from structlog.typing import FilteringBoundLogger
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
-from .auth import Authenticator
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import gateway_middleware
 from .routes import ROUTES
-from .routing import Router
 from .state import (
-    AUTH,
     CONFIG,
     GATE,
     LIMITER,
+    LIVE,
     LOGGER,
     METRICS,
     QUEUE,
-    ROUTER,
     RUNTIME,
     SESSION,
     UPSTREAMS,
+    Live,
     Runtime,
+    Snapshot,
 )
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
@@ -53,8 +52,7 @@ def build_app(
     app[CONFIG] = config
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
-    app[AUTH] = Authenticator(config.tenants)
-    app[ROUTER] = Router(config)
+    app[LIVE] = Live(Snapshot.of(config))
     app[RUNTIME] = Runtime()
     if demo_key is not None:
         app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)

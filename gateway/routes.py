@@ -15,15 +15,16 @@ from aiohttp import web
 
 from .auth import presented_key
 from .body import Call, dumps, read_chat
-from .config import Tenant, UpstreamSpec
+from .config import Tenant
 from .dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect, Usage, UsageMeter
 from .errors import UpstreamError
 from .record import Record
 from .relay.loop import Write
 from .relay.sinks import PassThrough, SimpleEvents, Sink
 from .relay.stream import StreamSettings, stream_answer
+from .routing import Plan, Target
 from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
-from .state import AUTH, CONFIG, GATE, METRICS, RECORD, ROUTER, RUNTIME, UPSTREAMS
+from .state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS, Snapshot
 from .upstream import Opened
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -38,8 +39,8 @@ class Route:
     shape: ErrorShape  # how errors are written on this route
 
 
-def _authenticate(request: web.Request, record: Record) -> Tenant:
-    tenant = request.app[AUTH].tenant_for(presented_key(request))
+def _authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
+    tenant = live.auth.tenant_for(presented_key(request))
     record.tenant = tenant
     return tenant
 
@@ -59,14 +60,15 @@ async def chat_stream(request: web.Request) -> web.StreamResponse:
 async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape) -> web.StreamResponse:
     """`client` is the route's dialect (None: the browser's simple events)."""
     app = request.app
+    live = app[LIVE].current
     record = request[RECORD]
-    tenant = _authenticate(request, record)
+    tenant = _authenticate(request, live, record)
     call = await read_chat(request)
     record.model, record.stream = call.model, call.stream or client is None
-    chain = app[ROUTER].route(tenant, call.model, client.name if client else None)
+    plan = live.router.route(tenant, call.model, client.name if client else None)
     async with app[GATE].admit(tenant, call.body, call.raw, slot=record.stream) as ticket:
         record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
-        opened = await _open(request, record, chain, _body_for(call, client))
+        opened = await _open(request, live, record, plan, _body_for(call, client))
         response: web.StreamResponse
         if not record.stream:
             response, usage = _json_answer(opened, ticket.prompt_estimate)
@@ -76,7 +78,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
             meter = UsageMeter(opened.dialect, ticket.prompt_estimate)
             ticket.settle(meter.usage)
             record.usage = meter.usage
-            server = app[CONFIG].server
+            server = live.config.server
             response, outcome = await stream_answer(
                 request, opened, _sink_maker(client, shape, opened), meter,
                 headers={"x-request-id": record.request_id, **ticket.headers},
@@ -99,24 +101,29 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened) -> Ca
     return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
 
 
-def _body_for(call: Call, client: Dialect | None) -> Callable[[UpstreamSpec], bytes]:
-    if client is not None:  # pass-through: the client's bytes, as they are
-        return lambda _: call.raw
-    return lambda upstream: dumps(DIALECTS[upstream.dialect].simple_request(call.body))
+def _body_for(call: Call, client: Dialect | None) -> Callable[[Target], bytes]:
+    def body_for(target: Target) -> bytes:
+        if client is not None and target.model == call.model:
+            return call.raw  # pass-through: the client's bytes, as they are
+        if client is not None:
+            return dumps({**call.body, "model": target.model})
+        body = DIALECTS[target.upstream.dialect].simple_request(call.body)
+        return dumps({**body, "model": target.model})
+    return body_for
 
 
-async def _open(request: web.Request, record: Record, chain: list[UpstreamSpec],
-                body_for: Callable[[UpstreamSpec], bytes]) -> Opened:
-    heartbeat = request.app[CONFIG].server.heartbeat_seconds
+async def _open(request: web.Request, live: Snapshot, record: Record, plan: Plan,
+                body_for: Callable[[Target], bytes]) -> Opened:
+    heartbeat = live.config.server.heartbeat_seconds
     # A stream whose client has waited a heartbeat interval is handed over before its first
     # byte, so the client gets headers and heartbeats instead of silence.
     commit_at = record.arrived + heartbeat if record.stream and heartbeat else None
     try:
         opened = await request.app[UPSTREAMS].open(
-            chain, body_for, request.headers, record.request_id, stream=record.stream,
-            deadline=record.arrived + chain[0].total_timeout_seconds, commit_at=commit_at)
+            plan.targets, body_for, request.headers, record.request_id, stream=record.stream,
+            deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at)
     except UpstreamError as exc:
-        record.upstream, record.retries = chain[-1].name, exc.retries
+        record.upstream, record.retries = plan.targets[-1].upstream.name, exc.retries
         raise
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened
@@ -136,10 +143,11 @@ def _json_answer(opened: Opened, prompt_estimate: int) -> tuple[web.Response, Us
 
 
 async def models(request: web.Request) -> web.StreamResponse:
-    tenant = _authenticate(request, request[RECORD])
+    live = request.app[LIVE].current
+    tenant = _authenticate(request, live, request[RECORD])
     data = [
         {"id": model, "object": "model", "created": 0, "owned_by": upstream}
-        for model, upstream in request.app[ROUTER].models_for(tenant)
+        for model, upstream in live.router.models_for(tenant)
     ]
     return web.Response(body=orjson.dumps({"object": "list", "data": data}),
                         content_type="application/json")

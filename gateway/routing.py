@@ -1,48 +1,94 @@
-"""Routing: (tenant, model, dialect) -> the ordered upstreams to try (primary, then fallbacks)."""
+"""Routing: (tenant, model) -> a `Plan`: the ordered targets (upstream, model name) to try.
+
+Rules:
+- `[[routes]]` first, in config order: a route whose `model` (a name or a glob) matches
+  gives its targets, `upstream:model` (or `upstream`, keeping the client's model name).
+- Else the first upstream whose `models` globs match, then its `fallbacks`, all with the
+  client's model name (an implicit one-upstream route).
+- A tenant's allow-list is checked against the name the client sent.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass, replace
 
-from .config import Config, Tenant, UpstreamSpec
+from .config import Config, RouteSpec, Tenant, UpstreamSpec
 from .errors import ModelNotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    upstream: UpstreamSpec
+    model: str  # the model name this upstream is asked for
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str  # the route's model name or glob (for logs and metric labels)
+    targets: tuple[Target, ...]
+    strategy: str = "fallback"  # "fallback" | "balance"
+    resume_midstream: bool = False
+    overflow: Plan | None = None  # where a prompt too long for these targets goes
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
 
 
 class Router:
     def __init__(self, config: Config) -> None:
         self._config = config
+        self._routes = {route.model: route for route in config.routes}
 
-    def route(self, tenant: Tenant, model: str, dialect: str | None) -> list[UpstreamSpec]:
-        """The first upstream (in config order) whose globs match, then its fallbacks in order.
-
-        `dialect` is the route's dialect for pass-through routes (bodies are relayed as
-        they are, so an upstream of the other dialect can't serve them and is skipped);
-        None for routes that build the upstream request per dialect.
-        """
+    def route(self, tenant: Tenant, model: str, dialect: str | None = None) -> Plan:
+        """`dialect`: only targets of that upstream dialect (a route that cannot translate)."""
         if not tenant.allows(model):
             raise ModelNotFound(f"model {model!r} is not available to this key")
+        plan = self._plan(model, dialect)
+        if plan is not None and dialect is not None:
+            kept = tuple(t for t in plan.targets if t.upstream.dialect == dialect)
+            plan = replace(plan, targets=kept) if kept else None
+        if plan is None or not plan.targets:
+            raise ModelNotFound(f"model {model!r} is not routed to any upstream")
+        return plan
+
+    def _plan(self, model: str, dialect: str | None) -> Plan | None:
+        for route in self._config.routes:
+            if route.matches(model):
+                return self._route_plan(route, model, set())
         for upstream in self._config.upstreams:
             if upstream.serves(model) and dialect in (None, upstream.dialect):
                 chain = [upstream]
                 for name in upstream.fallbacks:
                     fallback = self._config.upstream(name)
-                    if dialect in (None, fallback.dialect) and fallback not in chain:
+                    if fallback not in chain:
                         chain.append(fallback)
-                return chain
-        raise ModelNotFound(f"model {model!r} is not routed to any upstream")
+                glob = next(p for p in upstream.models if fnmatch.fnmatchcase(model, p))
+                return Plan(glob, tuple(Target(u, model) for u in chain))
+        return None
+
+    def _route_plan(self, route: RouteSpec, model: str, seen: set[str]) -> Plan:
+        targets = []
+        for target in route.targets:
+            name, _, renamed = target.partition(":")
+            targets.append(Target(self._config.upstream(name), renamed or model))
+        overflow = None
+        if route.on_context_overflow and route.on_context_overflow not in seen:
+            nxt = self._routes[route.on_context_overflow]
+            overflow = self._route_plan(nxt, nxt.model if not _is_glob(nxt.model) else model,
+                                        seen | {route.model})
+        return Plan(route.model, tuple(targets), route.strategy, route.resume_midstream, overflow)
 
     def models_for(self, tenant: Tenant) -> list[tuple[str, str]]:
-        """(model, upstream name) pairs this tenant may use, for `GET /v1/models`.
-
-        Upstreams declare globs, so a listed id may be a pattern (`gpt-*`); where the
-        tenant's own allow-list is narrower (`gpt-4o*` within `gpt-*`) its pattern is listed.
-        """
+        """(model, owner) pairs this tenant may use, for `GET /v1/models`: concrete names of
+        routes and upstreams only; a glob routes, it is never listed."""
         seen: dict[str, str] = {}
+        for route in self._config.routes:
+            if not _is_glob(route.model) and tenant.allows(route.model):
+                seen.setdefault(route.model, "gateway")
         for upstream in self._config.upstreams:
-            for pattern in upstream.models:
-                if tenant.allows(pattern):
-                    seen.setdefault(pattern, upstream.name)
-                for own in tenant.models:
-                    if own != pattern and fnmatch.fnmatchcase(own, pattern):
-                        seen.setdefault(own, upstream.name)
+            for name in upstream.models:
+                if not _is_glob(name) and tenant.allows(name):
+                    seen.setdefault(name, upstream.name)
         return sorted(seen.items())

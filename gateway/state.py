@@ -52,11 +52,29 @@ class Runtime:
         return len(self.alarms)
 
 
-CONFIG = web.AppKey("config", Config)
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a request reads of the config, taken ONCE at its start: a reload swaps the
+    whole snapshot for new requests, and requests in flight finish on the one they took."""
+
+    config: Config
+    auth: Authenticator
+    router: Router
+
+    @classmethod
+    def of(cls, config: Config) -> Snapshot:
+        return cls(config, Authenticator(config.tenants), Router(config))
+
+
+@dataclass(slots=True)
+class Live:
+    current: Snapshot
+
+
+CONFIG = web.AppKey("config", Config)  # the config the app started with (pools, sizes)
+LIVE = web.AppKey("live", Live)
 METRICS = web.AppKey("metrics", Metrics)
 LOGGER = web.AppKey("logger", FilteringBoundLogger)
-AUTH = web.AppKey("auth", Authenticator)
-ROUTER = web.AppKey("router", Router)
 LIMITER = web.AppKey("limiter", Limiter)
 QUEUE = web.AppKey("queue", StreamQueue)
 GATE = web.AppKey("gate", Gate)

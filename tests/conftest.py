@@ -61,10 +61,10 @@ def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
         "ratelimit": {},
         "upstreams": [
             {"name": "mock", "dialect": "openai", "base_url": f"{mock_url}/v1",
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*", "gpt-*"],
+             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-1", "mock-*", "gpt-*"],
              "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
             {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-*"],
+             "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-3-haiku", "claude-*"],
              "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
         ],
         "tenants": [

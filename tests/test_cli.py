@@ -61,6 +61,6 @@ async def test_demo_config_serves_mock_models_on_both_routes() -> None:
     (tenant,) = config.tenants
     assert tenant.key_sha256 == hash_key(DEMO_KEY) and config.server.ui
     router = Router(config)
-    assert router.route(tenant, "mock-1", "openai")[0].dialect == "openai"
-    assert router.route(tenant, "mock-1", "anthropic")[0].dialect == "anthropic"
-    assert router.route(tenant, "claude-3", "anthropic")[0].dialect == "anthropic"
+    assert router.route(tenant, "mock-1", "openai").targets[0].upstream.dialect == "openai"
+    assert router.route(tenant, "mock-1", "anthropic").targets[0].upstream.dialect == "anthropic"
+    assert router.route(tenant, "claude-3", "anthropic").targets[0].upstream.dialect == "anthropic"

@@ -17,6 +17,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect
 from ..errors import UpstreamHTTPError
+from ..routing import Target
 
 DROPPED_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -28,13 +29,17 @@ DROPPED_HEADERS = frozenset({
 
 @dataclass(slots=True)
 class Opened:
-    upstream: UpstreamSpec
+    target: Target
     dialect: Dialect
     response: aiohttp.ClientResponse
     first: bytes  # stream: the first body bytes (b"" when committed early); non-stream: all
     deadline: float  # loop time at which the whole exchange must end
     retries: int = 0
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
+
+    @property
+    def upstream(self) -> UpstreamSpec:
+        return self.target.upstream
 
 
 @dataclass(slots=True)
@@ -63,12 +68,13 @@ def upstream_headers(
 
 
 async def attempt(
-    session: aiohttp.ClientSession, upstream: UpstreamSpec, payload: bytes,
+    session: aiohttp.ClientSession, target: Target, payload: bytes,
     client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
     commit_at: float | None, deadline: float,
 ) -> Opened | Failure:
     """One try. `commit_at` (loop time): a stream still silent then is handed over without
     a first byte once the upstream answered 200, so the client gets heartbeats meanwhile."""
+    upstream = target.upstream
     dialect = DIALECTS[upstream.dialect]
     headers = upstream_headers(upstream, dialect, client_headers, request_id, stream)
     # A non-stream answer comes whole, after the model finished: only the total bounds it.
@@ -88,7 +94,7 @@ async def attempt(
                 response.release()
                 return status_failure(response, body)
             if not stream:
-                return Opened(upstream, dialect, response, await response.read(), deadline)
+                return Opened(target, dialect, response, await response.read(), deadline)
             if commit_at is not None and commit_at < first_byte_deadline:
                 try:
                     async with asyncio.timeout_at(commit_at):
@@ -97,14 +103,14 @@ async def attempt(
                     if loop.time() < commit_at:
                         raise
                     # The client waited long enough: hand the stream over body-less.
-                    return Opened(upstream, dialect, response, b"", deadline,
+                    return Opened(target, dialect, response, b"", deadline,
                                   first_byte_deadline=first_byte_deadline)
             else:
                 first = await response.content.readany()
             if not first:
                 response.release()
                 return Failure("connect", "upstream closed the stream before any byte")
-            return Opened(upstream, dialect, response, first, deadline,
+            return Opened(target, dialect, response, first, deadline,
                           first_byte_deadline=first_byte_deadline)
     except aiohttp.ConnectionTimeoutError:
         _close(response)

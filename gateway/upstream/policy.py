@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -23,6 +23,7 @@ from yarl import URL
 from ..config import UpstreamSpec
 from ..errors import UpstreamError, UpstreamTimeout
 from ..metrics import Metrics
+from ..routing import Target
 from .attempt import Failure, Opened, attempt
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -39,7 +40,7 @@ class UpstreamClient:
         self._jitter = jitter
 
     async def open(
-        self, chain: list[UpstreamSpec], body_for: Callable[[UpstreamSpec], bytes],
+        self, targets: Sequence[Target], body_for: Callable[[Target], bytes],
         client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
         deadline: float, commit_at: float | None = None,
     ) -> Opened:
@@ -47,11 +48,12 @@ class UpstreamClient:
         retries = 0
         failure: Failure | None = None
         try:
-            for upstream in chain:
+            for target in targets:
+                upstream = target.upstream
                 if failure is not None:
                     self._metrics.upstream_retries.labels(upstream.name, "fallback").inc()
                     retries += 1
-                payload = body_for(upstream)
+                payload = body_for(target)
                 for tried in range(upstream.max_retries + 1):
                     if tried:
                         retries += 1
@@ -61,7 +63,7 @@ class UpstreamClient:
                         failure = Failure("timeout", "total_timeout_seconds ran out while retrying")
                         break
                     result = await attempt(
-                        self._session, upstream, payload, client_headers, request_id,
+                        self._session, target, payload, client_headers, request_id,
                         stream=stream, commit_at=commit_at, deadline=deadline)
                     if isinstance(result, Opened):
                         result.retries = retries
@@ -80,7 +82,7 @@ class UpstreamClient:
                 if loop.time() >= deadline:
                     break
             assert failure is not None
-            names = ", ".join(u.name for u in chain)
+            names = ", ".join(t.upstream.name for t in targets)
             if failure.answer is not None:
                 raise failure.answer
             if failure.kind == "timeout":
