@@ -42,6 +42,7 @@ from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 
 READY_PROBE_SECONDS = 2.0
+GAUGE_SECONDS = 0.5
 
 
 def build_app(
@@ -59,14 +60,17 @@ def build_app(
     app[QUEUE] = queue = StreamQueue(
         config.limits.max_concurrent_streams, config.limits.max_queue,
         config.limits.queue_timeout_seconds)
-    metrics.active_streams.set_function(lambda: queue.active)
-    metrics.queue_depth.set_function(lambda: queue.depth)
+    if metrics.multiprocess:  # callbacks can't cross processes: each worker writes its own
+        app.cleanup_ctx.append(_publish_gauges)
+    else:
+        metrics.active_streams.set_function(lambda: queue.active)
+        metrics.queue_depth.set_function(lambda: queue.depth)
     app.cleanup_ctx.extend([_client_session, _limiter])
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)
     app.add_routes([
-        web.get("/metrics", make_aiohttp_handler(metrics.registry), allow_head=False),
+        web.get("/metrics", make_aiohttp_handler(metrics.exposed), allow_head=False),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
     ])
@@ -107,6 +111,21 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAMS] = UpstreamClient(session, app[METRICS])
     yield
     await session.close()
+
+
+async def _publish_gauges(app: web.Application) -> AsyncIterator[None]:
+    """With workers: this worker's slot and queue gauges, written every GAUGE_SECONDS."""
+
+    async def publish() -> None:
+        queue, metrics = app[QUEUE], app[METRICS]
+        while True:
+            metrics.active_streams.set(queue.active)
+            metrics.queue_depth.set(queue.depth)
+            await asyncio.sleep(GAUGE_SECONDS)
+
+    task = asyncio.create_task(publish())
+    yield
+    task.cancel()
 
 
 async def _limiter(app: web.Application) -> AsyncIterator[None]:

@@ -20,6 +20,7 @@ from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
 from .server import run, serve
+from .workers import serve_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true",
                        help="run with the built-in mock upstream and a demo key")
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                       help="event loop: uvloop when installed (auto), or force one")
+                       help="event loop: uvloop when installed (auto, the default on Linux), or force one")
+    serve.add_argument("--host", help="listen address (overrides server.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (overrides server.workers)")
     serve.set_defaults(run=_serve)
 
     mock = sub.add_parser("mock-upstream", help="run the built-in fake LLM provider alone")
@@ -112,12 +116,18 @@ def _serve(args: argparse.Namespace) -> int:
     route_library_logs()
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     env = dict(os.environ)
+    for flag, name in (("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
+        value = getattr(args, flag)
+        if value is not None:  # a flag wins over the file and the env, as an override does
+            env[f"GATEWAY_SERVER_{name}"] = str(value) if flag != "host" else f'"{value}"'
     try:
         if args.demo:
             runner_factory: Callable[[], Coroutine[Any, Any, None]] = lambda: serve_demo(  # noqa: E731
                 path, env, logger)
         else:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
+            if config.server.workers > 1:
+                return serve_workers(config, logger, args.loop)
             runner_factory = lambda: serve(config, logger)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))

@@ -2,6 +2,8 @@
 
 The logger is built per app (no global structlog configuration), so tests can capture it.
 Nothing that could hold a key is ever passed to it: callers log names and counts only.
+Each line is ONE write (`WriteLogger`), so the lines of several workers sharing stderr
+never interleave.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ def _orjson_dumps(event: Any, **_: Any) -> str:
 
 def make_logger(stream: TextIO | None = None, *, level: int = 20) -> FilteringBoundLogger:
     logger: FilteringBoundLogger = structlog.wrap_logger(
-        structlog.PrintLogger(stream or sys.stderr),
+        structlog.WriteLogger(stream or sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         processors=[
             structlog.processors.add_log_level,

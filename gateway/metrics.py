@@ -7,6 +7,7 @@ Labels stay bounded: tenant and model values come from the config (anything else
 from __future__ import annotations
 
 import fnmatch
+import os
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,11 +18,13 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .config import Config
 
 OTHER = "other"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `workers.py` for its workers
 
 #: LLM latencies run from milliseconds (a cached first token through a fast proxy) to
 #: minutes (a long answer): buckets cover 5 ms .. 10 min, denser below 2 s where TTFB lives.
@@ -51,8 +54,11 @@ class Metrics:
             ["tenant", "model", "upstream"], buckets=DURATION_BUCKETS, registry=r)
         self.tokens = Counter(
             "gateway_tokens", "LLM tokens by kind", ["tenant", "model", "kind"], registry=r)
-        self.active_streams = Gauge("gateway_active_streams", "Streams holding a slot", registry=r)
-        self.queue_depth = Gauge("gateway_queue_depth", "Requests waiting for a slot", registry=r)
+        # With workers, gauges are summed (or min/max) over the live workers' files.
+        self.active_streams = Gauge("gateway_active_streams", "Streams holding a slot", registry=r,
+                                    multiprocess_mode="livesum")
+        self.queue_depth = Gauge("gateway_queue_depth", "Requests waiting for a slot", registry=r,
+                                 multiprocess_mode="livesum")
         self.queue_wait = Histogram(
             "gateway_queue_wait_seconds", "Time spent waiting for a stream slot",
             buckets=QUEUE_BUCKETS, registry=r)
@@ -78,10 +84,11 @@ class Metrics:
             "gateway_unpriced_requests", "Requests whose model has no price (counted as zero cost)",
             ["model"], registry=r)
         self.budget_remaining = Gauge(
-            "gateway_budget_remaining_usd", "Budget left this period", ["tenant"], registry=r)
+            "gateway_budget_remaining_usd", "Budget left this period", ["tenant"], registry=r,
+            multiprocess_mode="mostrecent")
         self.upstream_up = Gauge(
             "gateway_upstream_up", "0 while the upstream's circuit breaker is open", ["upstream"],
-            registry=r)
+            registry=r, multiprocess_mode="livemin")
         self.midstream_recoveries = Counter(
             "gateway_midstream_recoveries", "Streams cut after the first byte and continued elsewhere",
             ["route", "result"], registry=r)
@@ -93,13 +100,21 @@ class Metrics:
         self.closed_connections = Counter(
             "gateway_client_connections_closed", "Client connections the gateway closed",
             ["reason"], registry=r)
-        self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r)
+        self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r,
+                                multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)
         for upstream in self._upstreams:
             self.upstream_up.labels(upstream).set(1)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
+        #: what /metrics exposes: this registry, or with workers the sum over all of them
+        self.exposed: CollectorRegistry = r
+        self.multiprocess = MULTIPROC_ENV in os.environ
+        if self.multiprocess:
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
+        else:
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
 
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER

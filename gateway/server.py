@@ -41,22 +41,25 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
 
 async def serve(
     config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None,
-    *, demo_key: str | None = None,
+    *, demo_key: str | None = None, reuse_port: bool = False, announce: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT, then drain and exit clean."""
+    """Run until SIGTERM/SIGINT, then drain and exit clean. A worker of several shares the
+    port (`reuse_port`); only the first announces `started`."""
     app = build_app(config, logger, demo_key=demo_key)
     # Drain below waits for requests itself; what is left after it is cancelled at once.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096)
+    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096,
+                       reuse_port=reuse_port or None)
     try:
         await site.start()
     except BaseException:
         await runner.cleanup()  # closes the client session and the limiter
         raise
     url = site_url(runner, config.server.host)
-    logger.info("started", url=url, upstreams=[u.name for u in config.upstreams],
-                tenants=len(config.tenants), ratelimit_backend=config.ratelimit.backend,
+    logger.info("started" if announce else "worker_started", url=url,
+                upstreams=[u.name for u in config.upstreams], tenants=len(config.tenants),
+                ratelimit_backend=config.ratelimit.backend,
                 loop=type(asyncio.get_running_loop()).__module__, workers=config.server.workers)
     if banner is not None:
         banner(url)

@@ -82,6 +82,7 @@ def test_env_overrides_every_scalar(tmp_path: Path) -> None:
         ({}, {"GATEWAY_TENANTS_0_REQUESTS_PER_MINUTE": "0"}, "tenants[0].requests_per_minute: must be greater than 0"),
         ({}, {"GATEWAY_UPSTREAMS_0_API_KEY_ENV": "NOT_SET", "GATEWAY_UPSTREAMS_1_API_KEY_ENV": "NOT_SET"},
          "upstreams: none is usable"),
+        ({"server": {"workers": 2}}, {}, "server.workers: more than 1 worker needs ratelimit.backend"),
         ({}, {"GATEWAY_SERVER_PORT": "abc"}, "GATEWAY_SERVER_PORT (environment) -> server.port: must be an integer (got 'abc')"),
         ({"routes": [{"model": "x", "targets": ["ghost:m"]}]}, {}, "routes[0].targets[0]: names no upstream: 'ghost'"),
         ({"routes": [{"model": "a", "targets": ["mock"], "on_context_overflow": "b"},

@@ -143,10 +143,16 @@ class Config(_Frozen):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
+        self._check_workers()
         self._check_upstreams()
         self._check_routes()
         self._check_tenants()
         return self
+
+    def _check_workers(self) -> None:
+        if self.server.workers > 1 and self.ratelimit.backend != "redis":
+            raise _KeyProblem("server.workers", "more than 1 worker needs ratelimit.backend = \"redis\" "
+                              "(limits held in one process's memory would not be shared)")
 
     def _check_upstreams(self) -> None:
         names = [u.name for u in self.upstreams]

@@ -1,0 +1,79 @@
+"""`workers = 2`: two processes on one port, limits shared through Redis, /metrics summed
+over both, one `started` line, and drain on SIGTERM across all of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+
+from tests.conftest import CLIENT_KEY, Mock, Spawn, chat_body
+
+pytestmark = pytest.mark.redis
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            cmdline = (entry / "cmdline").read_bytes() if entry.exists() else b""
+            # multiprocessing's resource tracker is a child too: workers run spawn_main
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
+def _requests_total(text: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("gateway_requests_total{") and 'route="chat_completions"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_two_workers_share_the_port_sum_metrics_and_drain(
+    mock: Mock, spawned: Spawn, redis_url: str, tmp_path: Path,
+) -> None:
+    gateway = spawned(mock.url, server={"workers": 2},
+                      ratelimit={"backend": "redis", "redis_url": redis_url,
+                                 "key_prefix": f"gw-test-workers-{os.getpid()}:"})
+    pid = gateway.proc.pid
+    try:
+        for _ in range(100):  # both workers up (the parent listens on nothing itself)
+            if len(_children(pid)) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        workers = _children(pid)
+        assert len(workers) >= 2
+        headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+        # A fresh connection per request, so the kernel spreads them over both workers.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            for _ in range(20):
+                async with http.post(f"{gateway.url}/v1/chat/completions", headers=headers,
+                                     json=chat_body(stream=True)) as response:
+                    assert response.status == 200
+                    assert b"[DONE]" in await response.read()
+            await asyncio.sleep(0.6)  # the slot gauges are published every 0.5 s
+            for _ in range(6):  # any worker's /metrics reports the sum over both
+                async with http.get(f"{gateway.url}/metrics") as response:
+                    text = await response.text()
+                assert _requests_total(text) == 20
+            assert "gateway_active_streams 0.0" in text
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        code = await asyncio.to_thread(gateway.proc.wait, 30)
+    assert code == 0
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # drained and gone
+    lines = [orjson.loads(line) for line in gateway.stderr().splitlines() if line.startswith("{")]
+    events = [line["event"] for line in lines]
+    assert events.count("started") == 1 and events.count("worker_started") == 1
+    assert next(line for line in lines if line["event"] == "workers_started")["workers"] == 2
