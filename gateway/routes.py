@@ -19,8 +19,7 @@ from .config import Tenant
 from .dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect, Usage, UsageMeter
 from .errors import UpstreamError
 from .record import Record
-from .relay.loop import Write
-from .relay.sinks import PassThrough, SimpleEvents, Sink
+from .relay.sinks import PassThrough, SimpleEvents, Sink, Write
 from .relay.stream import StreamSettings, stream_answer
 from .routing import Plan, Target
 from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape

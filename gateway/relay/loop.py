@@ -14,21 +14,21 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from ..dialects import UsageMeter
 from ..errors import ClientGone, Shed, UpstreamError
 from ..sse import LineSplitter
+from .sinks import Sink
 from .timing import Due, RelayClock
 
 HEARTBEAT = b": ping\n\n"
 
 #: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
 _SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
-
-Write = Callable[[bytes], Awaitable[None]]
-
 
 class Stopped(Shed):
     """The gateway stopped the stream (drain ran out of time)."""
@@ -39,30 +39,43 @@ class Stopped(Shed):
 
 async def relay_lines(
     reader: aiohttp.StreamReader,
-    write: Write,
+    sink: Sink,
+    meter: UsageMeter,
     first: bytes,
     splitter: LineSplitter,
     clock: RelayClock,
     heartbeat: Callable[[], Awaitable[None]],
     alarm: Alarm,
-) -> None:
-    """Forward until the upstream's EOF; `write` gets complete lines (already checked SSE)."""
+) -> float | None:
+    """Forward until the upstream's EOF: each read's complete lines (checked to be SSE) are
+    metered and handed to the sink. Returns when (perf_counter) lines first reached the sink.
+
+    The hot path: one `loop.time()`, one splitter feed, one SSE check and one sink call per
+    read; writes are bounded by the alarm's flag (no wrapper coroutine per write)."""
     loop = alarm.loop
     chunk = first
+    forwarded: float | None = None
+    alarm.arm()
     while True:
         if chunk:
-            clock.bytes_arrived()
             complete = splitter.feed(chunk)
             if complete:
-                now = loop.time()
-                clock.lines_arrived(now)
-                valid = _sse_prefix(complete)
+                valid = sse_prefix(complete)
                 if valid < len(complete):
                     if valid:
-                        await alarm.bounded(write(complete[:valid]))
+                        await alarm.bounded(sink.lines(complete[:valid]))
                     raise UpstreamError("the upstream sent bytes that are not server-sent events")
-                await alarm.bounded(write(complete))
-                clock.wrote(loop.time())
+                meter.observe(complete)
+                alarm.writing = True
+                try:
+                    await sink.lines(complete)
+                finally:
+                    alarm.writing = False
+                if forwarded is None:
+                    forwarded = time.perf_counter()
+                clock.forwarded(loop.time())
+            else:
+                clock.bytes_arrived()
         try:
             chunk = await alarm.wait(reader, clock.wake())
         except TimeoutError:
@@ -76,8 +89,8 @@ async def relay_lines(
         if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
             rest = splitter.flush()
             if rest:
-                await alarm.bounded(write(rest))
-            return
+                await alarm.bounded(sink.lines(rest))
+            return forwarded
 
 
 class Alarm:
@@ -91,11 +104,13 @@ class Alarm:
     that cancel is ours to turn into TimeoutError, any other cancel (client gone) propagates.
 
     `stop(reason)` (drain) cancels a pending read the same way and makes it raise `Stopped`.
-    `bounded(write)` runs a write to the client under the stream's `deadline`.
+    `bounded(write)` runs a write to the client under the stream's `deadline` (the relay's hot
+    path sets `writing` itself); a cancel that rang a blocked write is told apart by
+    `write_cancelled()`, and the stream's driver turns it into `ClientGone`.
     """
 
     __slots__ = ("loop", "deadline", "_task", "_cancelling", "_wake", "_at", "_handle",
-                 "_waiting", "_writing", "_rang", "stopped")
+                 "_waiting", "writing", "_rang", "stopped")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         task = asyncio.current_task()
@@ -108,7 +123,7 @@ class Alarm:
         self._at = 0.0  # when `_handle` rings
         self._handle: asyncio.TimerHandle | None = None
         self._waiting = False
-        self._writing = False
+        self.writing = False  # a write to the client is under way (set by the relay)
         self._rang = False
         self.stopped: str | None = None
 
@@ -138,19 +153,30 @@ class Alarm:
         """A write to the client, cancelled at the stream's deadline (a client that stopped
         reading fills its socket buffer and would otherwise block here for good). The same
         one timer does it: ringing mid-write, it re-arms at the deadline, or cancels there."""
-        if self._handle is None:
-            self._at = self.deadline
-            self._handle = self.loop.call_at(self.deadline, self._ring)
-        self._writing = True
+        self.arm()
+        self.writing = True
         try:
             await write
         except asyncio.CancelledError:
-            if self._rang and self._task.uncancel() <= self._cancelling:
+            if self.write_cancelled():
                 raise ClientGone("the client stopped reading; the stream's deadline passed") from None
             raise
         finally:
-            self._writing = False
+            self.writing = False
+
+    def write_cancelled(self) -> bool:
+        """Was the task's cancel ours, ringing a blocked write at the deadline? (then the
+        relay raises `ClientGone`; any other cancel, the client gone, propagates)"""
+        if self._rang and not self._waiting and self._task.uncancel() <= self._cancelling:
             self._rang = False
+            return True
+        return False
+
+    def arm(self) -> None:
+        """A write is about to start outside a wait: make sure the deadline can ring."""
+        if self._handle is None:
+            self._at = self.deadline
+            self._handle = self.loop.call_at(self.deadline, self._ring)
 
     def stop(self, reason: str) -> None:
         """End the relay at its next (or current) wait, with `Stopped(reason)`."""
@@ -167,7 +193,7 @@ class Alarm:
         elif self._waiting and not self._rang:
             self._rang = True
             self._task.cancel()
-        elif self._writing and not self._rang:  # a write is blocked: only the deadline ends it
+        elif self.writing and not self._rang:  # a write is blocked: only the deadline ends it
             if self.loop.time() >= self.deadline:
                 self._rang = True
                 self._task.cancel()
@@ -182,9 +208,16 @@ class Alarm:
             self._handle = None
 
 
-def _sse_prefix(complete: bytes) -> int:
+_ONE_EVENT = (b"data:", b"event:", b":")
+
+
+def sse_prefix(complete: bytes) -> int:
     """How many leading bytes of `complete` are SSE lines; less than all when the upstream
-    sends something else (an HTML error page, binary noise) mid-stream."""
+    sends something else (an HTML error page, binary noise) mid-stream. Fast path: one
+    `data:` line and its blank line, which is what most reads hold."""
+    end = complete.find(b"\n")
+    if end == len(complete) - 2 and complete[end + 1] == 10 and complete.startswith(_ONE_EVENT):
+        return len(complete)
     offset = 0
     for line in complete.splitlines(keepends=True):
         if line.startswith(_SSE_FIELDS) or not line.strip(b"\r\n"):

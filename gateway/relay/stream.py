@@ -8,7 +8,6 @@ clean end, so a client that goes away closes the upstream at once.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,8 +17,8 @@ from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError
 from ..sse import LineSplitter
 from ..upstream import Opened
-from .loop import HEARTBEAT, Alarm, Stopped, Write, relay_lines
-from .sinks import Sink
+from .loop import HEARTBEAT, Alarm, Stopped, relay_lines
+from .sinks import Sink, Write
 from .timing import RelayClock
 
 SSE_HEADERS = {
@@ -58,21 +57,11 @@ async def stream_answer(
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
 
-    async def write(data: bytes) -> None:
-        nonlocal ttfb
-        await response.write(data)
-        if ttfb is None:
-            ttfb = time.perf_counter() - started
-
     async def heartbeat() -> None:
         await response.write(HEARTBEAT)
         on_heartbeat()
 
-    async def lines(complete: bytes) -> None:
-        meter.observe(complete)
-        await sink.lines(complete)
-
-    sink = make_sink(write)
+    sink = make_sink(response.write)
     clock = RelayClock(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
         now=loop.time(), first_byte=opened.first_byte_deadline, started=bool(opened.first))
@@ -83,8 +72,11 @@ async def stream_answer(
             await alarm.bounded(response.prepare(request))
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
-            await relay_lines(opened.response.content, lines, opened.first,
-                              LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
+            forwarded = await relay_lines(
+                opened.response.content, sink, meter, opened.first,
+                LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
+            if forwarded is not None:
+                ttfb = forwarded - started
             sink.end()
             clean = True
         except ClientGone:
@@ -98,6 +90,11 @@ async def stream_answer(
     except (ConnectionResetError, ClientGone) as exc:
         outcome, status = "client_disconnected", 499
         error = exc.message if isinstance(exc, ClientGone) else None
+    except asyncio.CancelledError:
+        if not alarm.write_cancelled():
+            raise  # the client went away: the handler is cancelled
+        outcome, status = "client_disconnected", 499
+        error = "the client stopped reading; the stream's deadline passed"
     finally:
         alarms.discard(alarm)
         alarm.close()

@@ -47,6 +47,13 @@ class RelayClock:
         self._last_write = now
         self._blocked = False
 
+    def forwarded(self, now: float) -> None:
+        """Complete upstream lines arrived and went to the client (the hot path: one call)."""
+        self.started = True
+        self._idle_deadline = now + self.idle
+        self._last_write = now
+        self._blocked = False
+
     def lines_arrived(self, now: float) -> None:
         """The upstream completed at least one line: the idle clock starts again."""
         self._idle_deadline = now + self.idle
