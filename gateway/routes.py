@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .api.apis import completions, count_tokens, embeddings, responses
 from .api.chat import chat_completions, chat_stream, messages
 from .api.models import models
 from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
@@ -29,6 +30,10 @@ ROUTES = (
     Route("POST", "/v1/messages", "messages", messages, ANTHROPIC_SHAPE),
     Route("GET", "/v1/models", "models", models, OPENAI_SHAPE),
     Route("POST", "/api/chat/stream", "chat_stream", chat_stream, SIMPLE_SHAPE),
+    Route("POST", "/v1/responses", "responses", responses, OPENAI_SHAPE),
+    Route("POST", "/v1/embeddings", "embeddings", embeddings, OPENAI_SHAPE),
+    Route("POST", "/v1/completions", "completions", completions, OPENAI_SHAPE),
+    Route("POST", "/v1/messages/count_tokens", "count_tokens", count_tokens, ANTHROPIC_SHAPE),
 )
 BY_PATH = {route.path: route for route in ROUTES}
 BY_NAME = {route.name: route for route in ROUTES}
