@@ -6,6 +6,7 @@ Rules:
 - Else the first upstream whose `models` globs match, then its `fallbacks`, all with the
   client's model name (an implicit one-upstream route).
 - A tenant's allow-list is checked against the name the client sent.
+- Every target serves every chat route, whatever its dialect: the chat handlers translate.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .errors import ModelNotFound
 class Target:
     upstream: UpstreamSpec
     model: str  # the model name this upstream is asked for
+    path: str = ""  # the upstream API path, when not the dialect's chat path ("/embeddings")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +44,8 @@ class Router:
         self._routes = {route.model: route for route in config.routes}
 
     def route(self, tenant: Tenant, model: str, dialect: str | None = None) -> Plan:
-        """`dialect`: only targets of that upstream dialect (a route that cannot translate)."""
+        """`dialect`: only targets of that upstream dialect (an API route that has no
+        translation, e.g. `/v1/responses`); None for the chat routes, which translate."""
         if not tenant.allows(model):
             raise ModelNotFound(f"model {model!r} is not available to this key")
         plan = self._plan(model, dialect)

@@ -51,12 +51,13 @@ class Gate:
 
     @asynccontextmanager
     async def admit(
-        self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
+        self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool, tokens: bool = True,
     ) -> AsyncIterator[Ticket]:
+        """`tokens=False`: admitted by request count only (reserves no tokens)."""
         limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
         prompt = estimate_prompt_tokens(raw)
         answer = body.get("max_tokens") or body.get("max_completion_tokens")
-        reserve = prompt + (answer if isinstance(answer, int) else self._default_max_tokens)
+        reserve = prompt + (answer if isinstance(answer, int) else self._default_max_tokens) if tokens else 0
         admission = await self.limiter.admit(limits, reserve)
         ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens)
         try:

@@ -15,10 +15,10 @@ class AnthropicDialect(Dialect):
     name = "anthropic"
     path = "/messages"
 
-    def url(self, upstream: UpstreamSpec) -> str:
+    def url(self, upstream: UpstreamSpec, path: str = "") -> str:
         # base_url may be given with or without the /v1 the SDKs add themselves.
         base = upstream.base_url.rstrip("/")
-        return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        return base + ("" if base.endswith("/v1") else "/v1") + (path or "/messages")
 
     end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
     error_markers = (b"event: error",)

@@ -27,8 +27,9 @@ class Dialect(ABC):
     name: str
     path: str  # appended to the upstream's base_url
 
-    def url(self, upstream: UpstreamSpec) -> str:
-        return upstream.base_url.rstrip("/") + self.path
+    def url(self, upstream: UpstreamSpec, path: str = "") -> str:
+        """`path`: another API of the upstream's (e.g. "/embeddings"), else chat's."""
+        return upstream.base_url.rstrip("/") + (path or self.path)
 
     #: headers sent upstream unless the client sent its own
     default_headers: dict[str, str] = {}

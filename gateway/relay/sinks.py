@@ -11,9 +11,11 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from ..codecs import AnthropicToChat, StreamCodec
+from ..codecs.common import NOT_JSON
 from ..dialects import Dialect
 from ..errors import GatewayError, UpstreamError
-from ..shapes import SIMPLE_SHAPE, ErrorShape
+from ..shapes import ANTHROPIC_TYPES, OPENAI_TYPES, SIMPLE_SHAPE, ErrorShape
 from ..sse import EventParser
 
 Write = Callable[[bytes], Awaitable[None]]
@@ -114,3 +116,42 @@ class SimpleEvents(Sink):
     def end(self) -> None:
         if not self._done:
             raise UpstreamError(TRUNCATED)
+
+
+class Translating(Sink):
+    """Upstream events through a codec (`gateway.codecs`): each read's complete events are
+    parsed, each fed to the codec, and what the codec says for them goes out in ONE write,
+    before the next read (zero buffering holds: no event waits for a later one).
+
+    The codec writes the upstream's own error event (or a not-JSON event) in the client's
+    dialect; the stream then fails at once with nothing after it. A gateway-detected failure
+    (truncation, timeout) is the codec's `error_event`, in the client's dialect too."""
+
+    def __init__(self, write: Write, shape: ErrorShape, codec: StreamCodec, max_line_bytes: int) -> None:
+        super().__init__(write, shape)
+        self.codec = codec
+        self._parser = EventParser(max_line_bytes)
+
+    async def lines(self, complete: bytes) -> None:
+        out = b"".join(self.codec.feed(event.event, event.data) for event in self._parser.feed(complete))
+        if out:
+            await self.write(out)
+        if self.codec.failure is not None:
+            self.failed = True  # the client has the upstream's error event already
+            failure = self.codec.failure
+            raise UpstreamError(failure if failure == NOT_JSON else f"upstream error: {failure}")
+
+    def end(self) -> None:
+        if not self.codec.done:
+            raise UpstreamError(TRUNCATED)
+
+    async def error(self, exc: GatewayError) -> None:
+        if self.failed or self.codec.done:
+            return
+        self.failed = True
+        if isinstance(self.codec, AnthropicToChat):
+            kind = OPENAI_TYPES.get(exc.kind, "server_error")
+            await self.write(self.codec.error_event(exc.status, kind, exc.message, code=exc.code))
+            return
+        kind = ANTHROPIC_TYPES.get(exc.kind, "api_error") if self.shape.name == "anthropic" else exc.kind
+        await self.write(self.codec.error_event(exc.status, kind, exc.message))

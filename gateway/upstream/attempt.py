@@ -86,7 +86,7 @@ async def attempt(
     try:
         async with asyncio.timeout_at(first_byte_deadline):
             response = await session.post(
-                dialect.url(upstream), data=payload, headers=headers,
+                dialect.url(upstream, target.path), data=payload, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_seconds),
             )
             if response.status >= 400:

@@ -1,0 +1,139 @@
+"""The other provider APIs, passed through to an upstream of their own dialect:
+`/v1/responses`, `/v1/embeddings`, `/v1/completions` (OpenAI) and
+`/v1/messages/count_tokens` (Anthropic).
+
+Rules:
+- The client's bytes go upstream as they are (only the model name is rewritten when a route
+  renames it), to the upstream's path for this API; the answer comes back as it is.
+- Only targets of the API's dialect are used: there is no translation for these APIs.
+- Same stages as chat: auth, admission, retries and fallbacks, metrics, the log line.
+- A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
+- count_tokens is admitted by request count only and charges no tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiohttp import web
+
+from ..body import Call, dumps, model_of, read_json, stream_of
+from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
+from ..dialects.openai import OpenAIDialect
+from ..errors import BadRequest
+from ..relay.sinks import PassThrough
+from ..routing import Target
+from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, ErrorShape
+from ..state import GATE, LIVE, RECORD
+from .stages import authenticate, json_answer, open_upstream, stream_to_client
+
+
+class ResponsesDialect(OpenAIDialect):
+    """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
+    final `response.*` event's `response` (see `RESPONSE_ENDS`)."""
+
+    def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
+        usage = body.get("usage")
+        if not isinstance(usage, dict):
+            return None
+        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), True)
+
+    def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
+        answer = data.get("response")
+        found = self.usage_from_body(answer) if isinstance(answer, dict) else None
+        if found is not None:
+            usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
+            usage.reported = True
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+RESPONSES = ResponsesDialect()
+#: A Responses stream ends at one of these events; its error event is `event: error`.
+RESPONSE_ENDS = (b"response.completed", b"response.failed", b"response.incomplete")
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    dialect: Dialect  # of the upstreams that serve it; it also meters usage and ends streams
+    path: str  # the upstream's path, after its base URL (Anthropic's after /v1)
+    shape: ErrorShape
+    required: str  # the body field besides `model` that must be there
+    streams: bool = False
+    tokens: bool = True  # False: admitted by request count only, nothing charged
+    ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
+    errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
+
+
+API_RESPONSES = Api(RESPONSES, "/responses", OPENAI_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
+                    errors=(b"event: error",))
+API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
+API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
+API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    return await _passthrough(request, API_RESPONSES)
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    return await _passthrough(request, API_EMBEDDINGS)
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    return await _passthrough(request, API_COMPLETIONS)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    return await _passthrough(request, API_COUNT_TOKENS)
+
+
+async def _read(request: web.Request, api: Api) -> Call:
+    raw, body = await read_json(request)
+    model = model_of(body)
+    if body.get(api.required) is None:
+        raise BadRequest(f"`{api.required}` is required")
+    stream = stream_of(body)
+    if stream and not api.streams:
+        raise BadRequest("`stream` is not supported on this API")
+    return Call(raw, body, model, stream)
+
+
+async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
+    live = request.app[LIVE].current
+    record = request[RECORD]
+    tenant = authenticate(request, live, record)
+    call = await _read(request, api)
+    record.model, record.stream = call.model, call.stream
+    plan = live.router.route(tenant, call.model, api.dialect.name)
+    plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
+    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream,
+                                       tokens=api.tokens) as ticket:
+        record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
+        opened = await open_upstream(request, live, record, plan, _body_for(call))
+        response: web.StreamResponse
+        if not record.stream:
+            response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)
+        else:
+            ends = api.ends or api.dialect.end_markers
+            errors = api.errors or api.dialect.error_markers
+            response, usage = await stream_to_client(
+                request, live, record, ticket, opened, api.dialect,
+                lambda write: PassThrough(write, api.shape, ends, errors))
+        if not api.tokens:
+            usage = Usage()
+        ticket.settle(usage)
+        record.usage = usage
+    return response
+
+
+def _body_for(call: Call) -> Callable[[Target], bytes]:
+    def body_for(target: Target) -> bytes:
+        if target.model == call.model:
+            return call.raw  # pass-through: the client's bytes, as they are
+        return dumps({**call.body, "model": target.model})
+    return body_for

@@ -1,0 +1,137 @@
+"""The chat routes: `/v1/chat/completions` (OpenAI), `/v1/messages` (Anthropic) and
+`/api/chat/stream` (the browser's simple events), to an upstream of either dialect.
+
+Rules:
+- Same dialect on both sides: the client's bytes go upstream as they are (only the model
+  name is rewritten when the route renames it), and the answer's bytes come back untouched.
+- Dialects differ: the request body, the stream (event by event, see `gateway.codecs`), a
+  JSON answer and an upstream 4xx body are translated; the record says `translated`.
+- Usage is always metered on the UPSTREAM's bytes, in the upstream's dialect.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..body import Call, dumps, read_chat
+from ..codecs import (
+    AnthropicToChat,
+    ChatToAnthropic,
+    SimpleCodec,
+    StreamCodec,
+    chat_to_messages,
+    completion_to_message,
+    message_to_completion,
+    messages_to_chat,
+    translate_error_body,
+)
+from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
+from ..errors import UpstreamHTTPError
+from ..relay.sinks import PassThrough, Sink, Translating, Write
+from ..routing import Target
+from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
+from ..state import GATE, LIVE, RECORD
+from ..upstream import Opened
+from .stages import Tried, authenticate, json_answer, open_upstream, stream_to_client
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, OPENAI, OPENAI_SHAPE)
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, ANTHROPIC, ANTHROPIC_SHAPE)
+
+
+async def chat_stream(request: web.Request) -> web.StreamResponse:
+    return await _chat(request, None, SIMPLE_SHAPE)
+
+
+async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape) -> web.StreamResponse:
+    """`client` is the route's dialect (None: the browser's simple events)."""
+    live = request.app[LIVE].current
+    record = request[RECORD]
+    tenant = authenticate(request, live, record)
+    call = await read_chat(request)
+    record.model, record.stream = call.model, call.stream or client is None
+    plan = live.router.route(tenant, call.model)
+    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream) as ticket:
+        record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
+        tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
+        try:
+            opened = await open_upstream(request, live, record, plan, tried)
+        except UpstreamHTTPError as exc:
+            if client is not None and tried.target is not None and _upstream(tried.target) is not client:
+                record.translated = True
+                exc.body = translate_error_body(exc.body, tried.target.upstream.dialect, client.name,
+                                                exc.status)
+                exc.content_type = "application/json"
+            raise
+        upstream = opened.dialect
+        record.translated = client is not None and upstream is not client
+        response: web.StreamResponse
+        if not record.stream:
+            translate = _json_translator(client, upstream, opened.target.model)
+            response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
+        else:
+            max_line = live.config.server.max_line_bytes
+            response, usage = await stream_to_client(
+                request, live, record, ticket, opened, upstream,
+                _sink_maker(client, shape, opened, call, max_line))
+        ticket.settle(usage)
+        record.usage = usage
+    return response
+
+
+def _upstream(target: Target) -> Dialect:
+    return DIALECTS[target.upstream.dialect]
+
+
+def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Callable[[Target], bytes]:
+    def body_for(target: Target) -> bytes:
+        upstream = _upstream(target)
+        if client is None:
+            return dumps({**upstream.simple_request(call.body), "model": target.model})
+        if upstream is client:
+            if target.model == call.model:
+                return call.raw  # pass-through: the client's bytes, as they are
+            return dumps({**call.body, "model": target.model})
+        if client is OPENAI:
+            body = chat_to_messages(call.body, default_max_tokens)
+        else:
+            body = messages_to_chat(call.body)
+        return dumps({**body, "model": target.model})
+    return body_for
+
+
+def _json_translator(client: Dialect | None, upstream: Dialect,
+                     model: str) -> Callable[[dict[str, Any]], bytes] | None:
+    if client is None or client is upstream:
+        return None
+    if client is OPENAI:
+        return lambda body: orjson.dumps(message_to_completion(body, model))
+    return lambda body: orjson.dumps(completion_to_message(body, model))
+
+
+def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, call: Call,
+                max_line_bytes: int) -> Callable[[Write], Sink]:
+    upstream = opened.dialect
+    codec: StreamCodec
+    if client is None:
+        codec = SimpleCodec(upstream.name)
+    elif client is upstream:
+        return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
+    elif client is OPENAI:
+        options = call.body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
+                                f"chatcmpl-{uuid.uuid4().hex}")
+    else:
+        codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
+    return lambda write: Translating(write, shape, codec, max_line_bytes)

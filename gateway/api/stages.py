@@ -1,0 +1,106 @@
+"""The stages every API handler shares: who is asking, opening the upstream, and the answer
+(JSON or a relayed stream), with what each stage learnt written into the request's record.
+
+The handler is the only writer of its record besides the middleware that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..admission.ticket import Ticket
+from ..auth import presented_key
+from ..config import Tenant
+from ..dialects import Dialect, Usage, UsageMeter
+from ..errors import UpstreamError
+from ..record import Record
+from ..relay.sinks import Sink, Write
+from ..relay.stream import StreamSettings, stream_answer
+from ..routing import Plan, Target
+from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..upstream import Opened
+
+BodyFor = Callable[[Target], bytes]
+
+
+def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
+    tenant = live.auth.tenant_for(presented_key(request))
+    record.tenant = tenant
+    return tenant
+
+
+class Tried:
+    """`body_for`, remembering the target it was last asked for: the one whose answer (a 4xx
+    that is not retried) the handler may have to translate."""
+
+    def __init__(self, body_for: BodyFor) -> None:
+        self._body_for = body_for
+        self.target: Target | None = None
+
+    def __call__(self, target: Target) -> bytes:
+        self.target = target
+        return self._body_for(target)
+
+
+async def open_upstream(request: web.Request, live: Snapshot, record: Record, plan: Plan,
+                        body_for: BodyFor) -> Opened:
+    heartbeat = live.config.server.heartbeat_seconds
+    # A stream whose client has waited a heartbeat interval is handed over before its first
+    # byte, so the client gets headers and heartbeats instead of silence.
+    commit_at = record.arrived + heartbeat if record.stream and heartbeat else None
+    try:
+        opened = await request.app[UPSTREAMS].open(
+            plan.targets, body_for, request.headers, record.request_id, stream=record.stream,
+            deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at)
+    except UpstreamError as exc:
+        record.upstream, record.retries = plan.targets[-1].upstream.name, exc.retries
+        raise
+    record.upstream, record.retries = opened.upstream.name, opened.retries
+    return opened
+
+
+def json_answer(opened: Opened, prompt_estimate: int, dialect: Dialect,
+                translate: Callable[[dict[str, Any]], bytes] | None = None) -> tuple[web.Response, Usage]:
+    """Non-stream: the upstream's status, body and content type, as they are; usage read by
+    `dialect` from the upstream's own body. `translate` maps a JSON object body into the
+    client's dialect (then the content type is JSON)."""
+    try:
+        parsed = orjson.loads(opened.first)
+    except orjson.JSONDecodeError:
+        parsed = None
+    found = dialect.usage_from_body(parsed) if isinstance(parsed, dict) else None
+    response = opened.response
+    content_type = response.headers.get("Content-Type", "application/json").split(";")[0]
+    response.release()
+    body = opened.first
+    if translate is not None and isinstance(parsed, dict):
+        body, content_type = translate(parsed), "application/json"
+    answer = web.Response(status=response.status, body=body, content_type=content_type)
+    return answer, found or Usage(prompt_tokens=prompt_estimate)
+
+
+async def stream_to_client(request: web.Request, live: Snapshot, record: Record, ticket: Ticket,
+                           opened: Opened, dialect: Dialect,
+                           make_sink: Callable[[Write], Sink]) -> tuple[web.StreamResponse, Usage]:
+    """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines."""
+    app = request.app
+    # The meter's usage grows as lines arrive: settled with it now, a stream the client
+    # leaves midway is still charged for what was received.
+    meter = UsageMeter(dialect, ticket.prompt_estimate)
+    ticket.settle(meter.usage)
+    record.usage = meter.usage
+    server = live.config.server
+    response, outcome = await stream_answer(
+        request, opened, make_sink, meter,
+        headers={"x-request-id": record.request_id, **ticket.headers},
+        settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
+        started=record.started, alarms=app[RUNTIME].alarms,
+        on_heartbeat=app[METRICS].heartbeats.inc)
+    record.ttfb, record.status = outcome.ttfb, outcome.status
+    record.outcome, record.error = outcome.outcome, outcome.error
+    record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    return response, outcome.usage
