@@ -28,7 +28,7 @@ def mask_token(prefix: bytes, secret: bytes) -> bytes:
 def mask_secrets(body: bytes, secrets: Iterable[str] = ()) -> bytes:
     """`body` with every key-looking token and each of `secrets` masked."""
     body = _BEARER.sub(lambda m: _masked_bearer(m.group(1), m.group(2)), body)
-    body = _KEY.sub(lambda m: _masked_key(m.group(1), m.group(2)), body)
+    body = _KEY.sub(lambda m: mask_token(m.group(1), m.group(2)), body)
     for secret in secrets:  # a key of no known shape (a local server's, a proxy's)
         raw = secret.encode()
         if raw:
@@ -36,12 +36,7 @@ def mask_secrets(body: bytes, secrets: Iterable[str] = ()) -> bytes:
     return body
 
 
-def _masked_key(prefix: bytes, secret: bytes) -> bytes:
-    return mask_token(prefix, secret)
-
-
 def _masked_bearer(prefix: bytes, token: bytes) -> bytes:
-    key = _KEY.fullmatch(token)
-    if key is not None:  # `Bearer sk-...`: the key rule masks it, keeping its prefix
-        return prefix + _masked_key(key.group(1), key.group(2))
+    if _KEY.fullmatch(token):  # `Bearer sk-...`: left to the key rule, which keeps its prefix
+        return prefix + token
     return prefix + mask_token(b"", token)
