@@ -18,6 +18,7 @@ from structlog.typing import FilteringBoundLogger
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
+from .breaker import Breakers
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
@@ -108,7 +109,9 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         connector=connector, timeout=aiohttp.ClientTimeout(total=None),
         auto_decompress=True, skip_auto_headers=("User-Agent",))
     app[SESSION] = session
-    app[UPSTREAMS] = UpstreamClient(session, app[METRICS])
+    app[UPSTREAMS] = UpstreamClient(
+        session, app[METRICS], breakers=Breakers(time.perf_counter), logger=app[LOGGER],
+        max_response_bytes=app[CONFIG].server.max_response_bytes)
     yield
     await session.close()
 

@@ -16,6 +16,7 @@ from structlog.typing import FilteringBoundLogger
 from .config import Tenant
 from .dialects import Usage
 from .metrics import Metrics
+from .upstream.attempt import Attempt
 
 #: Longest string the log line carries per field: a client-chosen value (a 500 KB model
 #: name) must not make a 1 MB log line.
@@ -42,6 +43,7 @@ class Record:
     translated: bool = False
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the answer
     midstream_error: bool = False  # failed after the first byte
+    attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
 
 
 def _short(value: str | None) -> str | None:
@@ -88,6 +90,8 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         "usage_reported": usage.reported if usage else False,
         "retries": record.retries,
     }
+    if record.attempts:
+        fields["attempts"] = [attempt.fields() for attempt in record.attempts]
     if record.translated:
         fields["translated"] = True
     if record.queue_wait is not None:

@@ -42,7 +42,7 @@ async def traffic(gateway: Gateway) -> list[bytes]:
         ("/v1/chat/completions", chat_body("mock-1", stream_options={"include_usage": True}), auth()),
         ("/v1/chat/completions", chat_body("mock-1", stream=False), auth(CLIENT_KEY_B)),
         ("/v1/chat/completions", chat_body("mock-1+drop=2"), auth()),
-        ("/v1/chat/completions", chat_body("mock-1+status=401"), auth()),
+        ("/v1/chat/completions", chat_body("mock-1+status=404"), auth()),
         ("/v1/chat/completions", chat_body("mock-1+fail=1"), auth()),
         ("/v1/chat/completions", chat_body("gpt-" + "x" * 40), auth()),
         ("/v1/chat/completions", chat_body("invented-model-123"), auth()),

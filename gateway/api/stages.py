@@ -54,10 +54,14 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
     commit_at = record.arrived + heartbeat if record.stream and heartbeat else None
     try:
         opened = await request.app[UPSTREAMS].open(
-            plan.targets, body_for, request.headers, record.request_id, stream=record.stream,
-            deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at)
+            plan, body_for, request.headers, record.request_id, stream=record.stream,
+            deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at,
+            attempts=record.attempts)
     except UpstreamError as exc:
-        record.upstream, record.retries = plan.targets[-1].upstream.name, exc.retries
+        # The log names the upstream that failed last (its status and body are in `attempts`).
+        tried = [a for a in record.attempts if a.outcome != "skipped"]
+        record.upstream = tried[-1].upstream if tried else plan.targets[-1].upstream.name
+        record.retries = exc.retries
         raise
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened

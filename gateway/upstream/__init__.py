@@ -3,7 +3,7 @@ across a chain of upstreams (`policy.py`)."""
 
 from __future__ import annotations
 
-from .attempt import Opened
+from .attempt import Attempt, Opened
 from .policy import UpstreamClient, reachable
 
-__all__ = ["Opened", "UpstreamClient", "reachable"]
+__all__ = ["Attempt", "Opened", "UpstreamClient", "reachable"]

@@ -1,6 +1,6 @@
 """One upstream attempt: the request with the client's key swapped for the upstream's, and
 what came of it: `Opened` (the upstream answered and, for a stream, sent its first bytes)
-or a `Failure` the policy may retry.
+or a `Failure` the policy retries, fails over or turns into the answer.
 
 Header policy: hop-by-hop headers (RFC 9110 7.6.1), the client's credentials, cookies and
 what aiohttp sets itself are never forwarded; the rest (e.g. `anthropic-beta`) is.
@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect
 from ..errors import UpstreamHTTPError
 from ..routing import Target
+from .mask import mask_secrets
+
+#: how much of a failed answer's (masked) body the log line keeps
+EXCERPT_CHARS = 200
 
 DROPPED_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -44,10 +50,41 @@ class Opened:
 
 @dataclass(slots=True)
 class Failure:
-    kind: str  # connect | timeout | status
+    #: connect | timeout (no first byte) | status (5xx) | ratelimited (429) | refused (401/403:
+    #: the gateway's key) | overflow (prompt too long) | rejected (other 4xx) | too_large
+    kind: str
     detail: str
     retry_after: str | None = None  # the upstream's Retry-After, as sent
-    answer: UpstreamHTTPError | None = None  # a 429, passed through if it is the last word
+    answer: UpstreamHTTPError | None = None  # a 4xx, passed through if it is the last word
+    status: int | None = None
+    excerpt: str | None = None  # the start of the answer's body, keys masked
+
+    @property
+    def counts_against_upstream(self) -> bool:
+        """Does it count towards the circuit breaker? A 4xx is about the request (or the
+        gateway's key), not about the upstream's health."""
+        return self.kind in ("connect", "timeout", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try, for the request's log line."""
+
+    upstream: str
+    model: str
+    outcome: str  # "ok", a `Failure.kind`, "skipped" (circuit open) or "cancelled"
+    duration_ms: float
+    status: int | None = None
+    excerpt: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"upstream": self.upstream, "model": self.model,
+                               "outcome": self.outcome, "duration_ms": self.duration_ms}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.excerpt is not None:
+            out["excerpt"] = self.excerpt
+        return out
 
 
 def upstream_headers(
@@ -70,7 +107,7 @@ def upstream_headers(
 async def attempt(
     session: aiohttp.ClientSession, target: Target, payload: bytes,
     client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
-    commit_at: float | None, deadline: float,
+    commit_at: float | None, deadline: float, max_response_bytes: int,
 ) -> Opened | Failure:
     """One try. `commit_at` (loop time): a stream still silent then is handed over without
     a first byte once the upstream answered 200, so the client gets heartbeats meanwhile."""
@@ -90,11 +127,16 @@ async def attempt(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_seconds),
             )
             if response.status >= 400:
-                body = await response.read()
+                body = await _read_capped(response, max_response_bytes)
                 response.release()
-                return status_failure(response, body)
+                return status_failure(upstream, response, body or b"")
             if not stream:
-                return Opened(target, dialect, response, await response.read(), deadline)
+                whole = await _read_capped(response, max_response_bytes)
+                if whole is None:
+                    response.close()
+                    return Failure("too_large", "upstream answer over max_response_bytes",
+                                   status=response.status)
+                return Opened(target, dialect, response, whole, deadline)
             if commit_at is not None and commit_at < first_byte_deadline:
                 try:
                     async with asyncio.timeout_at(commit_at):
@@ -126,19 +168,54 @@ async def attempt(
         raise
 
 
-def status_failure(response: aiohttp.ClientResponse, body: bytes) -> Failure:
-    """A 5xx or 429 may be retried; any other 4xx is the answer, passed through as it is."""
+def status_failure(upstream: UpstreamSpec, response: aiohttp.ClientResponse, body: bytes) -> Failure:
+    """What an error status means for the policy; every body is masked before it is kept."""
     status = response.status
     content_type = response.headers.get("Content-Type", "application/json")
-    if status != 429 and status < 500:
-        raise UpstreamHTTPError(status, body, content_type)
+    body = mask_secrets(body, [upstream.api_key.get_secret_value()])
+    excerpt = body[:EXCERPT_CHARS].decode(errors="replace")
     retry_after = response.headers.get("Retry-After")
-    answer = None
-    if status == 429:  # a 4xx: if retries don't help, the client gets it as it is
-        answer = UpstreamHTTPError(status, body, content_type)
+    if status in (401, 403):  # the provider refused OUR key: never the client's 401
+        return Failure("refused", f"upstream {upstream.name} refused the gateway's credentials",
+                       status=status, excerpt=excerpt)
+    if status >= 500:
+        return Failure("status", f"HTTP {status}", retry_after, status=status, excerpt=excerpt)
+    answer = UpstreamHTTPError(status, body, content_type)
+    if status == 429:  # if retries don't help, the client gets it as it is
         if retry_after is not None:
             answer.headers["Retry-After"] = retry_after
-    return Failure("status", f"HTTP {status}", retry_after, answer)
+        return Failure("ratelimited", "HTTP 429", retry_after, answer, status, excerpt)
+    kind = "overflow" if status == 400 and prompt_too_long(body) else "rejected"
+    return Failure(kind, f"HTTP {status}", None, answer, status, excerpt)
+
+
+def prompt_too_long(body: bytes) -> bool:
+    """A 400 saying the prompt does not fit the model: OpenAI's `context_length_exceeded`
+    code, or Anthropic's invalid_request_error "prompt is too long"."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return False
+    if error.get("code") == "context_length_exceeded":
+        return True
+    message = error.get("message")
+    return (error.get("type") == "invalid_request_error" and isinstance(message, str)
+            and "prompt is too long" in message.lower())
+
+
+async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
+    """The whole (decompressed) body, or None once it grows past `cap` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_any():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _close(response: aiohttp.ClientResponse | None) -> None:

@@ -1,100 +1,220 @@
-"""The attempt policy: open a request on the first upstream of a chain that answers.
+"""The attempt policy: open a request on the first target of a plan that answers.
 
 Rules:
-- Retried (exponential backoff, full jitter, up to `max_retries` per upstream): connect
-  errors, no first byte within `first_byte_timeout_seconds`, 5xx and 429 (a 429/503's
-  `Retry-After` is honoured when it is no longer than `backoff_max_seconds`; a longer one
-  moves on to the next upstream at once). Then the fallbacks, in order.
-- Never retried: other 4xx (passed through as is), and anything after the first byte
-  was handed back, because from then on the client has it.
-- Every attempt, backoff and fallback together end by the request's `deadline`.
+- Targets in the plan's order ("fallback"), or least in-flight first by weight ("balance");
+  see `order.py`. Each target is asked for its own model name (`body_for(target)`).
+- Retried on the same target (exponential backoff, jittered, up to `max_retries`): connect
+  errors, resets before the answer, 5xx and 429. A `Retry-After` (seconds or an HTTP date)
+  is honoured when it is no longer than `backoff_max_seconds`; a longer one moves on to
+  the next target at once.
+- Not retried on the same target, the next one is tried at once: no headers or no first
+  byte within `first_byte_timeout_seconds`, and a 401/403 (the provider refused the
+  gateway's own key; if no target is left it is a 502 naming the upstream, never the
+  client's 401).
+- A 400 saying the prompt is too long moves to `plan.overflow` when there is one; any other
+  4xx is the answer, passed through (keys masked) and never retried.
+- Circuit breakers: an upstream whose breaker is open is skipped, unless it is the last
+  target left (then it is tried anyway, `force=True`). Only connect errors, timeouts and 5xx
+  count against an upstream; a 4xx is about the request. A cancelled attempt releases its
+  permit, so a cancelled probe does not wedge the breaker.
+- Every attempt, backoff and fallback together end by the request's `deadline`; every
+  attempt is appended to `attempts` for the request's log line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiohttp
 from multidict import CIMultiDictProxy
+from structlog.typing import FilteringBoundLogger
 from yarl import URL
 
+from ..breaker import Breakers, BreakerState, CircuitBreaker, Permit, Transition
 from ..config import UpstreamSpec
 from ..errors import UpstreamError, UpstreamTimeout
 from ..metrics import Metrics
-from ..routing import Target
-from .attempt import Failure, Opened, attempt
+from ..retry import backoff_delay, parse_retry_after
+from ..routing import Plan, Target
+from .attempt import Attempt, Failure, Opened, attempt
+from .order import order_targets
 
 Sleep = Callable[[float], Awaitable[None]]
+DEFAULT_MAX_RESPONSE_BYTES = 33_554_432
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one `open` call carries through its targets (and its overflow plan)."""
+
+    body_for: Callable[[Target], bytes]
+    client_headers: CIMultiDictProxy[str]
+    request_id: str
+    stream: bool
+    deadline: float
+    commit_at: float | None
+    attempts: list[Attempt]
+    retries: int = 0
+    failure: Failure | None = None
 
 
 class UpstreamClient:
     def __init__(
         self, session: aiohttp.ClientSession, metrics: Metrics, *,
+        breakers: Breakers | None = None, logger: FilteringBoundLogger | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         sleep: Sleep = asyncio.sleep, jitter: Callable[[], float] = random.random,
     ) -> None:
         self._session = session
         self._metrics = metrics
+        self._breakers = breakers or Breakers(time.perf_counter)
+        self._logger = logger
+        self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._jitter = jitter
+        # Attempts in flight per upstream (opening, or reading a non-stream answer), for
+        # "balance". A stream stops counting once it is handed to the relay.
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, upstream: str) -> int:
+        return self._in_flight.get(upstream, 0)
 
     async def open(
-        self, targets: Sequence[Target], body_for: Callable[[Target], bytes],
+        self, plan: Plan | Sequence[Target], body_for: Callable[[Target], bytes],
         client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
-        deadline: float, commit_at: float | None = None,
+        deadline: float, commit_at: float | None = None, attempts: list[Attempt] | None = None,
     ) -> Opened:
-        loop = asyncio.get_running_loop()
-        retries = 0
-        failure: Failure | None = None
+        """Open `plan` (a bare target list is a "fallback" plan). `attempts`, when given, is
+        the caller's list that every try is appended to, also when this raises."""
+        if not isinstance(plan, Plan):
+            plan = Plan("", tuple(plan))
+        state = _Request(body_for, client_headers, request_id, stream, deadline, commit_at,
+                         attempts if attempts is not None else [])
         try:
-            for target in targets:
-                upstream = target.upstream
-                if failure is not None:
-                    self._metrics.upstream_retries.labels(upstream.name, "fallback").inc()
-                    retries += 1
-                payload = body_for(target)
-                for tried in range(upstream.max_retries + 1):
-                    if tried:
-                        retries += 1
-                        reason = failure.kind if failure else "other"
-                        self._metrics.upstream_retries.labels(upstream.name, reason).inc()
-                    if loop.time() >= deadline:
-                        failure = Failure("timeout", "total_timeout_seconds ran out while retrying")
-                        break
-                    result = await attempt(
-                        self._session, target, payload, client_headers, request_id,
-                        stream=stream, commit_at=commit_at, deadline=deadline)
-                    if isinstance(result, Opened):
-                        result.retries = retries
-                        return result
-                    failure = result
-                    self._metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
-                    if tried == upstream.max_retries:
-                        break
-                    delay = self._backoff(upstream, tried)
-                    asked = _retry_after(failure.retry_after)
-                    if asked is not None:
-                        if asked > upstream.backoff_max_seconds:
-                            break  # the upstream asks for longer than we wait: try the next one
-                        delay = max(delay, asked)
-                    await self._sleep(min(delay, max(0.0, deadline - loop.time())))
-                if loop.time() >= deadline:
-                    break
-            assert failure is not None
-            names = ", ".join(t.upstream.name for t in targets)
-            if failure.answer is not None:
-                raise failure.answer
-            if failure.kind == "timeout":
-                raise UpstreamTimeout(f"no first byte from upstream ({names}): {failure.detail}")
-            raise UpstreamError(f"upstream unavailable ({names}): {failure.detail}")
+            opened = await self._open_plan(plan, state)
         except UpstreamError as exc:
-            exc.retries = retries
+            exc.retries = state.retries
             raise
+        opened.retries = state.retries
+        return opened
 
-    def _backoff(self, upstream: UpstreamSpec, tried: int) -> float:
-        ceiling = min(upstream.backoff_max_seconds, upstream.backoff_base_seconds * 2.0**tried)
-        return ceiling * (0.5 + 0.5 * self._jitter())
+    async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
+        loop = asyncio.get_running_loop()
+        targets = order_targets(
+            plan.targets, plan.strategy, in_flight=self._in_flight, draw=self._jitter,
+            is_open=lambda name: self._breakers.up().get(name, True) is False)
+        for index, target in enumerate(targets):
+            upstream = target.upstream
+            breaker = self._breaker(upstream)
+            payload = state.body_for(target)
+            for tried in range(upstream.max_retries + 1):
+                if loop.time() >= state.deadline:
+                    state.failure = Failure("timeout", "total_timeout_seconds ran out while retrying")
+                    break
+                permit = breaker.allow(force=index == len(targets) - 1)
+                if permit is None:
+                    state.attempts.append(Attempt(upstream.name, target.model, "skipped", 0.0))
+                    break
+                self._tell(upstream, permit.transition)
+                if state.failure is not None:
+                    reason = "fallback" if tried == 0 else state.failure.kind
+                    self._metrics.upstream_retries.labels(upstream.name, reason).inc()
+                    state.retries += 1
+                result = await self._try(target, breaker, permit, payload, state)
+                if isinstance(result, Opened):
+                    return result
+                state.failure = failure = result
+                self._metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+                if failure.kind == "overflow" and plan.overflow is not None:
+                    return await self._open_plan(plan.overflow, state)
+                if failure.kind in ("overflow", "rejected") and failure.answer is not None:
+                    raise failure.answer  # a 4xx is the answer: never retried
+                if failure.kind == "too_large":
+                    raise UpstreamError(f"upstream {upstream.name}: {failure.detail}")
+                if failure.kind in ("timeout", "refused") or tried == upstream.max_retries:
+                    break  # a silent upstream or a refused key: the next target at once
+                delay = backoff_delay(tried, upstream.backoff_base_seconds,
+                                      upstream.backoff_max_seconds, self._jitter())
+                asked = parse_retry_after(failure.retry_after, datetime.now(UTC), math.inf)
+                if asked is not None:
+                    if asked > upstream.backoff_max_seconds:
+                        break  # the upstream asks for longer than we wait: try the next one
+                    delay = max(delay, asked)
+                await self._sleep(min(delay, max(0.0, state.deadline - loop.time())))
+            if loop.time() >= state.deadline:
+                break
+        raise _final_error(state.failure, targets)
+
+    async def _try(
+        self, target: Target, breaker: CircuitBreaker, permit: Permit, payload: bytes, state: _Request,
+    ) -> Opened | Failure:
+        """One attempt with its breaker permit and in-flight count; recorded whatever happens."""
+        upstream = target.upstream
+        name = upstream.name
+        self._in_flight[name] = self._in_flight.get(name, 0) + 1
+        started = time.perf_counter()
+        result: Opened | Failure | None = None
+        try:
+            result = await attempt(
+                self._session, target, payload, state.client_headers, state.request_id,
+                stream=state.stream, commit_at=state.commit_at, deadline=state.deadline,
+                max_response_bytes=self._max_response_bytes)
+        finally:
+            self._in_flight[name] -= 1
+            if not self._in_flight[name]:
+                del self._in_flight[name]
+            duration_ms = round((time.perf_counter() - started) * 1000, 3)
+            if result is None:  # cancelled (the client went away) or a bug: no verdict
+                breaker.release(permit)
+                state.attempts.append(Attempt(name, target.model, "cancelled", duration_ms))
+            elif isinstance(result, Opened):
+                self._tell(upstream, breaker.record_success(permit))
+                state.attempts.append(
+                    Attempt(name, target.model, "ok", duration_ms, result.response.status))
+            else:
+                if result.counts_against_upstream:
+                    self._tell(upstream, breaker.record_failure(permit))
+                else:
+                    breaker.release(permit)
+                state.attempts.append(Attempt(name, target.model, result.kind, duration_ms,
+                                              result.status, result.excerpt))
+        return result
+
+    def _breaker(self, upstream: UpstreamSpec) -> CircuitBreaker:
+        return self._breakers.get(upstream.name, upstream.failures_to_trip, upstream.cooldown_seconds)
+
+    def _tell(self, upstream: UpstreamSpec, transition: Transition | None) -> None:
+        """Log a breaker's state change and set `gateway_upstream_up` from it."""
+        if transition is None:
+            return
+        event = {BreakerState.OPEN: "circuit_opened", BreakerState.CLOSED: "circuit_closed",
+                 BreakerState.HALF_OPEN: "circuit_half_open"}[transition.after]
+        if transition.after is not BreakerState.HALF_OPEN:
+            self._metrics.upstream_up.labels(self._metrics.upstream(upstream.name)).set(
+                1 if transition.is_up else 0)
+        if self._logger is not None:
+            self._logger.warning(event, upstream=upstream.name, cause=transition.cause,
+                                 cooldown_seconds=upstream.cooldown_seconds)
+
+
+def _final_error(failure: Failure | None, targets: Sequence[Target]) -> UpstreamError:
+    """The error of a plan none of whose targets answered: the last failure's."""
+    names = ", ".join(t.upstream.name for t in targets)
+    if failure is None:
+        return UpstreamError(f"upstream unavailable ({names})")
+    if failure.answer is not None:  # a 429 that outlasted our retries: the client's to see
+        return failure.answer
+    if failure.kind == "refused":
+        return UpstreamError(failure.detail)
+    if failure.kind == "timeout":
+        return UpstreamTimeout(f"no first byte from upstream ({names}): {failure.detail}")
+    return UpstreamError(f"upstream unavailable ({names}): {failure.detail}")
 
 
 async def reachable(upstream: UpstreamSpec, timeout: float = 2.0) -> bool:
@@ -108,13 +228,3 @@ async def reachable(upstream: UpstreamSpec, timeout: float = 2.0) -> bool:
         return False
     writer.close()
     return True
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: treat as unknown, back off as usual
-    return seconds if seconds >= 0 else None
