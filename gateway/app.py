@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
+from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
@@ -113,6 +114,7 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].ratelimit
     limiter: Limiter
     if config.backend == "redis":
+        from .admission.budget_redis import RedisBudget
         from .admission.redis import RedisLimiter
 
         metrics, logger = app[METRICS], app[LOGGER]
@@ -122,13 +124,19 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
             logger.warning("ratelimit_backend_error", error=type(exc).__name__,
                            fail_open=config.fail_open)
 
-        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error)
+        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
+                               prefix=config.key_prefix + "rl:")
+        budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
+                                     prefix=config.key_prefix)
     else:
-        limiter = MemoryLimiter()
+        limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
-    app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens)
+    live = app[LIVE]
+    app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
+                     budget, prices=lambda: live.current.prices)
     yield
     await limiter.close()
+    await budget.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -66,9 +66,11 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
     call = await read_chat(request)
     record.model, record.stream = call.model, call.stream or client is None
     plan = live.router.route(tenant, call.model, client.name if client else None)
-    async with app[GATE].admit(tenant, call.body, call.raw, slot=record.stream) as ticket:
-        record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
+    async with app[GATE].admit(tenant, call.body, call.raw, slot=record.stream,
+                               models=[t.model for t in plan.targets]) as ticket:
+        record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         opened = await _open(request, live, record, plan, _body_for(call, client))
+        ticket.model = opened.target.model  # only the attempt that answered is charged
         response: web.StreamResponse
         if not record.stream:
             response, usage = _json_answer(opened, ticket.prompt_estimate)
