@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
+from .admin import ADMIN_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
@@ -23,6 +24,7 @@ from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import gateway_middleware
+from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
     CONFIG,
@@ -47,7 +49,9 @@ READY_PROBE_SECONDS = 2.0
 
 def build_app(
     config: Config, logger: FilteringBoundLogger | None = None, *, demo_key: str | None = None,
+    config_path: str | None = None,
 ) -> web.Application:
+    """`config_path`: the file `config` came from, which a reload re-reads."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
@@ -55,6 +59,8 @@ def build_app(
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
     app[RUNTIME] = Runtime()
+    if config_path:
+        app[CONFIG_PATH] = config_path
     if demo_key is not None:
         app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
     app[QUEUE] = queue = StreamQueue(
@@ -70,6 +76,7 @@ def build_app(
         web.get("/metrics", make_aiohttp_handler(metrics.registry), allow_head=False),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
+        *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)

@@ -118,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
                 path, env, logger)
         else:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
-            runner_factory = lambda: serve(config, logger)  # noqa: E731
+            runner_factory = lambda: serve(config, logger, config_path=path)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))
         return 2

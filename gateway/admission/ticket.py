@@ -70,6 +70,7 @@ class Gate:
         self._metrics = metrics
         self._default_max_tokens = default_max_tokens
         self._prices = prices  # the live config's prices, read once per request
+        self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
     @asynccontextmanager
     async def admit(
@@ -100,10 +101,12 @@ class Gate:
                     ticket.queue_wait = await self.queue.acquire(tenant.priority)
                 finally:  # admitted, shed or gone: every wait is observed
                     self._metrics.queue_wait.observe(time.perf_counter() - since)
+                self.streams[tenant.name] = self.streams.get(tenant.name, 0) + 1
                 try:
                     yield ticket
                 finally:
                     self.queue.release()
+                    self.streams[tenant.name] -= 1
             else:
                 yield ticket
         finally:
