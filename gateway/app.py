@@ -15,6 +15,8 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
+from .admin import ADMIN_ROUTES
+from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
@@ -23,6 +25,7 @@ from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import gateway_middleware
+from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
     CONFIG,
@@ -48,7 +51,9 @@ GAUGE_SECONDS = 0.5
 
 def build_app(
     config: Config, logger: FilteringBoundLogger | None = None, *, demo_key: str | None = None,
+    config_path: str | None = None,
 ) -> web.Application:
+    """`config_path`: the file `config` came from, which a reload re-reads."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
@@ -56,6 +61,8 @@ def build_app(
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
     app[RUNTIME] = Runtime()
+    if config_path:
+        app[CONFIG_PATH] = config_path
     if demo_key is not None:
         app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
     app[QUEUE] = queue = StreamQueue(
@@ -74,6 +81,7 @@ def build_app(
         web.get("/metrics", make_aiohttp_handler(metrics.exposed), allow_head=False),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
+        *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)
@@ -135,6 +143,7 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG].ratelimit
     limiter: Limiter
     if config.backend == "redis":
+        from .admission.budget_redis import RedisBudget
         from .admission.redis import RedisLimiter
 
         metrics, logger = app[METRICS], app[LOGGER]
@@ -144,13 +153,19 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
             logger.warning("ratelimit_backend_error", error=type(exc).__name__,
                            fail_open=config.fail_open)
 
-        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error)
+        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
+                               prefix=config.key_prefix + "rl:")
+        budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
+                                     prefix=config.key_prefix)
     else:
-        limiter = MemoryLimiter()
+        limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
-    app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens)
+    live = app[LIVE]
+    app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
+                     budget, prices=lambda: live.current.prices)
     yield
     await limiter.close()
+    await budget.close()
 
 
 async def healthz(request: web.Request) -> web.Response:

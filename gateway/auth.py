@@ -27,7 +27,8 @@ def presented_key(request: web.Request) -> str | None:
 
 class Authenticator:
     def __init__(self, tenants: tuple[Tenant, ...]) -> None:
-        self._tenants = tuple((bytes.fromhex(t.key_sha256), t) for t in tenants)
+        # Every key of a tenant (`key_sha256` and `extra_key_sha256`, for rotation) finds it.
+        self._tenants = tuple((bytes.fromhex(key), t) for t in tenants for key in t.keys)
 
     def tenant_for(self, key: str | None) -> Tenant:
         if not key:

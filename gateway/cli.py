@@ -1,4 +1,5 @@
-"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key` (also `python -m gateway`).
+"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config` (also
+`python -m gateway`).
 
 Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit status 2.
 """
@@ -80,7 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     hashing = sub.add_parser("hash-key", help="print the sha256 to put in key_sha256")
     hashing.add_argument("key", nargs="?", help="the key (default: read from stdin)")
     hashing.set_defaults(run=_hash_key)
+
+    check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
+    check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
+    check.set_defaults(run=_check_config)
     return parser
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from .check import describe
+
+    path = args.config or os.environ.get("GATEWAY_CONFIG")
+    try:
+        config = load_config(path, os.environ, warn=lambda m: print(f"warning: {m}", file=sys.stderr)) \
+            if path else _no_config()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{path}: ok\n\n{describe(config)}")
+    return 0
 
 
 def _hash_key(args: argparse.Namespace) -> int:
@@ -127,8 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
             if config.server.workers > 1:
-                return serve_workers(config, logger, args.loop)
-            runner_factory = lambda: serve(config, logger)  # noqa: E731
+                return serve_workers(config, logger, args.loop, config_path=path)
+            runner_factory = lambda: serve(config, logger, config_path=path)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))
         return 2

@@ -116,6 +116,14 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
+    def follow(self, config: Config) -> None:
+        """A reloaded config's names become label values too (the old ones stay valid)."""
+        names = [r.model for r in config.routes] + [p for u in config.upstreams for p in u.models]
+        self._tenants |= frozenset(t.name for t in config.tenants)
+        self._model_names |= frozenset(n for n in names if not _is_glob(n))
+        self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
+        self._upstreams |= frozenset(u.name for u in config.upstreams)
+
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
 

@@ -81,6 +81,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not response.prepared:
         response.headers["x-request-id"] = request_id
         response.headers.update(record.headers)
+        if record.ticket is not None and record.ticket.cost_micros is not None:
+            response.headers["x-gateway-cost-usd"] = f"{record.ticket.cost_usd:.6f}"
     return response
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from structlog.typing import FilteringBoundLogger
 
@@ -17,6 +17,9 @@ from .config import Tenant
 from .dialects import Usage
 from .metrics import Metrics
 from .upstream.attempt import Attempt
+
+if TYPE_CHECKING:
+    from .admission.ticket import Ticket
 
 #: Longest string the log line carries per field: a client-chosen value (a 500 KB model
 #: name) must not make a 1 MB log line.
@@ -44,6 +47,7 @@ class Record:
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the answer
     midstream_error: bool = False  # failed after the first byte
     attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
+    ticket: Ticket | None = None  # admission's: its cost is known once the ticket is given back
 
 
 def _short(value: str | None) -> str | None:
@@ -64,6 +68,11 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
     if usage is not None:
         metrics.tokens.labels(tenant, model, "prompt").inc(usage.prompt_tokens)
         metrics.tokens.labels(tenant, model, "completion").inc(usage.completion_tokens)
+    ticket = record.ticket
+    if ticket is not None and ticket.cost_micros is not None:
+        metrics.cost.labels(tenant, model).inc(ticket.cost_usd or 0.0)
+    elif ticket is not None and ticket.unpriced:
+        metrics.unpriced.labels(model).inc()
     if record.ttfb is not None:
         metrics.ttfb.labels(tenant, model, upstream).observe(record.ttfb)
         if record.stream:
@@ -89,9 +98,13 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         "completion_tokens": usage.completion_tokens if usage else 0,
         "usage_reported": usage.reported if usage else False,
         "retries": record.retries,
+        # An unpriced model costs zero, and says so.
+        "cost_usd": (ticket.cost_usd or 0.0) if ticket is not None and ticket.usage is not None else None,
     }
     if record.attempts:
         fields["attempts"] = [attempt.fields() for attempt in record.attempts]
+    if ticket is not None and ticket.unpriced:
+        fields["unpriced"] = True
     if record.translated:
         fields["translated"] = True
     if record.queue_wait is not None:

@@ -18,6 +18,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .app import build_app
 from .config import Config
+from .reload import reload_config
 from .state import RUNTIME
 
 #: after drain_seconds and the stop, how long stopped streams get to write their error event
@@ -41,11 +42,12 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
 
 async def serve(
     config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None,
-    *, demo_key: str | None = None, reuse_port: bool = False, announce: bool = True,
+    *, demo_key: str | None = None, config_path: str | None = None, reuse_port: bool = False,
+    announce: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT, then drain and exit clean. A worker of several shares the
-    port (`reuse_port`); only the first announces `started`."""
-    app = build_app(config, logger, demo_key=demo_key)
+    """Run until SIGTERM/SIGINT, then drain and exit clean; SIGHUP reloads `config_path`. A
+    worker of several shares the port (`reuse_port`); only the first announces `started`."""
+    app = build_app(config, logger, demo_key=demo_key, config_path=config_path)
     # Drain below waits for requests itself; what is left after it is cancelled at once.
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
     await runner.setup()
@@ -67,6 +69,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_config, app)  # the outcome is logged
     await stop.wait()
     await drain(app, config.server.drain_seconds, logger)
     await runner.cleanup()

@@ -15,6 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from fractions import Fraction
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import PriceSpec
+    from .dialects import Usage
 
 MICROS_PER_USD = 1_000_000
 
@@ -83,8 +88,26 @@ class PriceTable:
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices: tuple[tuple[str, Price], ...] = tuple(prices.items())
 
+    @classmethod
+    def from_config(cls, prices: Mapping[str, PriceSpec]) -> PriceTable:
+        """The table of a config's `[prices]`, in the file's order."""
+        return cls({
+            pattern: Price(p.input, p.output, p.cache_read, p.cache_write) for pattern, p in prices.items()
+        })
+
     def __len__(self) -> int:
         return len(self._prices)
+
+    def items(self) -> tuple[tuple[str, Price], ...]:
+        return self._prices
+
+    def usage_cost_micros(self, model: str, usage: Usage) -> int | None:
+        """What `usage` cost on `model`; None when unpriced. `usage.prompt_tokens` is the whole
+        prompt, its cached parts are charged at the cache rates and the rest at `input`."""
+        read = min(usage.cache_read_tokens, usage.prompt_tokens)
+        write = min(usage.cache_write_tokens, usage.prompt_tokens - read)
+        return self.cost_micros(model, usage.prompt_tokens - read - write, usage.completion_tokens,
+                                read, write)
 
     def price_for(self, model: str) -> Price | None:
         for pattern, price in self._prices:

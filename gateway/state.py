@@ -19,6 +19,7 @@ from .metrics import Metrics
 from .record import Record
 from .relay.loop import Alarm
 from .routing import Router
+from .spend import PriceTable
 from .upstream import UpstreamClient
 
 
@@ -60,10 +61,12 @@ class Snapshot:
     config: Config
     auth: Authenticator
     router: Router
+    prices: PriceTable
 
     @classmethod
     def of(cls, config: Config) -> Snapshot:
-        return cls(config, Authenticator(config.tenants), Router(config))
+        return cls(config, Authenticator(config.tenants), Router(config),
+                   PriceTable.from_config(config.prices))
 
 
 @dataclass(slots=True)

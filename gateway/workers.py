@@ -1,9 +1,9 @@
 """`workers = N`: N processes serving one port (SO_REUSEPORT), one core each.
 
 Rules:
-- The parent only supervises: it makes a fresh directory for prometheus-client's
-  multiprocess mode (so `/metrics` on any worker reports the sum over all workers), starts
-  the workers with `PROMETHEUS_MULTIPROC_DIR` set (the library reads it at import, so the
+- The parent only supervises. SIGHUP is passed on (each worker reloads). It makes a fresh
+  directory for prometheus-client's multiprocess mode (so `/metrics` on any worker reports
+  the sum over all workers), starts the workers with `PROMETHEUS_MULTIPROC_DIR` set (the library reads it at import, so the
   workers are spawned, not forked), forwards SIGTERM/SIGINT to them, waits for each to
   drain, and removes the directory.
 - Limits stay exact across workers only through Redis: the config refuses `workers > 1`
@@ -30,18 +30,22 @@ from .config import Config
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _worker(config: Config, loop: str, index: int) -> None:
+def _worker(config: Config, loop: str, index: int, config_path: str | None) -> None:
     """A worker's whole life: its own logger and event loop, `serve` with SO_REUSEPORT."""
     from .logs import make_logger, route_library_logs
     from .server import run, serve
 
     logger = make_logger().bind(worker=index)
     route_library_logs()
-    run(lambda: serve(config, logger, reuse_port=True, announce=index == 0), loop)
+    run(lambda: serve(config, logger, config_path=config_path, reuse_port=True, announce=index == 0),
+        loop)
 
 
-def serve_workers(config: Config, logger: FilteringBoundLogger, loop: str) -> int:
-    """Run `config.server.workers` workers until a signal, then drain them all."""
+def serve_workers(
+    config: Config, logger: FilteringBoundLogger, loop: str, *, config_path: str | None = None,
+) -> int:
+    """Run `config.server.workers` workers until a signal, then drain them all; SIGHUP is
+    passed on, so every worker reloads `config_path`."""
     count = config.server.workers
     metrics_dir = Path(tempfile.mkdtemp(prefix="llm-gateway-metrics-"))
     os.environ[MULTIPROC_ENV] = str(metrics_dir)  # inherited by the spawned workers
@@ -51,15 +55,16 @@ def serve_workers(config: Config, logger: FilteringBoundLogger, loop: str) -> in
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
-        stopping = True
+        stopping = stopping or signum != signal.SIGHUP
         for proc in procs:
             if proc.pid is not None and proc.is_alive():
                 os.kill(proc.pid, signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         for index in range(count):
-            worker = context.Process(target=_worker, args=(config, loop, index), name=f"worker-{index}")
+            worker = context.Process(target=_worker, args=(config, loop, index, config_path),
+                                     name=f"worker-{index}")
             worker.start()
             procs.append(worker)
         logger.info("workers_started", workers=count, pids=[p.pid for p in procs],

@@ -134,6 +134,10 @@ class Limiter(Protocol):
         """Refund `reserved - used` when positive, charge the difference when negative."""
         ...
 
+    async def peek(self, tenant: TenantLimits) -> Quota | None:
+        """What the tenant's buckets hold now, taking nothing; None when the backend can't say."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -180,6 +184,13 @@ class MemoryLimiter:
         if reserved != used:
             now = self._clock()
             self._buckets(tenant, now).tokens.adjust(reserved - used, now)
+
+    async def peek(self, tenant: TenantLimits) -> Quota | None:
+        now = self._clock()
+        b = self._tenants.get(tenant.name)
+        if b is None or b.limits != tenant:  # first request, or new limits: full buckets
+            return Quota.full(tenant)
+        return Quota.from_levels(tenant, b.requests.available(now), b.tokens.available(now))
 
     async def close(self) -> None:
         self._tenants.clear()

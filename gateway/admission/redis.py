@@ -60,6 +60,11 @@ k = math.min(tpm, k + tonumber(ARGV[3]))
 return 1
 """
 
+# The levels now, refilled but not stored: a look that takes nothing.
+_PEEK = _REFILL + """
+return {string.format('%.17g', r), string.format('%.17g', k)}
+"""
+
 #: What "Redis is unreachable" looks like from here: redis-py's own errors and the OS ones
 #: (ConnectionRefusedError, TimeoutError, ... are OSErrors).
 REDIS_DOWN = (redis.RedisError, OSError)
@@ -108,6 +113,7 @@ class RedisLimiter:
         # the script and retries once.
         self._admit = self._redis.register_script(_ADMIT)
         self._settle = self._redis.register_script(_SETTLE)
+        self._peek = self._redis.register_script(_PEEK)
 
     def _failed(self, exc: Exception) -> None:
         if self._on_error is not None:
@@ -142,6 +148,15 @@ class RedisLimiter:
             )
         except REDIS_DOWN as exc:
             self._failed(exc)
+
+    async def peek(self, tenant: TenantLimits) -> Quota | None:
+        try:
+            requests, llm_tokens = await self._peek(
+                [self._prefix + tenant.name], [tenant.requests_per_minute, tenant.tokens_per_minute])
+        except REDIS_DOWN as exc:
+            self._failed(exc)
+            return None
+        return Quota.from_levels(tenant, float(requests), float(llm_tokens))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,22 +1,26 @@
-"""Admission as one stage: take from the tenant's buckets (and, for a stream, a slot), hand
-back a `Ticket`, and settle it on the way out.
+"""Admission as one stage: take from the tenant's buckets and budget (and, for a stream, a
+slot), hand back a `Ticket`, and settle it on the way out.
 
 Reservation = prompt estimate + `max_tokens` (or `server.default_max_tokens`), clamped to
-the bucket. `ticket.settle(usage)` charges what the answer really used; a request that ends
-without settling (refused, shed, failed before any upstream answered) is refunded in full.
+the bucket; with a `budget_usd`, also that request's worst-case cost at the dearest of its
+targets' prices. `ticket.settle(usage)` charges what the answer really used; a request that
+ends without settling (refused, shed, failed before any upstream answered) is refunded in full.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Tenant
 from ..dialects import Usage
+from ..errors import Shed
 from ..metrics import Metrics
+from ..spend import PriceTable, micros_to_usd
+from .budget import Budget, Reservation
 from .limiter import Limiter, TenantLimits
 from .queue import StreamQueue
 
@@ -34,45 +38,92 @@ class Ticket:
     reserved: int
     queue_wait: float | None = None  # seconds waited for a stream slot
     usage: Usage | None = None  # what to charge: set by `settle`
+    #: the model charged: the requested one until the handler names the target that answered
+    model: str | None = None
+    prices: PriceTable | None = None  # the prices the request started with
+    #: set when the ticket is given back: micro-dollars charged (None: unpriced or nothing used)
+    cost_micros: int | None = None
 
     def settle(self, usage: Usage) -> None:
         """Charge `usage` when the ticket is given back (an upstream answered)."""
         self.usage = usage
 
+    @property
+    def cost_usd(self) -> float | None:
+        return None if self.cost_micros is None else micros_to_usd(self.cost_micros)
+
+    @property
+    def unpriced(self) -> bool:
+        """An upstream answered for a model no `[prices]` pattern matches (counted as zero)."""
+        return self.usage is not None and self.cost_micros is None
+
 
 class Gate:
-    """The app's admission stage: limiter + stream queue."""
+    """The app's admission stage: limiter + spend budget + stream queue."""
 
-    def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int):
+    def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int,
+                 budget: Budget | None = None,
+                 prices: Callable[[], PriceTable] = lambda: PriceTable({})):
         self.limiter = limiter
         self.queue = queue
+        self.budget = budget
         self._metrics = metrics
         self._default_max_tokens = default_max_tokens
+        self._prices = prices  # the live config's prices, read once per request
+        self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
     @asynccontextmanager
     async def admit(
-        self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool, tokens: bool = True,
+        self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
+        models: Sequence[str] = (), tokens: bool = True,
     ) -> AsyncIterator[Ticket]:
-        """`tokens=False`: admitted by request count only (reserves no tokens)."""
+        """`models`: every model the request may be charged at (its targets'); by default the
+        one the body names. The worst case is reserved at the dearest of them. `tokens=False`:
+        admitted by request count only (reserves no tokens)."""
         limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
         prompt = estimate_prompt_tokens(raw)
         answer = body.get("max_tokens") or body.get("max_completion_tokens")
-        reserve = prompt + (answer if isinstance(answer, int) else self._default_max_tokens) if tokens else 0
-        admission = await self.limiter.admit(limits, reserve)
-        ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens)
+        answer_tokens = answer if isinstance(answer, int) and answer > 0 else self._default_max_tokens
+        named = body.get("model")
+        models = tuple(models) or ((named,) if isinstance(named, str) else ())
+        admission = await self.limiter.admit(limits, prompt + answer_tokens if tokens else 0)
+        ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
+                        model=models[0] if models else None, prices=self._prices())
+        reservation: Reservation | None = None
         try:
+            if self.budget is not None and tenant.budget_usd is not None:
+                prices = ticket.prices or PriceTable({})
+                worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
+                reservation = await self.budget.reserve(
+                    tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
             if slot:
                 since = time.perf_counter()
                 try:
                     ticket.queue_wait = await self.queue.acquire(tenant.priority)
                 finally:  # admitted, shed or gone: every wait is observed
                     self._metrics.queue_wait.observe(time.perf_counter() - since)
+                self.streams[tenant.name] = self.streams.get(tenant.name, 0) + 1
                 try:
                     yield ticket
                 finally:
                     self.queue.release()
+                    self.streams[tenant.name] -= 1
             else:
                 yield ticket
         finally:
+            # The cost first, with no await before it: a cancelled request still has it.
+            if ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
+                ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
             used = ticket.usage.total if ticket.usage is not None else 0
             await self.limiter.settle(limits, admission.reserved_tokens, used)
+            if reservation is not None:
+                await self._settle_budget(tenant, reservation, ticket.cost_micros or 0)
+
+    async def _settle_budget(self, tenant: Tenant, reservation: Reservation, cost_micros: int) -> None:
+        assert self.budget is not None and tenant.budget_usd is not None
+        await self.budget.settle(reservation, micros_to_usd(cost_micros))
+        try:
+            remaining = await self.budget.remaining(tenant.name, tenant.budget_usd, tenant.budget_period)
+        except Shed:  # the backend is down: the gauge keeps its last honest value
+            return
+        self._metrics.budget_remaining.labels(self._metrics.tenant(tenant.name)).set(remaining)

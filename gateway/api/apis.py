@@ -112,9 +112,10 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     plan = live.router.route(tenant, call.model, api.dialect.name)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream,
-                                       tokens=api.tokens) as ticket:
-        record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
+                                       tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
+        record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         opened = await open_upstream(request, live, record, plan, _body_for(call))
+        ticket.model = opened.target.model  # only the attempt that answered is charged
         response: web.StreamResponse
         if not record.stream:
             response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)

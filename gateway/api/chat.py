@@ -61,8 +61,9 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
     call = await read_chat(request)
     record.model, record.stream = call.model, call.stream or client is None
     plan = live.router.route(tenant, call.model)
-    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream) as ticket:
-        record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
+    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream,
+                                       models=[t.model for t in plan.targets]) as ticket:
+        record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
         try:
             opened = await open_upstream(request, live, record, plan, tried)
@@ -73,6 +74,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
                                                 exc.status)
                 exc.content_type = "application/json"
             raise
+        ticket.model = opened.target.model  # only the attempt that answered is charged
         upstream = opened.dialect
         record.translated = client is not None and upstream is not client
         response: web.StreamResponse

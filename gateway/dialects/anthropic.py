@@ -31,9 +31,10 @@ class AnthropicDialect(Dialect):
         usage = body.get("usage")
         if not isinstance(usage, dict):
             return None
-        prompt = _int(usage.get("input_tokens")) + _int(usage.get("cache_read_input_tokens")) + _int(
-            usage.get("cache_creation_input_tokens"))
-        return Usage(prompt, _int(usage.get("output_tokens")), True)
+        read = _int(usage.get("cache_read_input_tokens"))
+        write = _int(usage.get("cache_creation_input_tokens"))
+        prompt = _int(usage.get("input_tokens")) + read + write
+        return Usage(prompt, _int(usage.get("output_tokens")), True, read, write)
 
     def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
         kind = data.get("type")
@@ -41,6 +42,8 @@ class AnthropicDialect(Dialect):
             found = self.usage_from_body(data["message"])
             if found is not None:
                 usage.prompt_tokens = found.prompt_tokens
+                usage.cache_read_tokens = found.cache_read_tokens
+                usage.cache_write_tokens = found.cache_write_tokens
         elif kind == "message_delta":
             found = self.usage_from_body(data)
             if found is not None:

@@ -17,6 +17,9 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     reported: bool = False  # the upstream said so (else: our estimate)
+    # Of `prompt_tokens` (always the whole prompt): read from / written to a prompt cache.
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total(self) -> int:

@@ -21,12 +21,16 @@ class OpenAIDialect(Dialect):
         usage = body.get("usage")
         if not isinstance(usage, dict):
             return None
-        return Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), True)
+        details = usage.get("prompt_tokens_details")
+        cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        prompt = _int(usage.get("prompt_tokens"))
+        return Usage(prompt, _int(usage.get("completion_tokens")), True, min(cached, prompt))
 
     def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
         found = self.usage_from_body(data)
         if found is not None:
             usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
+            usage.cache_read_tokens = found.cache_read_tokens
             usage.reported = True
 
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:

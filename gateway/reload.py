@@ -1,0 +1,62 @@
+"""Live config reload (SIGHUP, `POST /admin/reload`): re-read the file and the env, validate,
+and swap the app's `Snapshot` for new requests, or change nothing and say why in one line.
+
+Requests in flight keep the snapshot they took; bucket and spend state is keyed by tenant
+name, so tenants that remain keep theirs. What only a restart can change is logged as such.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from .config import Config, load_config
+from .errors import ConfigError
+from .state import LIVE, LOGGER, METRICS, Snapshot
+
+CONFIG_PATH = web.AppKey("config_path", str)  # the file the app was started from
+
+#: settings read once at start (the socket, the pools, the backends): a reload can't apply them
+RESTART_ONLY = (
+    ("server", "host"), ("server", "port"), ("server", "workers"), ("server", "max_body_bytes"),
+    ("server", "default_max_tokens"),
+    ("limits", "max_concurrent_streams"), ("limits", "max_queue"), ("limits", "queue_timeout_seconds"),
+    ("ratelimit", "backend"), ("ratelimit", "redis_url"), ("ratelimit", "fail_open"),
+    ("ratelimit", "key_prefix"),
+)
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """The `section.key` names whose change waits for a restart."""
+    return [f"{section}.{key}" for section, key in RESTART_ONLY
+            if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
+
+
+def reload_config(app: web.Application, env: Mapping[str, str] | None = None) -> str | None:
+    """Reload the app's config file; None when the new config took effect, else the problem."""
+    metrics, logger, live = app[METRICS], app[LOGGER], app[LIVE]
+    path = app.get(CONFIG_PATH)
+    warnings: list[str] = []
+    try:
+        if not path:
+            raise ConfigError("<none>: the gateway was started without a config file: nothing to reload")
+        new = load_config(path, os.environ if env is None else env, warn=warnings.append)
+        snapshot = Snapshot.of(new)
+    except ConfigError as exc:
+        metrics.config_reloads.labels("failed").inc()
+        logger.error("config_reload_failed", error=str(exc))
+        return str(exc)
+    old = live.current.config
+    live.current = snapshot
+    metrics.follow(new)
+    metrics.config_reloads.labels("ok").inc()
+    for warning in warnings:
+        logger.warning("config_warning", warning=warning)
+    logger.info("config_reloaded", path=path, tenants=len(new.tenants), upstreams=len(new.upstreams),
+                routes=len(new.routes))
+    needs = restart_needed(old, new)
+    if needs:
+        logger.warning("config_reload_needs_restart", keys=needs)
+    return None
