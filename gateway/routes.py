@@ -66,7 +66,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
     call = await read_chat(request)
     record.model, record.stream = call.model, call.stream or client is None
     plan = live.router.route(tenant, call.model, client.name if client else None)
-    async with app[GATE].admit(tenant, call.body, call.raw, slot=record.stream) as ticket:
+    async with app[GATE].admit(tenant, call.body, call.raw, slot=True) as ticket:
         record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
         opened = await _open(request, live, record, plan, _body_for(call, client))
         response: web.StreamResponse
