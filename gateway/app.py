@@ -122,7 +122,8 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
             logger.warning("ratelimit_backend_error", error=type(exc).__name__,
                            fail_open=config.fail_open)
 
-        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error)
+        limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
+                               prefix=f"{config.key_prefix}rl:")
     else:
         limiter = MemoryLimiter()
     app[LIMITER] = limiter

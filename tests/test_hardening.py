@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway.auth import hash_key
 from tests.conftest import CLIENT_KEY, CLIENT_KEY_B, Gateway, GatewayFactory, auth, chat_body
 
 
@@ -58,3 +59,33 @@ async def test_full_queue_a_higher_priority_arrival_displaces_the_lowest_waiter(
     await holder.read()
     assert (await asyncio.wait_for(high, 10)).status == 200
     assert 'gateway_shed_total{reason="queue_full"} 1.0' in await metric_text(gateway)
+
+
+async def test_requests_that_no_upstream_answered_are_refunded_in_full(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(
+        tenants=[{"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "requests_per_minute": 2,
+                  "tokens_per_minute": 10_000}])
+    for _ in range(3):  # over the 2/minute limit, but none was charged
+        failed = await post(gateway, chat_body("mock-1+status=503", max_tokens=1000))
+        assert failed.status == 502
+    ok = await post(gateway, chat_body(max_tokens=1000))
+    assert ok.status == 200
+    assert ok.headers["x-ratelimit-remaining-requests"] == "1"
+    assert int(ok.headers["x-ratelimit-remaining-tokens"]) >= 10_000 - 1100
+
+
+async def test_a_shed_request_is_refunded(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(
+        limits={"max_concurrent_streams": 1, "max_queue": 0},
+        tenants=[{"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "requests_per_minute": 2},
+                 {"name": "tenant-b", "key_sha256": hash_key(CLIENT_KEY_B)}])
+    holder = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+tps=10,words=8"), headers=auth(CLIENT_KEY_B))
+    await holder.content.readany()
+    for _ in range(3):
+        assert (await post(gateway, chat_body())).status == 503
+    await holder.read()
+    ok = await post(gateway, chat_body())
+    assert ok.status == 200 and ok.headers["x-ratelimit-remaining-requests"] == "1"

@@ -3,7 +3,8 @@
 Each tenant has two token buckets: one of requests, one of LLM tokens, each holding a full
 minute's limit and refilling continuously at limit/60 per second. An admission takes one
 request and the estimated LLM tokens from both buckets or from neither; when the request
-finishes, `settle` refunds what was reserved but not used, or charges what was used beyond.
+finishes, `settle` refunds what was reserved but not used, or charges what was used beyond;
+a request that no upstream answered gets its request back too.
 """
 
 from __future__ import annotations
@@ -88,10 +89,15 @@ class Quota:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """An admitted request: its quota headers and the LLM tokens taken (settle them later)."""
+    """An admitted request: its quota headers and the LLM tokens taken (settle them later).
+
+    `took_request` is False when nothing was taken (a Redis limiter failing open), so there
+    is no request to refund either.
+    """
 
     quota: Quota
     reserved_tokens: int
+    took_request: bool = True
 
 
 def clamp_tokens(tenant: TenantLimits, tokens: int) -> int:
@@ -130,8 +136,14 @@ class Limiter(Protocol):
         """Take 1 request and `tokens` (clamped to capacity) LLM tokens, or raise RateLimited."""
         ...
 
-    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
-        """Refund `reserved - used` when positive, charge the difference when negative."""
+    async def settle(
+        self, tenant: TenantLimits, reserved: int, used: int, *, refund_request: bool = False,
+    ) -> None:
+        """Refund `reserved - used` when positive, charge the difference when negative.
+
+        `refund_request`: give the request back too (the gateway shed it, or it failed before
+        any upstream answered: such a request is not charged at all).
+        """
         ...
 
     async def close(self) -> None: ...
@@ -176,10 +188,17 @@ class MemoryLimiter:
         b.tokens.try_take(want, now)
         return Admission(Quota.from_levels(tenant, requests - 1, llm_tokens - want), want)
 
-    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
+    async def settle(
+        self, tenant: TenantLimits, reserved: int, used: int, *, refund_request: bool = False,
+    ) -> None:
+        if reserved == used and not refund_request:
+            return
+        now = self._clock()
+        b = self._buckets(tenant, now)
         if reserved != used:
-            now = self._clock()
-            self._buckets(tenant, now).tokens.adjust(reserved - used, now)
+            b.tokens.adjust(reserved - used, now)
+        if refund_request:
+            b.requests.adjust(1, now)
 
     async def close(self) -> None:
         self._tenants.clear()

@@ -74,4 +74,5 @@ class Gate:
                 yield ticket
         finally:
             used = ticket.usage.total if ticket.usage is not None else 0
-            await self.limiter.settle(limits, admission.reserved_tokens, used)
+            await self.limiter.settle(limits, admission.reserved_tokens, used,
+                                      refund_request=ticket.usage is None and admission.took_request)
