@@ -21,7 +21,7 @@ from .admission.ticket import Gate
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
-from .middleware import gateway_middleware
+from .middleware import anthropic_ratelimit_headers, gateway_middleware
 from .routes import ROUTES
 from .state import (
     CONFIG,
@@ -62,6 +62,7 @@ def build_app(
     metrics.active_streams.set_function(lambda: queue.active)
     metrics.queue_depth.set_function(lambda: queue.depth)
     app.cleanup_ctx.extend([_client_session, _limiter])
+    app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)

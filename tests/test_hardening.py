@@ -4,10 +4,16 @@ priority under a full queue, fair charging, and no 500 from bad input."""
 from __future__ import annotations
 
 import asyncio
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from gateway.admission.limiter import format_reset, parse_reset
 from gateway.auth import hash_key
 from tests.conftest import CLIENT_KEY, CLIENT_KEY_B, Gateway, GatewayFactory, auth, chat_body
 
@@ -89,3 +95,42 @@ async def test_a_shed_request_is_refunded(start_gateway: GatewayFactory) -> None
     await holder.read()
     ok = await post(gateway, chat_body())
     assert ok.status == 200 and ok.headers["x-ratelimit-remaining-requests"] == "1"
+
+
+ANTHROPIC_RATE = [f"anthropic-ratelimit-{k}-{f}" for k in ("requests", "tokens")
+                  for f in ("limit", "remaining", "reset")]
+
+
+def anthropic_body(stream: bool) -> dict[str, Any]:
+    return {"model": "claude-3-haiku", "max_tokens": 50, "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}
+
+
+async def test_messages_answers_carry_anthropic_ratelimit_headers(start_gateway: GatewayFactory) -> None:
+    gateway = await start_gateway(
+        tenants=[{"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "requests_per_minute": 2,
+                  "tokens_per_minute": 10_000},
+                 {"name": "tenant-b", "key_sha256": hash_key(CLIENT_KEY_B)}])
+    before = datetime.now(UTC).replace(microsecond=0)
+    streamed = await post(gateway, anthropic_body(True), path="/v1/messages")
+    plain = await post(gateway, anthropic_body(False), path="/v1/messages")
+    refused = await post(gateway, anthropic_body(False), path="/v1/messages")
+    assert (streamed.status, plain.status, refused.status) == (200, 200, 429)
+    for response in (streamed, plain, refused):
+        assert all(h in response.headers for h in ANTHROPIC_RATE), response.headers
+        assert response.headers["anthropic-ratelimit-requests-limit"] == "2"
+        assert response.headers["anthropic-ratelimit-tokens-limit"] == "10000"
+        reset = datetime.fromisoformat(response.headers["anthropic-ratelimit-requests-reset"])
+        assert before < reset <= before + timedelta(seconds=62)
+    assert streamed.headers["anthropic-ratelimit-requests-remaining"] == "1"
+    assert refused.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    chat = await post(gateway, chat_body(), key=CLIENT_KEY_B)
+    assert chat.status == 200 and "x-ratelimit-limit-requests" in chat.headers
+    assert [h for h in chat.headers if h.startswith("anthropic-ratelimit-")] == []
+
+
+@given(st.floats(min_value=0, max_value=100_000, allow_nan=False))
+def test_parse_reset_reads_back_what_format_reset_wrote(seconds: float) -> None:
+    parsed = parse_reset(format_reset(seconds))
+    assert parsed is not None
+    assert parsed == pytest.approx(math.ceil(seconds * 1000) / 1000, abs=1e-9)

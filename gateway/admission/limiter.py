@@ -10,9 +10,11 @@ a request that no upstream answered gets its request back too.
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gateway.admission.bucket import TokenBucket, seconds_until
@@ -46,6 +48,36 @@ def format_reset(seconds: float) -> str:
     minutes, ms = divmod(ms, 60_000)
     secs = f"{ms // 1000}.{ms % 1000:03d}".rstrip("0").rstrip(".")
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+_RESET = re.compile(r"^(?:(\d+)m)?(?:(\d+(?:\.\d+)?)(ms|s))?$")
+
+
+def parse_reset(text: str) -> float | None:
+    """The seconds in a `format_reset` duration ("20ms", "1.5s", "6m0s"); None if it is not one."""
+    match = _RESET.match(text)
+    if match is None or not text:
+        return None
+    minutes, amount, unit = match.groups()
+    seconds = float(amount or 0) / (1000 if unit == "ms" else 1)
+    return int(minutes or 0) * 60 + seconds
+
+
+def anthropic_headers(openai: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """Anthropic's `anthropic-ratelimit-*` headers from the same quota's `x-ratelimit-*` ones:
+    limit and remaining as they are, reset as the RFC 3339 UTC time the bucket is full again."""
+    out: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        limit = openai.get(f"x-ratelimit-limit-{kind}")
+        remaining = openai.get(f"x-ratelimit-remaining-{kind}")
+        reset = parse_reset(openai.get(f"x-ratelimit-reset-{kind}", ""))
+        if limit is None or remaining is None or reset is None:
+            continue
+        at = (now + timedelta(seconds=reset)).astimezone(UTC)
+        out[f"anthropic-ratelimit-{kind}-limit"] = limit
+        out[f"anthropic-ratelimit-{kind}-remaining"] = remaining
+        out[f"anthropic-ratelimit-{kind}-reset"] = at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
