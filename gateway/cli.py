@@ -19,6 +19,7 @@ from .config import Config, load_config
 from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
+from .safety import unsafe_to_serve
 from .server import run, serve
 
 
@@ -118,6 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
                 path, env, logger)
         else:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
+            if (problem := unsafe_to_serve(config)) is not None:
+                raise ConfigError(problem)
             runner_factory = lambda: serve(config, logger)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))

@@ -5,17 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.admission.limiter import format_reset, parse_reset
 from gateway.auth import hash_key
-from tests.conftest import CLIENT_KEY, CLIENT_KEY_B, Gateway, GatewayFactory, auth, chat_body
+from tests.conftest import (
+    CLIENT_KEY,
+    CLIENT_KEY_B,
+    REPO,
+    UPSTREAM_ENV,
+    Gateway,
+    GatewayFactory,
+    auth,
+    chat_body,
+    raw_config,
+    write_toml,
+)
 
 
 async def metric_text(gateway: Gateway) -> str:
@@ -134,3 +150,15 @@ def test_parse_reset_reads_back_what_format_reset_wrote(seconds: float) -> None:
     parsed = parse_reset(format_reset(seconds))
     assert parsed is not None
     assert parsed == pytest.approx(math.ceil(seconds * 1000) / 1000, abs=1e-9)
+
+
+def test_serve_refuses_a_tenant_key_printed_in_the_docs(tmp_path: Path) -> None:
+    raw = raw_config("http://127.0.0.1:9", tenants=[
+        {"name": "docs", "key_sha256": "e256cb66cfe86089db8521b7c249048dd5891d7cf7d301424d6f238ec97dce13"}])
+    path = write_toml(tmp_path / "gw.toml", raw)
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(path)],
+                          capture_output=True, timeout=60, cwd=REPO, env={**os.environ, **UPSTREAM_ENV})
+    assert done.returncode == 2
+    lines = [orjson.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    assert [line["event"] for line in lines] == ["config_error"]
+    assert "printed in the docs" in lines[0]["error"]
