@@ -24,7 +24,7 @@ from .breaker import Breakers
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
-from .middleware import gateway_middleware
+from .middleware import anthropic_ratelimit_headers, gateway_middleware
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -74,6 +74,7 @@ def build_app(
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
     app.cleanup_ctx.extend([_client_session, _limiter])
+    app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)

@@ -20,6 +20,7 @@ from .config import Config, load_config
 from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
+from .safety import unsafe_to_serve
 from .server import run, serve
 from .workers import serve_workers
 
@@ -145,6 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
                 path, env, logger)
         else:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
+            if (problem := unsafe_to_serve(config)) is not None:
+                raise ConfigError(problem)
             if config.server.workers > 1:
                 return serve_workers(config, logger, args.loop, config_path=path)
             runner_factory = lambda: serve(config, logger, config_path=path)  # noqa: E731

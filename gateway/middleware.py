@@ -10,14 +10,16 @@ import re
 import time
 import traceback
 import uuid
+from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from .admission.limiter import anthropic_headers
 from .errors import BodyTooLarge, GatewayError, RateLimited, RouterRefused, Shed, UpstreamHTTPError
 from .record import Record, tell
 from .routes import BY_NAME, shape_for
-from .shapes import ErrorShape
+from .shapes import ANTHROPIC_SHAPE, ErrorShape
 from .state import LOGGER, METRICS, RECORD, RUNTIME
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -100,6 +102,16 @@ async def _operational(request: web.Request, handler: Handler, request_id: str) 
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response
+
+
+async def anthropic_ratelimit_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: on a route with the Anthropic shape, answers that carry the
+    `x-ratelimit-*` headers carry Anthropic's `anthropic-ratelimit-*` ones too (same quota).
+    A signal, so streams (prepared inside the handler) get them like errors and JSON do."""
+    route = BY_NAME.get(request.match_info.route.name or "")
+    anthropic = route is not None and route.shape is ANTHROPIC_SHAPE
+    if anthropic and "x-ratelimit-limit-requests" in response.headers:
+        response.headers.update(anthropic_headers(response.headers, datetime.now(UTC)))
 
 
 def _refused(exc: web.HTTPException) -> GatewayError:

@@ -3,9 +3,9 @@
 Rules:
 - The parent only supervises. SIGHUP is passed on (each worker reloads). It makes a fresh
   directory for prometheus-client's multiprocess mode (so `/metrics` on any worker reports
-  the sum over all workers), starts the workers with `PROMETHEUS_MULTIPROC_DIR` set (the library reads it at import, so the
-  workers are spawned, not forked), forwards SIGTERM/SIGINT to them, waits for each to
-  drain, and removes the directory.
+  the sum over all workers), starts the workers with `PROMETHEUS_MULTIPROC_DIR` set (the
+  library reads it at import, so the workers are spawned, not forked), forwards
+  SIGTERM/SIGINT to them, waits for each to drain, and removes the directory.
 - Limits stay exact across workers only through Redis: the config refuses `workers > 1`
   with the memory backend.
 - A worker that dies is reported; the others keep serving, and the parent exits when all

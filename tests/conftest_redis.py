@@ -1,4 +1,5 @@
-"""Redis fixtures (a pytest plugin): the shared test Redis on db 15, and a throwaway server.
+"""Redis fixtures (a pytest plugin): a private throwaway `redis-server` per test, never a
+flush of the shared Redis.
 
 Without a Redis these tests skip, unless GATEWAY_TEST_REQUIRE_REDIS=1 (CI), where they fail.
 """
@@ -7,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import shutil
 import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
 import redis.asyncio
 
-#: db 15 of the local Redis; GATEWAY_TEST_REDIS_URL points the tests elsewhere.
+#: the shared Redis (db 15, or GATEWAY_TEST_REDIS_URL) for tests that keep to their own key
+#: prefix and delete only their own keys; `redis_url` below is a private server instead.
 TEST_REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -26,22 +31,53 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _redis_binary() -> str:
+    binary = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if binary is None:
+        skip_or_fail("no redis-server binary to start a throwaway Redis")
+        raise AssertionError("unreachable")
+    return binary
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """The URL of a real Redis, db 15, flushed before and after the test.
+    """The URL of a private, empty `redis-server` on a free port, killed (by PID) after the test.
 
-    Synchronous on purpose, so an async fixture can pull it in with `getfixturevalue`.
+    Private so a test may do anything to it (a SCRIPT FLUSH, filling it) without touching the
+    shared Redis on 6379, which the tests never flush. Synchronous on purpose, so an async
+    fixture can pull it in with `getfixturevalue`.
     """
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,  # unbuffered: select() sees all
+    )
     try:
-        try:
-            client.flushdb()
-        except (redis.RedisError, OSError) as exc:
-            skip_or_fail(f"no Redis at {TEST_REDIS_URL}: {exc}")
-        yield TEST_REDIS_URL
-        client.flushdb()
+        _wait_ready(proc)
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
-        client.close()
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
+    # Ready when its log says so (bounded: 10 s), rather than polling the port.
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 10
+    log = b""
+    while b"Ready to accept connections" not in log:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+            raise RuntimeError("redis-server did not get ready within 10 s")
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"redis-server exited: {log.decode(errors='replace')}")
+        log += line
 
 
 @pytest.fixture
@@ -97,13 +133,7 @@ class RedisProcess:
 @pytest.fixture
 async def redis_process() -> AsyncIterator[RedisProcess]:
     """A started throwaway redis-server (no persistence), killed at the end."""
-    binary = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
-    if binary is None:
-        skip_or_fail("no redis-server binary to start a throwaway Redis")
-        raise AssertionError("unreachable")
-    server = RedisProcess(binary)
+    server = RedisProcess(_redis_binary())
     await server.start()
     try:
         yield server

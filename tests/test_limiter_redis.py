@@ -44,6 +44,18 @@ async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
 
 # --- the same semantics on both backends ---------------------------------------------------
 
+async def test_settle_with_refund_request_gives_back_the_request_and_all_tokens(
+    limiter: Limiter,
+) -> None:
+    t = TenantLimits("refund", requests_per_minute=2, tokens_per_minute=1000)
+    for _ in range(2):
+        a = await limiter.admit(t, 400)
+        await limiter.settle(t, a.reserved_tokens, 0, refund_request=True)  # shed: no upstream
+    a = await limiter.admit(t, 400)
+    assert (a.quota.remaining_requests, a.quota.remaining_tokens) == (1, 600)
+
+
+
 async def test_admits_up_to_the_requests_limit_then_refuses(limiter: Limiter) -> None:
     t = TenantLimits("a", requests_per_minute=3, tokens_per_minute=1000)
     remaining = [(await limiter.admit(t, 10)).quota.remaining_requests for _ in range(3)]
@@ -212,3 +224,12 @@ async def test_hung_redis_times_out_instead_of_stalling(redis_process: RedisProc
         redis_process.proc.send_signal(signal.SIGCONT)
     await lim.admit(t, 10)
     await lim.close()
+
+
+async def test_keys_live_under_the_configured_prefix(
+    redis_url: str, redis_client: redis.asyncio.Redis
+) -> None:
+    lim = RedisLimiter(redis_url, fail_open=False, prefix="tenant-x:rl:", timeout=TIMEOUT)
+    await lim.admit(TenantLimits("a", requests_per_minute=5, tokens_per_minute=100), 10)
+    await lim.close()
+    assert await redis_client.keys("*") == [b"tenant-x:rl:a"]

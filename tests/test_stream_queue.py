@@ -71,7 +71,7 @@ async def test_full_queue_sheds_at_once() -> None:
     waiters = [asyncio.create_task(q.acquire(0)) for _ in range(2)]
     await turn()
     with pytest.raises(Shed) as info:
-        await q.acquire(99)
+        await q.acquire(0)  # equal priority: no one to displace
     assert info.value.reason == "queue_full"
     assert info.value.status == 503
     assert info.value.retry_after > 0
@@ -80,6 +80,46 @@ async def test_full_queue_sheds_at_once() -> None:
         w.cancel()
     await asyncio.gather(*waiters, return_exceptions=True)
     assert (q.active, q.depth) == (1, 0)
+
+
+async def test_full_queue_higher_priority_displaces_the_lowest_newest_waiter() -> None:
+    q = StreamQueue(max_active=1, max_queue=3, timeout=10)
+    await q.acquire(0)
+    old_low = asyncio.create_task(q.acquire(1))
+    await turn()
+    new_low = asyncio.create_task(q.acquire(1))
+    mid = asyncio.create_task(q.acquire(5))
+    await turn()
+    with pytest.raises(Shed):
+        await q.acquire(1)  # equal to the lowest waiter: the arrival is shed
+    high = asyncio.create_task(q.acquire(9))
+    await turn()
+    with pytest.raises(Shed) as info:
+        await new_low
+    assert info.value.reason == "queue_full"
+    assert not old_low.done() and q.depth == 3
+    order: list[str] = []
+    for name, task in (("high", high), ("mid", mid), ("old_low", old_low)):
+        q.release()
+        await task
+        order.append(name)
+    assert order == ["high", "mid", "old_low"]
+    q.release()
+    assert (q.active, q.depth) == (0, 0)
+
+
+async def test_displaced_waiter_is_shed_and_its_place_leaks_nothing() -> None:
+    q = StreamQueue(max_active=1, max_queue=1, timeout=10)
+    await q.acquire(0)
+    low = asyncio.create_task(q.acquire(0))
+    await turn()
+    high = asyncio.create_task(q.acquire(5))
+    with pytest.raises(Shed):
+        await low
+    q.release()
+    await high
+    q.release()
+    assert (q.active, q.depth) == (0, 0)
 
 
 async def test_wait_over_timeout_sheds() -> None:

@@ -3,15 +3,18 @@
 Each tenant has two token buckets: one of requests, one of LLM tokens, each holding a full
 minute's limit and refilling continuously at limit/60 per second. An admission takes one
 request and the estimated LLM tokens from both buckets or from neither; when the request
-finishes, `settle` refunds what was reserved but not used, or charges what was used beyond.
+finishes, `settle` refunds what was reserved but not used, or charges what was used beyond;
+a request that no upstream answered gets its request back too.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gateway.admission.bucket import TokenBucket, seconds_until
@@ -45,6 +48,36 @@ def format_reset(seconds: float) -> str:
     minutes, ms = divmod(ms, 60_000)
     secs = f"{ms // 1000}.{ms % 1000:03d}".rstrip("0").rstrip(".")
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+_RESET = re.compile(r"^(?:(\d+)m)?(?:(\d+(?:\.\d+)?)(ms|s))?$")
+
+
+def parse_reset(text: str) -> float | None:
+    """The seconds in a `format_reset` duration ("20ms", "1.5s", "6m0s"); None if it is not one."""
+    match = _RESET.match(text)
+    if match is None or not text:
+        return None
+    minutes, amount, unit = match.groups()
+    seconds = float(amount or 0) / (1000 if unit == "ms" else 1)
+    return int(minutes or 0) * 60 + seconds
+
+
+def anthropic_headers(openai: Mapping[str, str], now: datetime) -> dict[str, str]:
+    """Anthropic's `anthropic-ratelimit-*` headers from the same quota's `x-ratelimit-*` ones:
+    limit and remaining as they are, reset as the RFC 3339 UTC time the bucket is full again."""
+    out: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        limit = openai.get(f"x-ratelimit-limit-{kind}")
+        remaining = openai.get(f"x-ratelimit-remaining-{kind}")
+        reset = parse_reset(openai.get(f"x-ratelimit-reset-{kind}", ""))
+        if limit is None or remaining is None or reset is None:
+            continue
+        at = (now + timedelta(seconds=reset)).astimezone(UTC)
+        out[f"anthropic-ratelimit-{kind}-limit"] = limit
+        out[f"anthropic-ratelimit-{kind}-remaining"] = remaining
+        out[f"anthropic-ratelimit-{kind}-reset"] = at.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +121,15 @@ class Quota:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """An admitted request: its quota headers and the LLM tokens taken (settle them later)."""
+    """An admitted request: its quota headers and the LLM tokens taken (settle them later).
+
+    `took_request` is False when nothing was taken (a Redis limiter failing open), so there
+    is no request to refund either.
+    """
 
     quota: Quota
     reserved_tokens: int
+    took_request: bool = True
 
 
 def clamp_tokens(tenant: TenantLimits, tokens: int) -> int:
@@ -130,8 +168,14 @@ class Limiter(Protocol):
         """Take 1 request and `tokens` (clamped to capacity) LLM tokens, or raise RateLimited."""
         ...
 
-    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
-        """Refund `reserved - used` when positive, charge the difference when negative."""
+    async def settle(
+        self, tenant: TenantLimits, reserved: int, used: int, *, refund_request: bool = False,
+    ) -> None:
+        """Refund `reserved - used` when positive, charge the difference when negative.
+
+        `refund_request`: give the request back too (the gateway shed it, or it failed before
+        any upstream answered: such a request is not charged at all).
+        """
         ...
 
     async def peek(self, tenant: TenantLimits) -> Quota | None:
@@ -180,10 +224,17 @@ class MemoryLimiter:
         b.tokens.try_take(want, now)
         return Admission(Quota.from_levels(tenant, requests - 1, llm_tokens - want), want)
 
-    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
+    async def settle(
+        self, tenant: TenantLimits, reserved: int, used: int, *, refund_request: bool = False,
+    ) -> None:
+        if reserved == used and not refund_request:
+            return
+        now = self._clock()
+        b = self._buckets(tenant, now)
         if reserved != used:
-            now = self._clock()
-            self._buckets(tenant, now).tokens.adjust(reserved - used, now)
+            b.tokens.adjust(reserved - used, now)
+        if refund_request:
+            b.requests.adjust(1, now)
 
     async def peek(self, tenant: TenantLimits) -> Quota | None:
         now = self._clock()

@@ -1,4 +1,8 @@
-"""The global limit on concurrent streams: a priority queue of waiters, and shedding."""
+"""The global limit on concurrent upstream calls: a priority queue of waiters, and shedding.
+
+Every API request that calls an upstream takes a slot, stream or not, so slow non-stream
+requests cannot starve streams; `gateway_active_streams` counts these slots (upstream calls).
+"""
 
 from __future__ import annotations
 
@@ -16,14 +20,22 @@ from gateway.errors import Shed
 SHED_RETRY_AFTER = 1.0
 
 
+def _queue_full() -> Shed:
+    return Shed("too many requests waiting; try again shortly",
+                reason="queue_full", retry_after=SHED_RETRY_AFTER)
+
+
 class StreamQueue:
     """At most `max_active` streams at once; up to `max_queue` more wait for a slot.
 
     Rules:
     - a free slot with nobody waiting is taken at once, without awaiting;
     - otherwise the request waits: higher `priority` first, FIFO within a priority;
-    - a full queue sheds the newcomer (`queue_full`), a wait over `timeout` sheds the waiter
-      (`queue_timeout`); both are 503 with Retry-After;
+    - a full queue sheds the newcomer (`queue_full`), unless the newcomer's priority is higher
+      than the lowest waiting one: then the lowest-priority waiter (the newest among equals)
+      is displaced and shed instead, so a burst of low-priority work cannot lock out
+      high-priority arrivals; a wait over `timeout` sheds the waiter (`queue_timeout`); all
+      are 503 with Retry-After;
     - `release` hands the slot straight to the best waiter (`active` does not dip), so a
       newcomer can never jump the queue between a release and the waiter waking up;
     - a waiter cancelled (client gone) leaves the queue at once; if a slot was handed to it
@@ -59,9 +71,8 @@ class StreamQueue:
         if self._active < self._max_active and not self._waiting:
             self._active += 1
             return 0.0
-        if self._waiting >= self._max_queue:
-            raise Shed("too many streams waiting; try again shortly",
-                       reason="queue_full", retry_after=SHED_RETRY_AFTER)
+        if self._waiting >= self._max_queue and not self._displace(priority):
+            raise _queue_full()
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         fut: asyncio.Future[None] = loop.create_future()
@@ -73,6 +84,11 @@ class StreamQueue:
                 await fut
         except (asyncio.CancelledError, TimeoutError) as exc:
             timed_out = isinstance(exc, TimeoutError)
+            if fut.done() and not fut.cancelled() and fut.exception() is not None:
+                # displaced in this very turn: it has already left the queue
+                if timed_out:
+                    raise _queue_full() from None
+                raise
             if fut.done() and not fut.cancelled():  # a slot was handed over in this very turn
                 if timed_out:
                     return time.perf_counter() - started  # it came as the deadline hit: keep it
@@ -103,6 +119,20 @@ class StreamQueue:
                 fut.set_result(None)
                 self._waiting -= 1
                 self._active += 1
+
+    def _displace(self, priority: int) -> bool:
+        # The queue is full: shed the lowest-priority live waiter (the newest among equals) if
+        # the arrival outranks it. Its future gets the Shed; the arrival takes its place.
+        live = [entry for entry in self._heap if not entry[2].done()]
+        if not live:
+            return False
+        victim = max(live, key=lambda entry: (entry[0], entry[1]))
+        if -victim[0] >= priority:
+            return False
+        victim[2].set_exception(_queue_full())
+        self._waiting -= 1
+        self._compact()
+        return True
 
     def _compact(self) -> None:
         # Cancelled and timed-out waiters stay in the heap until popped; drop them when they

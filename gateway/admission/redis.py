@@ -53,9 +53,11 @@ r, k = r - 1, k - want
 return {1, string.format('%.17g', r), string.format('%.17g', k)}
 """
 
-# ARGV[3] = delta: + refunds (capped at capacity), - charges (may go into debt).
+# ARGV[3] = tokens delta: + refunds (capped at capacity), - charges (may go into debt);
+# ARGV[4] = requests given back (0 or 1, capped at capacity).
 _SETTLE = _REFILL + """
 k = math.min(tpm, k + tonumber(ARGV[3]))
+r = math.min(rpm, r + tonumber(ARGV[4]))
 """ + _STORE + """
 return 1
 """
@@ -132,19 +134,22 @@ class RedisLimiter:
                 raise Shed("rate limiter unavailable", reason="limiter_unavailable",
                            retry_after=1) from exc
             # Nothing was reserved, so settle() later charges the real usage when it can.
-            return Admission(Quota.full(tenant), 0)
+            return Admission(Quota.full(tenant), 0, took_request=False)
         r, k = float(requests), float(llm_tokens)
         if not ok:
             raise refusal(tenant, r, k, want)
         return Admission(Quota.from_levels(tenant, r, k), want)
 
-    async def settle(self, tenant: TenantLimits, reserved: int, used: int) -> None:
-        if reserved == used:
+    async def settle(
+        self, tenant: TenantLimits, reserved: int, used: int, *, refund_request: bool = False,
+    ) -> None:
+        if reserved == used and not refund_request:
             return  # nothing to settle: save the round trip
         try:
             await self._settle(
                 [self._prefix + tenant.name],
-                [tenant.requests_per_minute, tenant.tokens_per_minute, reserved - used],
+                [tenant.requests_per_minute, tenant.tokens_per_minute, reserved - used,
+                 1 if refund_request else 0],
             )
         except REDIS_DOWN as exc:
             self._failed(exc)

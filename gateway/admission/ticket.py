@@ -115,7 +115,9 @@ class Gate:
             if ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
                 ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
             used = ticket.usage.total if ticket.usage is not None else 0
-            await self.limiter.settle(limits, admission.reserved_tokens, used)
+            # A request that no upstream answered (refused, shed, failed) is refunded in full.
+            await self.limiter.settle(limits, admission.reserved_tokens, used,
+                                      refund_request=ticket.usage is None and admission.took_request)
             if reservation is not None:
                 await self._settle_budget(tenant, reservation, ticket.cost_micros or 0)
 

@@ -111,7 +111,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     record.model, record.stream = call.model, call.stream
     plan = live.router.route(tenant, call.model, api.dialect.name)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
-    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=record.stream,
+    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True,
                                        tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         opened = await open_upstream(request, live, record, plan, _body_for(call))
