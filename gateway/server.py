@@ -18,8 +18,9 @@ from structlog.typing import FilteringBoundLogger
 
 from .app import build_app
 from .config import Config
+from .connections import guarded_runner
 from .reload import reload_config
-from .state import RUNTIME
+from .state import METRICS, RUNTIME
 
 #: after drain_seconds and the stop, how long stopped streams get to write their error event
 STOP_GRACE_SECONDS = 5.0
@@ -48,8 +49,10 @@ async def serve(
     """Run until SIGTERM/SIGINT, then drain and exit clean; SIGHUP reloads `config_path`. A
     worker of several shares the port (`reuse_port`); only the first announces `started`."""
     app = build_app(config, logger, demo_key=demo_key, config_path=config_path)
-    # Drain below waits for requests itself; what is left after it is cancelled at once.
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1)
+    # Drain below waits for requests itself; what is left after it is cancelled at once. The
+    # runner bounds every client connection (header/body/keep-alive timeouts, the cap).
+    runner = guarded_runner(app, config, app[METRICS], logger, handler_cancellation=True,
+                            access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port, backlog=4096,
                        reuse_port=reuse_port or None)
