@@ -87,7 +87,9 @@ class UsageMeter:
         self._data_lines = 0
 
     def observe(self, complete: bytes) -> None:
-        self._data_lines += complete.count(b"data:") - complete.count(b"data: [DONE]")
+        # Lines that START with `data:`: the model's text may hold "data:" inside a JSON string.
+        self._data_lines += (complete.startswith(b"data:") + complete.count(b"\ndata:")
+                             - complete.startswith(b"data: [DONE]") - complete.count(b"\ndata: [DONE]"))
         if b'"usage"' not in complete:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines
