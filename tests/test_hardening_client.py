@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+import redis
+import redis.asyncio
 from aiohttp import web
 
+from gateway.admission.limiter import TenantLimits
+from gateway.admission.redis import RedisLimiter
 from gateway.app import build_app
 from gateway.config import Config
 from gateway.connections import CloseLog, connection_cap, guarded_runner
@@ -186,3 +191,63 @@ def test_close_log_counts_every_close_and_logs_one_line_per_interval() -> None:
         ("header_timeout", 1), ("header_timeout", 5)]
     assert metrics.exposed.get_sample_value(
         "gateway_client_connections_closed_total", {"reason": "header_timeout"}) == 6.0
+
+
+@pytest.fixture
+def debug_redis_url() -> Iterator[str]:
+    """A private redis-server that allows DEBUG (to stall it), killed by PID at the end."""
+    from tests.conftest_redis import _free_port, _redis_binary, _wait_ready
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
+    try:
+        _wait_ready(proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def test_an_admission_that_times_out_leaves_nothing_reserved(debug_redis_url: str) -> None:
+    tenant = TenantLimits("stalled", requests_per_minute=10, tokens_per_minute=6000)
+    errors: list[Exception] = []
+    limiter = RedisLimiter(debug_redis_url, fail_open=True, prefix="h2:", on_error=errors.append,
+                           timeout=0.5)
+    stall = redis.asyncio.from_url(debug_redis_url, socket_timeout=BOUND)
+    try:
+        # Load the admission script first: a stalled EVALSHA of an unloaded script would only
+        # get NOSCRIPT when Redis wakes, the case where nothing runs late anyway.
+        await limiter.admit(TenantLimits("warm", requests_per_minute=10, tokens_per_minute=10), 1)
+        sleeping = asyncio.create_task(stall.execute_command("DEBUG", "SLEEP", "1.5"))
+        while not sleeping.done() and not await _is_sleeping(debug_redis_url):
+            pass
+        admission = await limiter.admit(tenant, 3000)  # sent, reply not seen in 0.5 s
+        assert (admission.reserved_tokens, admission.took_request) == (0, False)
+        assert [type(e).__name__ for e in errors] == ["TimeoutError"]
+        await asyncio.wait_for(sleeping, BOUND)  # Redis wakes and runs what was queued
+        await asyncio.wait_for(limiter.cancels_done(), BOUND)
+        quota = await limiter.peek(tenant)
+        assert quota is not None
+        # Without the cancel the late script kept 3000 tokens and a request (refill: 100/s).
+        assert quota.remaining_tokens == 6000
+        assert quota.remaining_requests == 10
+    finally:
+        await stall.aclose()
+        await limiter.close()
+
+
+async def _is_sleeping(url: str) -> bool:
+    """True once the server stops answering (DEBUG SLEEP has started): a PING times out."""
+    probe = redis.asyncio.from_url(url, socket_timeout=0.2)
+    try:
+        await probe.ping()
+        return False
+    except (redis.RedisError, OSError):
+        return True
+    finally:
+        await probe.aclose()
