@@ -1,0 +1,90 @@
+"""Every wait is bounded, proven through real sockets: a client that stops reading, an
+upstream that drips bytes without ever ending a line, a client that resets before its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import orjson
+
+from tests.conftest import CLIENT_KEY, GatewayFactory, Mock, auth, chat_body
+
+
+def _request(path: str, body: dict[str, object]) -> bytes:
+    data = orjson.dumps(body)
+    return (f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+async def _eventually(predicate: object, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_client_that_stops_reading_frees_its_slot_at_the_deadline(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await start_gateway(
+        limits={"max_concurrent_streams": 1, "queue_timeout_seconds": 8},
+        upstreams=[{"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+                    "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"],
+                    "total_timeout_seconds": 2}])
+    host, port = gateway.client.host, gateway.client.port
+    reader, writer = await asyncio.open_connection(host, port)
+    # A long unpaced answer and a client that never reads: the gateway's writes block.
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.write(_request("/v1/chat/completions", chat_body("mock-1+words=400000")))
+    await writer.drain()
+    await _eventually(lambda: mock.state.streams, 5)
+    # The one slot is held; a second stream waits in the queue and gets it once the stalled
+    # client's deadline (2 s) has passed and its upstream was closed.
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body(), headers=auth())
+    assert response.status == 200
+    assert b"[DONE]" in await response.read()
+    stalled = mock.state.streams[0]
+    assert stalled.client_closed and not stalled.completed
+    first = gateway.request_logs()[0]
+    assert first["outcome"] == "client_disconnected" and first["status"] == 499
+    assert 1.9 <= first["duration_ms"] / 1000 < 6
+    writer.close()
+
+
+async def test_a_partial_line_drip_ends_at_the_idle_timeout_without_heartbeats(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await start_gateway(
+        server={"heartbeat_seconds": 0.3},
+        upstreams=[{"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+                    "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"],
+                    "idle_timeout_seconds": 1, "first_byte_timeout_seconds": 5}])
+    response = await gateway.client.post(
+        "/v1/chat/completions", json=chat_body("mock-1+drip=0.2"), headers=auth())
+    body = await asyncio.wait_for(response.read(), 10)
+    # Whatever partial bytes came, no ping was spliced into the unfinished line, and the
+    # stream ended with exactly one error event naming the silence.
+    assert b": ping" not in body
+    assert body.count(b'"error"') == 1 and b"idle_timeout_seconds" in body
+    (log,) = gateway.request_logs()
+    assert log["outcome"] == "upstream_timeout"
+    assert 0.9 <= log["duration_ms"] / 1000 < 5
+
+
+async def test_a_client_reset_before_its_answer_is_a_499_and_closes_the_upstream(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await start_gateway()
+    sock = socket.create_connection((gateway.client.host, gateway.client.port))
+    sock.sendall(_request("/v1/chat/completions", chat_body("mock-1+delay=0.3,tps=20,words=50")))
+    await _eventually(lambda: mock.state.requests, 5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST, not FIN
+    await _eventually(lambda: gateway.request_logs(), 5)
+    (log,) = gateway.request_logs()
+    assert log["status"] == 499 and log["outcome"] == "client_disconnected"
+    await _eventually(lambda: mock.state.streams and mock.state.streams[0].ended.is_set(), 5)
+    assert not mock.state.streams[0].completed
