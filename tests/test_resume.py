@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.mock.answers import answer_words, word_pieces
 from gateway.relay.resume import first_malformed
 from gateway.sse import EventParser
+from gateway.state import UPSTREAMS
 from tests.conftest import CLIENT_KEY, Gateway, GatewayFactory, Mock, auth, chat_body
 
 PROMPT = "hello there"
@@ -176,3 +177,18 @@ def test_first_malformed_points_at_the_bad_events_start() -> None:
     assert first_malformed(good + b"event: x\ndata: }{garbage\n\n") == len(good)
     assert first_malformed(b"data: }{\n\n") == 0
     assert first_malformed(good + b'data: {"cut') == len(good)
+
+
+async def test_balance_counts_a_stream_in_flight_until_its_relay_ends(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    upstreams = [_upstream(mock, "a", "openai"), _upstream(mock, "b", "openai")]
+    gateway = await start_gateway(upstreams=upstreams, routes=[
+        {"model": "chat", "targets": ["a:m1+tps=40", "b:m1+tps=40"], "strategy": "balance"}])
+    policy = gateway.client.app[UPSTREAMS]
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("chat"), headers=auth())
+    assert response.status == 200
+    await response.content.readline()  # the stream is being relayed
+    assert policy.in_flight("a") + policy.in_flight("b") == 1
+    await response.read()
+    assert policy.in_flight("a") + policy.in_flight("b") == 0

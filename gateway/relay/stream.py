@@ -100,6 +100,7 @@ async def stream_answer(
                         raise cause or exc from None
                     cause = cause or exc
                     current.response.close()
+                    current.ended()
                     try:
                         current = await resume.reopen(current, resume.view.streamed)
                     except NoContinuation:
@@ -138,6 +139,7 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
+        current.ended()
     total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
     return response, RelayOutcome(total, ttfb, status, outcome, error)
 
