@@ -38,7 +38,7 @@ from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
 from ..upstream import Opened
-from .stages import Tried, authenticate, json_answer, open_upstream, stream_to_client
+from .stages import Tried, authenticate, json_answer, open_upstream, resumer, stream_to_client
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -83,9 +83,13 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
             response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
         else:
             max_line = live.config.server.max_line_bytes
+            resume = None
+            if plan.resume_midstream:
+                resume = resumer(request, record, plan, tried, client.name if client else "simple",
+                                 _include_usage(call), ticket.prompt_estimate)
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, upstream,
-                _sink_maker(client, shape, opened, call, max_line))
+                _sink_maker(client, shape, opened, call, max_line), resume)
         ticket.settle(usage)
         record.usage = usage
     return response
@@ -130,10 +134,13 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, call:
     elif client is upstream:
         return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
     elif client is OPENAI:
-        options = call.body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
+        codec = AnthropicToChat(opened.target.model, _include_usage(call), int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
     else:
         codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
     return lambda write: Translating(write, shape, codec, max_line_bytes)
+
+
+def _include_usage(call: Call) -> bool:
+    options = call.body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True

@@ -18,6 +18,7 @@ from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import UpstreamError
 from ..record import Record
+from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
 from ..relay.stream import StreamSettings, stream_answer
 from ..routing import Plan, Target
@@ -89,7 +90,8 @@ def json_answer(opened: Opened, prompt_estimate: int, dialect: Dialect,
 
 async def stream_to_client(request: web.Request, live: Snapshot, record: Record, ticket: Ticket,
                            opened: Opened, dialect: Dialect,
-                           make_sink: Callable[[Write], Sink]) -> tuple[web.StreamResponse, Usage]:
+                           make_sink: Callable[[Write], Sink],
+                           resume: Resume | None = None) -> tuple[web.StreamResponse, Usage]:
     """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines."""
     app = request.app
     # The meter's usage grows as lines arrive: settled with it now, a stream the client
@@ -103,8 +105,32 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
         headers={"x-request-id": record.request_id, **ticket.headers},
         settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
         started=record.started, alarms=app[RUNTIME].alarms,
-        on_heartbeat=app[METRICS].heartbeats.inc)
+        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume)
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
     return response, outcome.usage
+
+
+def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,
+            include_usage: bool, prompt_estimate: int) -> Resume:
+    """Mid-stream resume for a stream of `plan` (`resume_midstream = true`): a cut stream
+    continues on a later target of the plan that `supports_prefill`, asked the original
+    request plus the streamed text as a trailing assistant message."""
+    app = request.app
+
+    async def reopen(cut: Opened, text: str) -> Opened:
+        targets = plan.targets
+        after = targets.index(cut.target) + 1 if cut.target in targets else len(targets)
+        able = tuple(t for t in targets[after:] if t.upstream.supports_prefill)
+        if not able:
+            raise NoContinuation(plan.name)
+        return await app[UPSTREAMS].open(
+            Plan(plan.name, able), lambda target: with_prefill(body_for(target), text), request.headers,
+            record.request_id, stream=True, deadline=record.arrived + able[0].upstream.total_timeout_seconds,
+            attempts=record.attempts)
+
+    def count(result: str) -> None:
+        app[METRICS].midstream_recoveries.labels(record.route, result).inc()
+
+    return Resume(ClientView(client, include_usage), reopen, count, prompt_estimate)

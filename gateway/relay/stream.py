@@ -2,7 +2,9 @@
 exactly one error event when it fails, and return how it went as a value.
 
 The upstream response is closed on every exit (cancel included), released only after a
-clean end, so a client that goes away closes the upstream at once.
+clean end, so a client that goes away closes the upstream at once. With a `Resume`, a stream
+cut after its first byte is continued on another upstream (see `resume.py`); when it can't
+be, the one error event names the first cause, never the continuation's.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..dialects import Usage, UsageMeter
-from ..errors import ClientGone, GatewayError
+from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
 from .loop import HEARTBEAT, Alarm, Stopped, relay_lines
+from .resume import Guarded, NoContinuation, Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
 
@@ -46,7 +49,7 @@ class RelayOutcome:
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, headers: dict[str, str], settings: StreamSettings, started: float,
-    alarms: set[Alarm], on_heartbeat: Callable[[], None],
+    alarms: set[Alarm], on_heartbeat: Callable[[], None], resume: Resume | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it."""
@@ -61,10 +64,14 @@ async def stream_answer(
         await response.write(HEARTBEAT)
         on_heartbeat()
 
-    sink = make_sink(response.write)
+    write: Write = response.write if resume is None else resume.view.watch(response.write)
+    first_sink = make_sink(write)
+    sink: Sink = first_sink if resume is None else Guarded(first_sink)
     clock = RelayClock(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
         now=loop.time(), first_byte=opened.first_byte_deadline, started=bool(opened.first))
+    current, usage = opened, meter.usage
+    cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     alarms.add(alarm)
     try:
@@ -72,20 +79,50 @@ async def stream_answer(
             await alarm.bounded(response.prepare(request))
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
-            forwarded = await relay_lines(
-                opened.response.content, sink, meter, opened.first,
-                LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
-            if forwarded is not None:
-                ttfb = forwarded - started
-            sink.end()
-            clean = True
+            while True:
+                try:
+                    forwarded = await relay_lines(
+                        current.response.content, sink, meter, current.first,
+                        LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
+                    if forwarded is not None and ttfb is None:
+                        ttfb = forwarded - started
+                    sink.end()
+                    clean = True
+                    if cause is not None and resume is not None:
+                        resume.count("ok")
+                    break
+                except (ClientGone, Stopped):
+                    raise
+                except GatewayError as exc:
+                    if resume is None or not resume.view.resumable(first_sink):
+                        if cause is not None and resume is not None:
+                            resume.count("failed")
+                        raise cause or exc from None
+                    cause = cause or exc
+                    current.response.close()
+                    current.ended()
+                    try:
+                        current = await resume.reopen(current, resume.view.streamed)
+                    except NoContinuation:
+                        resume.count("unavailable")
+                        raise cause from None
+                    except UpstreamError:
+                        resume.count("failed")
+                        raise cause from None
+                    before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
+                    usage, meter = before, UsageMeter(current.dialect, 0)
+                    sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
+                    clock = RelayClock(
+                        heartbeat=settings.heartbeat, idle=current.upstream.idle_timeout_seconds,
+                        deadline=alarm.deadline, now=loop.time(), first_byte=current.first_byte_deadline,
+                        started=bool(current.first))
         except ClientGone:
             raise
         except GatewayError as exc:
             outcome, error = exc.outcome, exc.message
             if isinstance(exc, Stopped):
                 outcome = "shed"
-            await alarm.bounded(sink.error(exc))
+            await alarm.bounded(first_sink.error(exc))
         await alarm.bounded(response.write_eof())
     except (ConnectionResetError, ClientGone) as exc:
         outcome, status = "client_disconnected", 499
@@ -99,7 +136,16 @@ async def stream_answer(
         alarms.discard(alarm)
         alarm.close()
         if clean:
-            opened.response.release()
+            current.response.release()
         else:
-            opened.response.close()
-    return response, RelayOutcome(meter.usage, ttfb, status, outcome, error)
+            current.response.close()
+        current.ended()
+    total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
+    return response, RelayOutcome(total, ttfb, status, outcome, error)
+
+
+def _sum(a: Usage, b: Usage) -> Usage:
+    """Two attempts' usage: both are charged."""
+    return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
+                 a.reported or b.reported, a.cache_read_tokens + b.cache_read_tokens,
+                 a.cache_write_tokens + b.cache_write_tokens)

@@ -9,6 +9,7 @@ what aiohttp sets itself are never forwarded; the rest (e.g. `anthropic-beta`) i
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,18 @@ class Opened:
     deadline: float  # loop time at which the whole exchange must end
     retries: int = 0
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
+    #: the policy's hook, called once when the stream's relay ends (its in-flight count)
+    on_end: Callable[[], None] | None = None
 
     @property
     def upstream(self) -> UpstreamSpec:
         return self.target.upstream
+
+    def ended(self) -> None:
+        """The relay is done with this stream: tell the policy, once."""
+        hook, self.on_end = self.on_end, None
+        if hook is not None:
+            hook()
 
 
 @dataclass(slots=True)

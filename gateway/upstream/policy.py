@@ -78,8 +78,8 @@ class UpstreamClient:
         self._max_response_bytes = max_response_bytes
         self._sleep = sleep
         self._jitter = jitter
-        # Attempts in flight per upstream (opening, or reading a non-stream answer), for
-        # "balance". A stream stops counting once it is handed to the relay.
+        # Attempts in flight per upstream (opening, reading a non-stream answer, or a stream
+        # until its relay ends: `Opened.ended()`), for "balance".
         self._in_flight: dict[str, int] = {}
 
     def in_flight(self, upstream: str) -> int:
@@ -166,9 +166,10 @@ class UpstreamClient:
                 stream=state.stream, commit_at=state.commit_at, deadline=state.deadline,
                 max_response_bytes=self._max_response_bytes)
         finally:
-            self._in_flight[name] -= 1
-            if not self._in_flight[name]:
-                del self._in_flight[name]
+            if state.stream and isinstance(result, Opened):
+                result.on_end = lambda: self._done(name)  # counted until the relay ends
+            else:
+                self._done(name)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
             if result is None:  # cancelled (the client went away) or a bug: no verdict
                 breaker.release(permit)
@@ -185,6 +186,11 @@ class UpstreamClient:
                 state.attempts.append(Attempt(name, target.model, result.kind, duration_ms,
                                               result.status, result.excerpt))
         return result
+
+    def _done(self, name: str) -> None:
+        self._in_flight[name] -= 1
+        if not self._in_flight[name]:
+            del self._in_flight[name]
 
     def _breaker(self, upstream: UpstreamSpec) -> CircuitBreaker:
         return self._breakers.get(upstream.name, upstream.failures_to_trip, upstream.cooldown_seconds)

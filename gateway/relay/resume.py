@@ -1,0 +1,292 @@
+"""Mid-stream resume: what the client has seen of a stream (`ClientView`), the check that
+keeps a malformed upstream event from reaching it (`Guarded`), and the sink that splices a
+continuation from another upstream into the same client stream (`Splice`).
+
+Rules:
+- The text to continue is the text the CLIENT received, read back from the bytes written to
+  it in its own dialect: exactly that is sent upstream as the trailing assistant message.
+- The continuation adds text deltas and the ending only: no second role chunk or
+  message_start, the client's ids and its open text block index, usage = every attempt's.
+- Only a text answer is resumed: once a tool call reached the client, a cut is final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..codecs.common import DONE, sse
+from ..dialects import Dialect, Usage, UsageMeter
+from ..errors import GatewayError, UpstreamError
+from ..shapes import ErrorShape
+from ..sse import EventParser
+from ..upstream import Opened
+from .sinks import TRUNCATED, Sink, Write
+
+MALFORMED = "the upstream sent an event that is not JSON"
+#: finish reasons across dialects (a continuation may come from the other one)
+_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                 "content_filter": "end_turn"}
+
+
+class NoContinuation(Exception):
+    """No target after the cut one supports prefill."""
+
+
+class ClientView:
+    """What the client has received, read from the bytes written to it. `client` is
+    "openai", "anthropic" or "simple" (the route's dialect)."""
+
+    def __init__(self, client: str, include_usage: bool) -> None:
+        self.client = client
+        self.include_usage = include_usage
+        self.text: list[str] = []
+        self.head: dict[str, Any] = {}  # OpenAI: the first chunk's id, created, model
+        self.block: int | None = None  # Anthropic: the open text block's index
+        self.next_block = 0
+        self.tool = False  # a tool call reached the client: not resumable
+        self.finished = False  # the client has the answer's ending
+        self._parser = EventParser()
+
+    def watch(self, write: Write) -> Write:
+        async def watched(data: bytes) -> None:
+            self.feed(data)
+            await write(data)
+        return watched
+
+    def feed(self, data: bytes) -> None:
+        for event in self._parser.feed(data):
+            if event.data.strip() == "[DONE]":
+                self.finished = True
+                continue
+            try:
+                payload = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(payload, dict):
+                self._see(event.event, payload)
+
+    def _see(self, event: str, data: dict[str, Any]) -> None:
+        if self.client == "simple":
+            if event == "message" and isinstance(data.get("content"), str):
+                self.text.append(data["content"])
+            elif event in ("done", "error"):
+                self.finished = True
+        elif self.client == "openai":
+            if not self.head and "id" in data:
+                self.head = {k: data.get(k) for k in ("id", "created", "model")}
+            choices = data.get("choices")
+            choice = choices[0] if isinstance(choices, list) and choices else None
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if isinstance(delta, dict):
+                if isinstance(delta.get("content"), str):
+                    self.text.append(delta["content"])
+                if delta.get("tool_calls"):
+                    self.tool = True
+            if isinstance(choice, dict) and choice.get("finish_reason") or "error" in data:
+                self.finished = True
+        else:
+            kind = data.get("type")
+            index = data.get("index")
+            if kind == "content_block_start" and isinstance(index, int):
+                block = data.get("content_block")
+                if isinstance(block, dict) and block.get("type") == "text":
+                    self.block = index
+                else:
+                    self.tool = True
+                self.next_block = index + 1
+            elif kind == "content_block_delta":
+                delta = data.get("delta")
+                if isinstance(delta, dict) and isinstance(delta.get("text"), str):
+                    self.text.append(delta["text"])
+            elif kind == "content_block_stop":
+                self.block = None
+            elif kind in ("message_delta", "message_stop", "error"):
+                self.finished = True
+
+    @property
+    def streamed(self) -> str:
+        return "".join(self.text)
+
+    def resumable(self, sink: Sink) -> bool:
+        return not (self.tool or self.finished or sink.failed)
+
+
+def first_malformed(complete: bytes) -> int | None:
+    """Where the event holding the first `data:` line that is neither JSON nor `[DONE]`
+    starts in `complete` (the offset after the blank line before it), or None."""
+    start = offset = 0
+    for line in complete.splitlines(keepends=True):
+        body = line.rstrip(b"\r\n")
+        if not body:
+            start = offset + len(line)
+        elif body.startswith(b"data:"):
+            value = body[5:].strip()
+            if value != b"[DONE]":
+                try:
+                    orjson.loads(value)
+                except orjson.JSONDecodeError:
+                    return start
+        offset += len(line)
+    return None
+
+
+class Guarded(Sink):
+    """The route's own sink for the first attempt, with a malformed event kept from the
+    client: the events before it go out, then the stream fails (and may be resumed). An
+    unterminated last line at EOF (a cut inside an event) is dropped: half an event is of
+    no use to the client, and the continuation carries that text."""
+
+    def __init__(self, inner: Sink) -> None:
+        super().__init__(inner.write, inner.shape)
+        self.inner = inner
+
+    async def lines(self, complete: bytes) -> None:
+        bad = first_malformed(complete)
+        if bad is None:
+            await self.inner.lines(complete)
+            return
+        if not complete.endswith(b"\n"):  # the flushed tail of a cut stream
+            if bad:
+                await self.inner.lines(complete[:bad])
+            return
+        if bad:
+            await self.inner.lines(complete[:bad])
+        raise UpstreamError(MALFORMED)
+
+    def end(self) -> None:
+        self.inner.end()
+
+    async def error(self, exc: GatewayError) -> None:
+        await self.inner.error(exc)
+
+
+class Splice(Sink):
+    """A continuation's upstream events (`dialect`) -> the client's stream, as if the first
+    attempt had gone on: text deltas, then the ending, in the client's dialect and ids."""
+
+    def __init__(self, write: Write, shape: ErrorShape, view: ClientView, dialect: Dialect,
+                 before: Usage, meter: UsageMeter) -> None:
+        super().__init__(write, shape)
+        self.view = view
+        self.dialect = dialect
+        self.before = before  # the earlier attempts' usage
+        self.meter = meter  # this attempt's (observed before each `lines`)
+        self.done = False
+        self._stop: str | None = None
+        self._parser = EventParser()
+
+    async def lines(self, complete: bytes) -> None:
+        out: list[bytes] = []
+        failure: str | None = None
+        for event in self._parser.feed(complete):
+            if self.done:
+                break
+            if self.dialect.is_final(event.event, event.data):
+                out.append(self._ending())
+                self.done = True
+                break
+            try:
+                data = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                failure = MALFORMED
+                break
+            if not isinstance(data, dict):
+                continue
+            message = self.dialect.stream_error(event.event, data)
+            if message is not None:
+                failure = f"upstream error: {message}"
+                break
+            self._note_stop(data)
+            text = self.dialect.text_delta(event.event, data)
+            if text:
+                out.append(self._text(text))
+        if out:
+            await self.write(b"".join(out))
+        if failure is not None:
+            raise UpstreamError(failure)
+
+    def end(self) -> None:
+        if not self.done:
+            raise UpstreamError(TRUNCATED)
+
+    def _note_stop(self, data: dict[str, Any]) -> None:
+        choices = data.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            reason = choices[0].get("finish_reason")
+            if isinstance(reason, str):
+                self._stop = reason
+        delta = data.get("delta")
+        if data.get("type") == "message_delta" and isinstance(delta, dict):
+            reason = delta.get("stop_reason")
+            if isinstance(reason, str):
+                self._stop = reason
+
+    def _usage(self) -> Usage:
+        now = self.meter.usage
+        return Usage(self.before.prompt_tokens + now.prompt_tokens,
+                     self.before.completion_tokens + now.completion_tokens, now.reported)
+
+    def _text(self, text: str) -> bytes:
+        view = self.view
+        if view.client == "simple":
+            return sse({"content": text, "done": False}, "message")
+        if view.client == "openai":
+            return sse({**view.head, "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+        head = b""
+        if view.block is None:  # cut before a text block opened: open one after the last
+            view.block = view.next_block
+            head = sse({"type": "content_block_start", "index": view.block,
+                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
+        return head + sse({"type": "content_block_delta", "index": view.block,
+                           "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+
+    def _ending(self) -> bytes:
+        view = self.view
+        stop = self._stop or "stop"
+        usage = self._usage()
+        if view.client == "simple":
+            return sse({}, "done")
+        if view.client == "openai":
+            reason = _TO_OPENAI.get(stop, stop)
+            out = sse({**view.head, "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+            if view.include_usage:
+                out += sse({**view.head, "object": "chat.completion.chunk", "choices": [],
+                            "usage": {"prompt_tokens": usage.prompt_tokens,
+                                      "completion_tokens": usage.completion_tokens,
+                                      "total_tokens": usage.total}})
+            return out + DONE
+        out = b""
+        if view.block is not None:
+            out += sse({"type": "content_block_stop", "index": view.block}, "content_block_stop")
+        reason = _TO_ANTHROPIC.get(stop, stop)
+        return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
+                          "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
+            {"type": "message_stop"}, "message_stop")
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What `stream_answer` needs to continue a cut stream: the view of the client's stream,
+    `reopen(opened, text)` (the continuation, or `NoContinuation` / `UpstreamError`), and
+    `count(result)` for `gateway_midstream_recoveries_total`."""
+
+    view: ClientView
+    reopen: Callable[[Opened, str], Awaitable[Opened]]
+    count: Callable[[str], None]
+    prompt_estimate: int
+
+
+def with_prefill(body: bytes, text: str) -> bytes:
+    """An upstream request body with the streamed text as a trailing assistant message (the
+    same shape in both dialects)."""
+    data = orjson.loads(body)
+    if text:
+        data["messages"] = [*data.get("messages", []), {"role": "assistant", "content": text}]
+    return orjson.dumps(data)
