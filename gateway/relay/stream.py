@@ -127,11 +127,13 @@ async def stream_answer(
     except (ConnectionResetError, ClientGone) as exc:
         outcome, status = "client_disconnected", 499
         error = exc.message if isinstance(exc, ClientGone) else None
+        _abort(request)
     except asyncio.CancelledError:
         if not alarm.write_cancelled():
             raise  # the client went away: the handler is cancelled
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
+        _abort(request)
     finally:
         alarms.discard(alarm)
         alarm.close()
@@ -149,3 +151,11 @@ def _sum(a: Usage, b: Usage) -> Usage:
     return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
                  a.reported or b.reported, a.cache_read_tokens + b.cache_read_tokens,
                  a.cache_write_tokens + b.cache_write_tokens)
+
+
+def _abort(request: web.Request) -> None:
+    """A client that stopped reading (or reset) gets its connection aborted, not closed: a
+    close would wait to flush a buffer it never reads, holding the socket on."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
