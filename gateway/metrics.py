@@ -17,6 +17,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -35,6 +36,9 @@ QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 class Metrics:
     def __init__(self, config: Config) -> None:
+        # No `*_created` series: a timestamp per labelled child doubles what is scraped and
+        # no panel reads it. prometheus-client's switch is process-wide (and idempotent).
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         self._tenants = frozenset(t.name for t in config.tenants)
         # Concrete names first (a route's or an upstream's), then the globs they fall under.

@@ -20,7 +20,8 @@ from .errors import BodyTooLarge, GatewayError, RateLimited, RouterRefused, Shed
 from .record import Record, tell
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
-from .state import LOGGER, METRICS, RECORD, RUNTIME
+from .state import LIVE, LOGGER, METRICS, RECORD, RUNTIME
+from .tracing import TRACER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -80,6 +81,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         runtime.leave()
         tell(record, app[METRICS], app[LOGGER])
+        if (tracer := app.get(TRACER)) is not None:  # OpenTelemetry, when configured
+            tracer.trace(record, request.headers, app[LIVE].current.config)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
         response.headers.update(record.headers)

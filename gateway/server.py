@@ -9,6 +9,7 @@ what is left is cancelled when the runner closes.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
+from . import tracing
 from .app import build_app
 from .config import Config
 from .connections import guarded_runner
@@ -49,6 +51,9 @@ async def serve(
     """Run until SIGTERM/SIGINT, then drain and exit clean; SIGHUP reloads `config_path`. A
     worker of several shares the port (`reuse_port`); only the first announces `started`."""
     app = build_app(config, logger, demo_key=demo_key, config_path=config_path)
+    if (tracer := tracing.from_env(os.environ)) is not None:  # OTEL_* env, with the otel extra
+        app[tracing.TRACER] = tracer
+        app.on_cleanup.append(lambda _: asyncio.to_thread(tracer.shutdown))
     # Drain below waits for requests itself; what is left after it is cancelled at once. The
     # runner bounds every client connection (header/body/keep-alive timeouts, the cap).
     runner = guarded_runner(app, config, app[METRICS], logger, handler_cancellation=True,

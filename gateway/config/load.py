@@ -11,14 +11,15 @@ Rules:
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from ..errors import ConfigError
 from .schema import Config, _KeyProblem
@@ -63,7 +64,7 @@ def config_from_dict(
     for name in sorted(env):
         if (name.startswith(ENV_PREFIX) and name not in set_by.values()
                 and not name.startswith(_NOT_OVERRIDES) and not _names_a_key(raw, name)):
-            say(f"{name}: not a config override (no such section or table): ignored")
+            say(f"{name}: not a config override (no such section or table): ignored{_did_you_mean(name)}")
     for i, entry in enumerate(raw.get("upstreams") or []):
         if isinstance(entry, dict) and "api_key" in entry:
             raise ConfigError(f"{source}: upstreams[{i}].api_key: secrets are never in the file; "
@@ -138,7 +139,56 @@ _MESSAGES = {
     "int_type": "must be an integer",
     "float_type": "must be a number",
     "bool_type": "must be true or false",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "finite_number": "must be a finite number",
+    "string_too_short": "must not be empty",
 }
+
+#: pydantic's "String should match pattern '...'" -> what the pattern asks, in words
+_PATTERNS = {
+    r"^(redis|rediss|unix)://": "must start with redis://, rediss:// or unix://",
+    r"^[^:\s]+$": "must have no ':' and no spaces",
+    r"^https?://": "must start with http:// or https://",
+    r"^[0-9a-fA-F]{64}$": "must be 64 hex characters (the output of `llm-gateway hash-key`)",
+    r"^([0-9a-fA-F]{64})?$": "must be empty or 64 hex characters (the output of `llm-gateway hash-key`)",
+}
+
+
+def _did_you_mean(variable: str) -> str:
+    """`GATEWAY_SERVR_PORT` -> " (did you mean GATEWAY_SERVER_PORT?)": the first word is matched
+    against the sections and tables; the rest is kept as written."""
+    first, _, rest = variable[len(ENV_PREFIX):].lower().partition("_")
+    close = difflib.get_close_matches(first, _SECTIONS + _TABLES, n=1, cutoff=0.6)
+    if not close or not rest:
+        return ""
+    return f" (did you mean {ENV_PREFIX}{close[0].upper()}_{rest.upper()}?)"
+
+
+def _closest_key(loc: tuple[int | str, ...]) -> str:
+    """" (did you mean `port`?)" for a misspelt key, from the fields of the table it is in."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field is not None else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _describe(exc: ValidationError) -> tuple[str, str]:
@@ -149,7 +199,7 @@ def _describe(exc: ValidationError) -> tuple[str, str]:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     message = err["msg"]
     if err["type"] == "extra_forbidden":
-        message = "unknown key"
+        message = "unknown key" + _closest_key(err["loc"])
     elif err["type"] == "missing":
         message = "required key is missing"
     elif err["type"] == "value_error":
@@ -157,10 +207,9 @@ def _describe(exc: ValidationError) -> tuple[str, str]:
         if isinstance(ctx_error, _KeyProblem):
             return ctx_error.key, ctx_error.problem
         message = message.removeprefix("Value error, ")
-    elif err["type"] == "string_pattern_mismatch" and "key_sha256" in key:
-        message = "must be 64 hex characters (the output of `llm-gateway hash-key`)"
     elif err["type"] == "string_pattern_mismatch":
-        message = f"must match the pattern {err.get('ctx', {}).get('pattern', '')}"
+        pattern = str(err.get("ctx", {}).get("pattern", ""))
+        message = _PATTERNS.get(pattern, f"must match the regular expression {pattern}")
     elif err["type"] in _MESSAGES:
         message = _MESSAGES[err["type"]]
     message = message.replace("Input should be", "must be")

@@ -169,6 +169,9 @@ async def attempt(
     except TimeoutError:
         _close(response)
         return Failure("timeout", f"nothing within {budget}s")
+    except aiohttp.ClientConnectorDNSError as exc:  # a bare `gaierror` names nothing: say which host
+        _close(response)
+        return Failure("connect", f"cannot resolve upstream host {exc.host!r} (DNS lookup failed)")
     except aiohttp.ClientError as exc:
         _close(response)
         return Failure("connect", type(exc).__name__)
