@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 
 from tests._proc import Child, http_ok, running
+from tests._proc import tail as tail  # re-exported: the live tests print logs with it
 from tests.conftest import CLIENT_KEY, REPO, UPSTREAM_KEY, chat_body, free_port
 
 START_TIMEOUT = 15.0

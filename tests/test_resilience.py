@@ -9,6 +9,7 @@ import time
 import aiohttp
 import orjson
 
+from tests._proc import eventually
 from tests.conftest import (
     Gateway,
     GatewayFactory,
@@ -119,19 +120,18 @@ async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, spawned
         first = await response.content.readany()
         assert first.startswith(b"data:")
         gateway.proc.send_signal(signal.SIGTERM)
-        ready = None
-        for _ in range(100):
-            ready = await session.get(f"{gateway.url}/readyz")
-            if ready.status == 503:
-                break
-            await asyncio.sleep(0.02)
-        assert ready is not None and ready.status == 503
+
+        async def not_ready() -> bool:
+            async with session.get(f"{gateway.url}/readyz") as ready:
+                return ready.status == 503
+
+        await eventually(not_ready, what="/readyz says 503 while draining")
         refused = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(),
                                      headers=auth())
         assert refused.status == 503 and "Retry-After" in refused.headers
         rest = await response.read()
         assert rest.endswith(b"data: [DONE]\n\n")  # the stream ran to its end
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
     assert '"drain_started"' in gateway.stderr()
 
 
@@ -146,7 +146,7 @@ async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, spawne
         body = await asyncio.wait_for(response.read(), 10)
     last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
     assert "shutting down" in last["error"]["message"]
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
     record = mock.state.streams[-1]
     await asyncio.wait_for(record.ended.wait(), 5)
     assert not record.completed
@@ -183,10 +183,9 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
         pending = asyncio.ensure_future(session.post(
             f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
             headers=auth()))
-        while not mock.state.requests:  # the request reached the upstream
-            await asyncio.sleep(0.01)
+        await eventually(lambda: mock.state.requests, what="the request reached the upstream")
         gateway.proc.send_signal(signal.SIGTERM)
         response = await asyncio.wait_for(pending, 10)
         assert response.status == 200
         assert (await response.json())["object"] == "chat.completion"
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
