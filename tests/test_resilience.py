@@ -14,6 +14,7 @@ from tests.conftest import (
     Gateway,
     GatewayFactory,
     Mock,
+    Process,
     Spawn,
     auth,
     chat_body,
@@ -111,15 +112,21 @@ async def test_idle_upstream_mid_stream_ends_in_an_error_event(
     assert not record.completed
 
 
+async def stream_then_sigterm(session: aiohttp.ClientSession, gateway: Process,
+                              model: str) -> aiohttp.ClientResponse:
+    """Start a stream, see its first bytes, then SIGTERM the gateway (by its PID)."""
+    response = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(model),
+                                  headers=auth())
+    first = await response.content.readany()
+    assert first.startswith(b"data:")
+    gateway.child.send(signal.SIGTERM)
+    return response
+
+
 async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, spawned: Spawn) -> None:
     gateway = spawned(mock.url, server={"drain_seconds": 10})
     async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=10,words=20"),
-            headers=auth())
-        first = await response.content.readany()
-        assert first.startswith(b"data:")
-        gateway.proc.send_signal(signal.SIGTERM)
+        response = await stream_then_sigterm(session, gateway, "mock-1+tps=10,words=20")
 
         async def not_ready() -> bool:
             async with session.get(f"{gateway.url}/readyz") as ready:
@@ -138,11 +145,7 @@ async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, spawned
 async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, spawned: Spawn) -> None:
     gateway = spawned(mock.url, server={"drain_seconds": 0.3})
     async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=5,words=100"),
-            headers=auth())
-        await response.content.readany()
-        gateway.proc.send_signal(signal.SIGTERM)
+        response = await stream_then_sigterm(session, gateway, "mock-1+tps=5,words=100")
         body = await asyncio.wait_for(response.read(), 10)
     last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
     assert "shutting down" in last["error"]["message"]
@@ -184,7 +187,7 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
             f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
             headers=auth()))
         await eventually(lambda: mock.state.requests, what="the request reached the upstream")
-        gateway.proc.send_signal(signal.SIGTERM)
+        gateway.child.send(signal.SIGTERM)
         response = await asyncio.wait_for(pending, 10)
         assert response.status == 200
         assert (await response.json())["object"] == "chat.completion"
