@@ -8,7 +8,6 @@ started here are stopped, by their own PID.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -25,11 +24,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import chat_body, free_port
+from tests._proc import Child, http_ok, running
+from tests._proc import tail as tail  # re-exported: the live tests print logs with it
+from tests.conftest import CLIENT_KEY, REPO, UPSTREAM_KEY, chat_body, free_port
 
-REPO = Path(__file__).resolve().parent.parent
-CLIENT_KEY = "sk-gw-live-test-key"
-UPSTREAM_KEY = "upstream-secret"
 START_TIMEOUT = 15.0
 
 
@@ -82,65 +80,27 @@ def subprocess_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 async def wait_http_ok(
-    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = START_TIMEOUT
+    url: str, process: subprocess.Popen[bytes] | Child, log: Path, timeout: float = START_TIMEOUT
 ) -> None:
-    """Poll url until it answers 200; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"{process.args!r} exited with {process.returncode} before {url} "
-                    f"answered:\n{tail(log)}"
-                )
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    if resp.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{tail(log)}")
-            await asyncio.sleep(0.1)
+    """Wait (bounded) until url answers 200; fail early if the process died."""
+    child = process if isinstance(process, Child) else Child(process, log)
+    try:
+        await child.ready(http_ok(url), what=f"{url} answering 200", timeout=timeout)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 async def stop_process(
-    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 20.0
+    process: subprocess.Popen[bytes] | Child, sig: int = signal.SIGTERM, timeout: float = 20.0
 ) -> None:
     """Signal the process we started (by its PID) and reap it, SIGKILL as a last resort."""
-    if process.poll() is None:
-        os.kill(process.pid, sig)
-        try:
-            await asyncio.to_thread(process.wait, timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            await asyncio.to_thread(process.wait, 5)
+    child = process if isinstance(process, Child) else Child(process, Path(os.devnull))
+    await child.stop(sig, timeout)
 
 
-@contextlib.asynccontextmanager
-async def run_process(
-    argv: list[str], log: Path, *, env: Mapping[str, str] | None = None, cwd: Path | None = None
-) -> AsyncIterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-        )
-        try:
-            yield process
-        finally:
-            await stop_process(process)
+#: `async with run_process(argv, log, env=..., cwd=...) as child`: spawned, stopped on exit.
+run_process = running
 
 
 @dataclass
@@ -149,7 +109,7 @@ class LiveGateway:
     port: int
     mock_url: str
     mock_app: Any
-    process: subprocess.Popen[bytes]
+    process: Child
     log: Path
     headers: dict[str, str] = field(
         default_factory=lambda: {"Authorization": f"Bearer {CLIENT_KEY}"}
@@ -179,7 +139,7 @@ async def live_gateway(
         )
         log = tmp_path / "gateway.log"
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-        env = subprocess_env({"MOCK_UPSTREAM_KEY": UPSTREAM_KEY})
+        env = subprocess_env({"MOCK_UPSTREAM_KEY": UPSTREAM_KEY})  # the mock checks no key
         async with run_process(argv, log, env=env, cwd=tmp_path) as process:
             url = f"http://127.0.0.1:{port}"
             await wait_http_ok(f"{url}/healthz", process, log)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import io
 import os
-import socket
+import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from gateway.auth import hash_key
 from gateway.config import Config, config_from_dict
 from gateway.logs import make_logger
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
+from tests._metrics import metric_value
+from tests._proc import Child, blocking, free_port, port_open, spawn
 
 pytest_plugins = ["tests.conftest_redis"]
 
@@ -99,6 +100,15 @@ class Gateway:
     def request_logs(self) -> list[dict[str, Any]]:
         return [line for line in self.log_lines() if line.get("event") == "request"]
 
+    async def metrics(self) -> str:
+        response = await self.client.get("/metrics")
+        assert response.status == 200
+        return await response.text()
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One value of /metrics, parsed (see `tests._metrics.metric_value`)."""
+        return metric_value(await self.metrics(), name, **labels)
+
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 
@@ -132,13 +142,6 @@ def chat_body(model: str = "mock-1", *, stream: bool = True, content: str = "hel
             "messages": [{"role": "user", "content": content}], **extra}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def write_toml(path: Path, raw: dict[str, Any]) -> Path:
     """A tiny TOML writer for test configs (tables, arrays of tables, scalars, string arrays)."""
 
@@ -166,6 +169,8 @@ def write_toml(path: Path, raw: dict[str, Any]) -> Path:
 
 @dataclass
 class Process:
+    """A `python -m gateway serve` we started (`tests._proc.Child` underneath)."""
+
     proc: subprocess.Popen[bytes]
     url: str
     stderr_path: Path
@@ -173,29 +178,39 @@ class Process:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
+    @property
+    def child(self) -> Child:
+        return Child(self.proc, self.stderr_path)
+
+    async def exited(self, timeout: float = 15) -> int:
+        """Its exit code once it exits (bounded; the wait runs in a thread)."""
+        return await self.child.exited(timeout)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        return await self.child.stop(sig, timeout)
+
+
+def gateway_argv(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)]
+
+
+async def start_gateway_process(config_path: Path, tmp_path: Path, port: int,
+                                env: dict[str, str] | None = None, name: str = "gateway") -> Process:
+    """`python -m gateway serve` as a real subprocess, awaited (bounded) until its port is open."""
+    child = spawn(gateway_argv(config_path), tmp_path / f"{name}.stderr",
+                  env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO)
+    try:
+        await child.ready(port_open(port), what=f"listening on port {port}")
+    except BaseException:
+        child.stop_blocking(signal.SIGKILL)
+        raise
+    return Process(child.proc, f"http://127.0.0.1:{port}", child.log)
+
 
 def spawn_gateway(config_path: Path, tmp_path: Path, port: int, env: dict[str, str] | None = None,
                   name: str = "gateway") -> Process:
-    """`python -m gateway serve` as a real subprocess; waits (bounded) for /healthz."""
-    err = tmp_path / f"{name}.stderr"
-    with err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)],
-            env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO,
-            stdout=subprocess.DEVNULL, stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited early: {err.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return Process(proc, url, err)
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("gateway did not start within 20 s")
+    """`start_gateway_process` for sync callers (it runs on a private loop in a thread)."""
+    return blocking(lambda: start_gateway_process(config_path, tmp_path, port, env, name))
 
 
 Spawn = Callable[..., Process]
@@ -204,10 +219,10 @@ Spawn = Callable[..., Process]
 @pytest.fixture
 def spawned(tmp_path: Path) -> Iterator[Spawn]:
     """`spawned(mock_url, name=..., server={...}, ...)`: `python -m gateway serve` on a free
-    port with a test config; each one is ended by its PID at teardown."""
+    port with a test config; each one is stopped by its PID at teardown (SIGTERM, then SIGKILL)."""
     started: list[Process] = []
 
-    def spawn(mock_url: str, *, name: str = "gateway", **sections: Any) -> Process:
+    def spawn_one(mock_url: str, *, name: str = "gateway", **sections: Any) -> Process:
         port = free_port()
         server = {"host": "127.0.0.1", "port": port, **sections.pop("server", {})}
         raw = raw_config(mock_url, server=server, **sections)
@@ -215,8 +230,6 @@ def spawned(tmp_path: Path) -> Iterator[Spawn]:
                                      name=name))
         return started[-1]
 
-    yield spawn
+    yield spawn_one
     for gateway in started:
-        if gateway.proc.poll() is None:
-            gateway.proc.kill()
-            gateway.proc.wait(timeout=10)
+        gateway.child.stop_blocking(timeout=10)

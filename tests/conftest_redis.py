@@ -6,18 +6,18 @@ Without a Redis these tests skip, unless GATEWAY_TEST_REQUIRE_REDIS=1 (CI), wher
 
 from __future__ import annotations
 
-import asyncio
 import os
-import select
 import shutil
-import socket
+import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio
+
+from tests._proc import Child, blocking, free_port, log_says, spawn
 
 #: the shared Redis (db 15, or GATEWAY_TEST_REDIS_URL) for tests that keep to their own key
 #: prefix and delete only their own keys; `redis_url` below is a private server instead.
@@ -41,43 +41,33 @@ def _redis_binary() -> str:
     return binary
 
 
+def _start_redis(binary: str, port: int, log: Path) -> Child:
+    """`redis-server` on `port` with no persistence; not waited for (see `_ready`)."""
+    return spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                  "--appendonly", "no", "--daemonize", "no"], log)
+
+
+async def _ready(child: Child) -> None:
+    # Ready when its log says so (bounded), rather than polling the port.
+    await child.ready(log_says(child.log, "Ready to accept connections"), what="redis-server ready",
+                      timeout=10)
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
+def redis_url(tmp_path: Path) -> Iterator[str]:
     """The URL of a private, empty `redis-server` on a free port, killed (by PID) after the test.
 
     Private so a test may do anything to it (a SCRIPT FLUSH, filling it) without touching the
     shared Redis on 6379, which the tests never flush. Synchronous on purpose, so an async
     fixture can pull it in with `getfixturevalue`.
     """
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--daemonize", "no"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0,  # unbuffered: select() sees all
-    )
+    port = free_port()
+    child = _start_redis(_redis_binary(), port, tmp_path / f"redis-{port}.log")
     try:
-        _wait_ready(proc)
+        blocking(lambda: _ready(child))
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
-    # Ready when its log says so (bounded: 10 s), rather than polling the port.
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 10
-    log = b""
-    while b"Ready to accept connections" not in log:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
-            raise RuntimeError("redis-server did not get ready within 10 s")
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"redis-server exited: {log.decode(errors='replace')}")
-        log += line
+        child.stop_blocking(signal.SIGKILL, timeout=10)
 
 
 @pytest.fixture
@@ -88,52 +78,42 @@ async def redis_client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
     await client.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class RedisProcess:
     """A `redis-server` subprocess on a fixed loopback port that a test can kill and restart."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, log_dir: Path) -> None:
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: asyncio.subprocess.Process | None = None
+        self.log_dir = log_dir
+        self.child: Child | None = None
+        self._starts = 0
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.child.proc if self.child is not None else None
 
     async def start(self) -> None:
-        assert self.proc is None
-        self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--daemonize", "no",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        assert self.proc.stdout is not None
-        # Ready when it says so: read its log rather than polling the port.
-        log = b""
-        while b"Ready to accept connections" not in log:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout=10)
-            if not line:
-                await self.kill()
-                raise RuntimeError(f"redis-server exited: {log.decode(errors='replace')}")
-            log += line
+        assert self.child is None
+        self._starts += 1  # a fresh log per start: "Ready" must come from this one
+        self.child = _start_redis(self.binary, self.port, self.log_dir / f"redis-{self.port}-{self._starts}.log")
+        try:
+            await _ready(self.child)
+        except BaseException:
+            await self.kill()
+            raise
 
     async def kill(self) -> None:
         """SIGKILL this server (its PID only) and reap it."""
-        if self.proc is not None:
-            proc, self.proc = self.proc, None
-            if proc.returncode is None:
-                proc.kill()
-            await proc.wait()
+        if self.child is not None:
+            child, self.child = self.child, None
+            await child.stop(signal.SIGKILL, timeout=10)
 
 
 @pytest.fixture
-async def redis_process() -> AsyncIterator[RedisProcess]:
+async def redis_process(tmp_path: Path) -> AsyncIterator[RedisProcess]:
     """A started throwaway redis-server (no persistence), killed at the end."""
-    server = RedisProcess(_redis_binary())
+    server = RedisProcess(_redis_binary(), tmp_path)
     await server.start()
     try:
         yield server

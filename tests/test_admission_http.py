@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from gateway.auth import hash_key
+from tests._proc import eventually, free_port
 from tests.conftest import (
     CLIENT_KEY,
     CLIENT_KEY_B,
@@ -18,7 +19,6 @@ from tests.conftest import (
     Spawn,
     auth,
     chat_body,
-    free_port,
 )
 
 RATE_HEADERS = [f"x-ratelimit-{f}-{k}" for k in ("requests", "tokens") for f in ("limit", "remaining", "reset")]
@@ -36,6 +36,10 @@ async def stream(gateway: Gateway, model: str = "mock-1", key: str = CLIENT_KEY,
     return response
 
 
+async def gauge_is(gateway: Gateway, name: str, value: float) -> bool:
+    return await gateway.metric(name) == value
+
+
 async def test_requests_bucket_admits_two_then_429(start_gateway: GatewayFactory) -> None:
     gateway = await start_gateway(tenants=tenants(requests_per_minute=2))
     first, second, third = [await stream(gateway) for _ in range(3)]
@@ -49,8 +53,7 @@ async def test_requests_bucket_admits_two_then_429(start_gateway: GatewayFactory
     assert 1 <= retry_after <= 30  # one request refills in 30 s at 2/minute
     body = await third.json()
     assert body["error"]["type"] == "rate_limit_error"
-    metrics = await (await gateway.client.get("/metrics")).text()
-    assert 'gateway_ratelimited_total{kind="requests",tenant="tenant-a"} 1.0' in metrics
+    assert await gateway.metric("gateway_ratelimited_total", kind="requests", tenant="tenant-a") == 1
     # the other tenant has its own buckets
     assert (await stream(gateway, key=CLIENT_KEY_B)).status == 200
 
@@ -76,8 +79,7 @@ async def test_tokens_bucket_refuses_when_the_reservation_does_not_fit(start_gat
     first.close()
     assert second.status == 429
     assert "tokens" in (await second.json())["error"]["message"]
-    metrics = await (await gateway.client.get("/metrics")).text()
-    assert 'gateway_ratelimited_total{kind="tokens",tenant="tenant-a"} 1.0' in metrics
+    assert await gateway.metric("gateway_ratelimited_total", kind="tokens", tenant="tenant-a") == 1
 
 
 async def test_usage_settles_and_refunds_the_unused_reservation(start_gateway: GatewayFactory) -> None:
@@ -99,12 +101,8 @@ async def test_second_stream_waits_for_the_only_slot(start_gateway: GatewayFacto
         "/v1/chat/completions", json=chat_body("mock-1+tps=20,words=6"), headers=auth())
     await slow.content.readany()
     waiting = asyncio.ensure_future(stream(gateway))
-    for _ in range(200):
-        metrics = await (await gateway.client.get("/metrics")).text()
-        if "gateway_queue_depth 1.0" in metrics:
-            break
-        await asyncio.sleep(0.01)
-    assert "gateway_queue_depth 1.0" in metrics and "gateway_active_streams 1.0" in metrics
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 1), what="one request queued")
+    assert await gateway.metric("gateway_active_streams") == 1
     assert not waiting.done()
     await slow.read()
     second = await asyncio.wait_for(waiting, 10)
@@ -122,16 +120,14 @@ async def test_full_queue_and_queue_timeout_shed_with_503(start_gateway: Gateway
         "/v1/chat/completions", json=chat_body("mock-1+tps=5,words=10"), headers=auth())
     await slow.content.readany()
     queued = asyncio.ensure_future(stream(gateway))
-    while "gateway_queue_depth 1.0" not in await (await gateway.client.get("/metrics")).text():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 1), what="one request queued")
     overflow = await stream(gateway)
     assert overflow.status == 503 and "Retry-After" in overflow.headers
     timed_out = await asyncio.wait_for(queued, 5)
     assert timed_out.status == 503 and "Retry-After" in timed_out.headers
     slow.close()
-    metrics = await (await gateway.client.get("/metrics")).text()
-    assert 'gateway_shed_total{reason="queue_full"} 1.0' in metrics
-    assert 'gateway_shed_total{reason="queue_timeout"} 1.0' in metrics
+    assert await gateway.metric("gateway_shed_total", reason="queue_full") == 1
+    assert await gateway.metric("gateway_shed_total", reason="queue_timeout") == 1
 
 
 async def test_high_priority_tenant_jumps_queued_low_priority_ones(start_gateway: GatewayFactory) -> None:
@@ -147,11 +143,9 @@ async def test_high_priority_tenant_jumps_queued_low_priority_ones(start_gateway
         order.append(name)
 
     low = [asyncio.ensure_future(run(f"low{i}", CLIENT_KEY)) for i in range(2)]
-    while "gateway_queue_depth 2.0" not in await (await gateway.client.get("/metrics")).text():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 2), what="two low-priority requests queued")
     high = asyncio.ensure_future(run("high", CLIENT_KEY_B))  # tenant-b: priority 10
-    while "gateway_queue_depth 3.0" not in await (await gateway.client.get("/metrics")).text():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 3), what="the high-priority request queued")
     await slow.read()
     await asyncio.wait_for(asyncio.gather(*low, high), 15)
     assert order == ["high", "low0", "low1"]
@@ -164,14 +158,10 @@ async def test_client_leaving_the_queue_takes_no_slot(start_gateway: GatewayFact
     await slow.content.readany()
     queued = asyncio.ensure_future(gateway.client.post(
         "/v1/chat/completions", json=chat_body(), headers=auth()))
-    while "gateway_queue_depth 1.0" not in await (await gateway.client.get("/metrics")).text():
-        await asyncio.sleep(0.01)
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 1), what="one request queued")
     queued.cancel()  # the client goes away while queued
-    for _ in range(200):
-        if "gateway_queue_depth 0.0" in await (await gateway.client.get("/metrics")).text():
-            break
-        await asyncio.sleep(0.01)
-    assert "gateway_active_streams 1.0" in await (await gateway.client.get("/metrics")).text()
+    await eventually(lambda: gauge_is(gateway, "gateway_queue_depth", 0), what="the queue emptied")
+    assert await gateway.metric("gateway_active_streams") == 1
     await slow.read()
     assert (await stream(gateway)).status == 200
 
@@ -194,12 +184,8 @@ async def test_slots_always_come_back(start_gateway: GatewayFactory) -> None:
             response.close()
 
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(40))), 60)
-    for _ in range(200):
-        metrics = await (await gateway.client.get("/metrics")).text()
-        if "gateway_active_streams 0.0" in metrics:
-            break
-        await asyncio.sleep(0.02)
-    assert "gateway_active_streams 0.0" in metrics and "gateway_queue_depth 0.0" in metrics
+    await eventually(lambda: gauge_is(gateway, "gateway_active_streams", 0), what="every slot back")
+    assert await gateway.metric("gateway_queue_depth") == 0
 
 
 @pytest.mark.redis
@@ -229,8 +215,7 @@ async def test_redis_down_follows_fail_open(start_gateway: GatewayFactory, fail_
     gateway = await start_gateway(ratelimit={"backend": "redis", "redis_url": dead, "fail_open": fail_open})
     response = await stream(gateway)
     assert response.status == expected
-    metrics = await (await gateway.client.get("/metrics")).text()
-    assert "gateway_ratelimit_backend_errors_total 0.0" not in metrics
+    assert await gateway.metric("gateway_ratelimit_backend_errors_total") > 0
     if not fail_open:
-        assert 'gateway_shed_total{reason="limiter_unavailable"} 1.0' in metrics
+        assert await gateway.metric("gateway_shed_total", reason="limiter_unavailable") == 1
     assert any(line["event"] == "ratelimit_backend_error" for line in gateway.log_lines())

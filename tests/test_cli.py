@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
-import time
+from pathlib import Path
 
 import aiohttp
 
-from tests.conftest import REPO, free_port
+from tests._proc import free_port, log_says, port_open, running
+from tests.conftest import REPO
 
 
-async def test_demo_prints_a_key_and_a_curl_command_that_streams() -> None:
+async def test_demo_prints_a_key_and_a_curl_command_that_streams(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--demo"], cwd=REPO,
-        env={**os.environ, "GATEWAY_SERVER_PORT": str(port)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        banner = ""
-        deadline = time.monotonic() + 20
-        while "curl -N" not in banner and time.monotonic() < deadline:
-            banner += proc.stdout.readline()
+    log = tmp_path / "demo.log"
+    async with running([sys.executable, "-m", "gateway", "serve", "--demo"], log, cwd=REPO,
+                       env={**os.environ, "GATEWAY_SERVER_PORT": str(port)}) as demo:
+        await demo.ready(log_says(log, "Hello!"), what="the demo banner with its curl command")
+        await demo.ready(port_open(port), what=f"listening on port {port}")
+        banner = demo.output()
         assert f"http://127.0.0.1:{port}" in banner
         key = banner.split("demo key: ")[1].split()[0]
-        curl = banner[banner.index("curl -N"):].strip()
+        curl = banner[banner.index("curl -N"):].splitlines()[0].strip()
         assert key in curl and "stream" in curl
         async with aiohttp.ClientSession() as session:
             async with session.post(
@@ -41,15 +37,7 @@ async def test_demo_prints_a_key_and_a_curl_command_that_streams() -> None:
             assert b"".join(pieces).endswith(b"data: [DONE]\n\n")
             async with session.get(f"http://127.0.0.1:{port}/") as page:
                 assert page.status == 200 and "text/html" in page.headers["Content-Type"]
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        assert await demo.stop(signal.SIGTERM, timeout=15) == 0
 
 
 async def test_demo_config_serves_mock_models_on_both_routes() -> None:

@@ -55,6 +55,15 @@ def nginx_argv(nginx: str, prefix: Path, conf: Path) -> list[str]:
     return [nginx, "-p", f"{prefix}/", "-c", str(conf), "-e", "stderr", "-g", "daemon off;"]
 
 
+def assert_nginx_accepts(nginx: str, prefix: Path, conf: Path) -> None:
+    """`nginx -t` on `conf`: it must say the test is successful."""
+    argv = nginx_argv(nginx, prefix, conf)
+    argv[argv.index("-g") : argv.index("-g") + 2] = ["-t"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
 @contextlib.asynccontextmanager
 async def live_nginx(tmp_path: Path, upstream_port: int) -> AsyncIterator[tuple[str, Path]]:
     nginx = require_binary("nginx")
@@ -159,11 +168,7 @@ def test_nginx_accepts_the_config(tmp_path: Path, name: str) -> None:
         text = text.replace("upstream gateway {", f"upstream gateway {{\n{UPSTREAM_LINE}")
     conf = tmp_path / "nginx.conf"
     conf.write_text(render_conf(free_port(), [free_port(), free_port()], text))
-    argv = nginx_argv(nginx, tmp_path, conf)
-    argv[argv.index("-g") : argv.index("-g") + 2] = ["-t"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+    assert_nginx_accepts(nginx, tmp_path, conf)
 
 
 # -- live: nginx in front of the gateway ---------------------------------------

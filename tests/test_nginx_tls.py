@@ -25,7 +25,7 @@ from tests._live import (
     tail,
     wait_http_ok,
 )
-from tests.test_nginx import TPS, WORDS, nginx_argv, render_conf
+from tests.test_nginx import TPS, WORDS, assert_nginx_accepts, nginx_argv, render_conf
 
 TLS_CONF = REPO / "deploy" / "nginx-tls.conf"
 LISTEN_LINE = "listen 443 ssl;"
@@ -90,11 +90,7 @@ def test_tls_block_has_the_plain_servers_locations_and_proxy_settings() -> None:
 def test_nginx_accepts_the_tls_block(tmp_path: Path) -> None:
     nginx = require_binary("nginx")
     conf = tls_conf(tmp_path, free_port(), free_port(), free_port())
-    argv = nginx_argv(nginx, conf.parent, conf)
-    argv[argv.index("-g") : argv.index("-g") + 2] = ["-t"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "test is successful" in result.stderr
+    assert_nginx_accepts(nginx, conf.parent, conf)
 
 
 @pytest.mark.nginx

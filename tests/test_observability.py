@@ -7,6 +7,7 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests._metrics import DESIGN_METRICS
 from tests.conftest import (
     ANTHROPIC_UPSTREAM_KEY,
     CLIENT_KEY,
@@ -17,21 +18,6 @@ from tests.conftest import (
     chat_body,
 )
 
-DESIGN_METRICS = {
-    "gateway_requests": ("counter", {"tenant", "model", "route", "status"}),
-    "gateway_ttfb_seconds": ("histogram", {"tenant", "model", "upstream"}),
-    "gateway_stream_duration_seconds": ("histogram", {"tenant", "model", "upstream"}),
-    "gateway_tokens": ("counter", {"tenant", "model", "kind"}),
-    "gateway_active_streams": ("gauge", set()),
-    "gateway_queue_depth": ("gauge", set()),
-    "gateway_queue_wait_seconds": ("histogram", set()),
-    "gateway_ratelimited": ("counter", {"tenant", "kind"}),
-    "gateway_shed": ("counter", {"reason"}),
-    "gateway_upstream_retries": ("counter", {"upstream", "reason"}),
-    "gateway_upstream_errors": ("counter", {"upstream", "kind"}),
-    "gateway_client_disconnects": ("counter", {"tenant"}),
-    "gateway_heartbeats": ("counter", set()),
-}
 SECRETS = [CLIENT_KEY, CLIENT_KEY_B, UPSTREAM_KEY, ANTHROPIC_UPSTREAM_KEY]
 
 

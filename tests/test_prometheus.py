@@ -12,7 +12,6 @@ import contextlib
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,6 @@ from tests._live import (
     require_binary,
     run_process,
     stream_chat,
-    tail,
 )
 
 pytestmark = pytest.mark.prometheus
@@ -150,17 +148,19 @@ async def test_prometheus_scrapes_the_gateway_and_answers_the_dashboard(
         base = f"http://127.0.0.1:{port}"
         async with run_process(argv, log, cwd=tmp_path) as process:
             async with aiohttp.ClientSession() as session:
-                deadline = time.monotonic() + SCRAPE_WAIT
                 result: list[Any] = []
-                while not result:
-                    if process.poll() is not None:
-                        pytest.fail(f"prometheus exited with {process.returncode}:\n{tail(log)}")
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"no gateway_requests_total in {SCRAPE_WAIT} s:\n{tail(log)}")
-                    await asyncio.sleep(0.5)
+
+                async def scraped() -> bool:
+                    nonlocal result
                     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                         body = await query(session, base, "gateway_requests_total")
                         result = body.get("data", {}).get("result", [])
+                    return bool(result)
+
+                try:
+                    await process.ready(scraped, what="gateway_requests_total scraped", timeout=SCRAPE_WAIT)
+                except RuntimeError as exc:
+                    pytest.fail(str(exc))
                 labels = {series["metric"]["tenant"] for series in result}
                 assert "test" in labels
 

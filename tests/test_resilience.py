@@ -9,10 +9,12 @@ import time
 import aiohttp
 import orjson
 
+from tests._proc import eventually
 from tests.conftest import (
     Gateway,
     GatewayFactory,
     Mock,
+    Process,
     Spawn,
     auth,
     chat_body,
@@ -110,43 +112,44 @@ async def test_idle_upstream_mid_stream_ends_in_an_error_event(
     assert not record.completed
 
 
+async def stream_then_sigterm(session: aiohttp.ClientSession, gateway: Process,
+                              model: str) -> aiohttp.ClientResponse:
+    """Start a stream, see its first bytes, then SIGTERM the gateway (by its PID)."""
+    response = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(model),
+                                  headers=auth())
+    first = await response.content.readany()
+    assert first.startswith(b"data:")
+    gateway.child.send(signal.SIGTERM)
+    return response
+
+
 async def test_sigterm_drains_active_streams_then_exits_zero(mock: Mock, spawned: Spawn) -> None:
     gateway = spawned(mock.url, server={"drain_seconds": 10})
     async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=10,words=20"),
-            headers=auth())
-        first = await response.content.readany()
-        assert first.startswith(b"data:")
-        gateway.proc.send_signal(signal.SIGTERM)
-        ready = None
-        for _ in range(100):
-            ready = await session.get(f"{gateway.url}/readyz")
-            if ready.status == 503:
-                break
-            await asyncio.sleep(0.02)
-        assert ready is not None and ready.status == 503
+        response = await stream_then_sigterm(session, gateway, "mock-1+tps=10,words=20")
+
+        async def not_ready() -> bool:
+            async with session.get(f"{gateway.url}/readyz") as ready:
+                return ready.status == 503
+
+        await eventually(not_ready, what="/readyz says 503 while draining")
         refused = await session.post(f"{gateway.url}/v1/chat/completions", json=chat_body(),
                                      headers=auth())
         assert refused.status == 503 and "Retry-After" in refused.headers
         rest = await response.read()
         assert rest.endswith(b"data: [DONE]\n\n")  # the stream ran to its end
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
     assert '"drain_started"' in gateway.stderr()
 
 
 async def test_drain_timeout_ends_streams_with_an_error_event(mock: Mock, spawned: Spawn) -> None:
     gateway = spawned(mock.url, server={"drain_seconds": 0.3})
     async with aiohttp.ClientSession() as session:
-        response = await session.post(
-            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+tps=5,words=100"),
-            headers=auth())
-        await response.content.readany()
-        gateway.proc.send_signal(signal.SIGTERM)
+        response = await stream_then_sigterm(session, gateway, "mock-1+tps=5,words=100")
         body = await asyncio.wait_for(response.read(), 10)
     last = orjson.loads(body.split(b"\n\n")[-2].removeprefix(b"data: "))
     assert "shutting down" in last["error"]["message"]
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
     record = mock.state.streams[-1]
     await asyncio.wait_for(record.ended.wait(), 5)
     assert not record.completed
@@ -183,10 +186,9 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
         pending = asyncio.ensure_future(session.post(
             f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+delay=1", stream=False),
             headers=auth()))
-        while not mock.state.requests:  # the request reached the upstream
-            await asyncio.sleep(0.01)
-        gateway.proc.send_signal(signal.SIGTERM)
+        await eventually(lambda: mock.state.requests, what="the request reached the upstream")
+        gateway.child.send(signal.SIGTERM)
         response = await asyncio.wait_for(pending, 10)
         assert response.status == 200
         assert (await response.json())["object"] == "chat.completion"
-    assert gateway.proc.wait(timeout=15) == 0
+    assert await gateway.exited(15) == 0
