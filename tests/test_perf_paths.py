@@ -34,7 +34,7 @@ def reference_sse_prefix(complete: bytes) -> int:
 
 _PIECES = st.sampled_from([b"data: {}", b"data:x", b"data", b"event: e", b"id: 1", b"idle", b"retry: 5",
                            b"retry", b": ping", b"\n", b"\r", b"\r\n", b"<html>", b"x", b" data:",
-                           b"\x00\xff", b"\x0b", b"database"])
+                           b"\x00\xff", b"\x0b", b"database", b"\n\n", b"data: x\n\n", b"\n\ndata:"])
 
 
 @given(st.lists(_PIECES, max_size=20))
@@ -49,6 +49,9 @@ def test_sse_prefix_examples() -> None:
     assert sse_prefix(b"data: 1\n\n<html>\n") == 9
     assert sse_prefix(b"<html>\ndata: 1\n\n") == 0
     assert sse_prefix(b"") == 0
+    assert sse_prefix(b"data: 1\n\ndata: 2\n\n") == 18
+    assert sse_prefix(b"data: 1\n\ndata: 2\nbad\n\n") == 17
+    assert sse_prefix(b"data: 1\n\n\n\nbad\n\n") == 11
 
 
 def test_info_line_writes_what_the_processor_chain_writes() -> None:
