@@ -154,6 +154,23 @@ def proxy_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def translated_lines(r: dict[str, Any]) -> list[str]:
+    out = r.get("translated", {})
+    if "skipped" in out:
+        return [f"translated (OpenAI client -> Anthropic-dialect upstream): skipped ({out['skipped']})"]
+    lines = []
+    for c, per in out.items():
+        ms = {t: per[t]["cpu"][t] / max(1, per[t]["requests"]) * 1000 for t in per}
+        chunks = per["gateway"]["tokens"] / max(1, per["gateway"]["requests"])
+        errors = {t: per[t]["errors"] for t in per if per[t]["errors"]}
+        lines.append(
+            f"translated CPU per streamed request ({chunks:.0f} chunks), {c} concurrent: "
+            f"OpenAI -> Anthropic upstream {ms['translated']:.3f} ms, pass-through "
+            f"{ms['gateway']:.3f} ms = {ms['translated'] / ms['gateway'] if ms['gateway'] else 0:.2f}x "
+            f"(target <= 1.5x); errors {errors or 'none'}")
+    return lines
+
+
 def growth_lines(r: dict[str, Any]) -> list[str]:
     out = r.get("growth", {})
     if not out:
@@ -223,7 +240,7 @@ NOTES = [
 ]
 
 SECTIONS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    table_lines, idle_lines, proxy_lines, growth_lines, extra_lines, machine_lines, targets,
+    table_lines, idle_lines, proxy_lines, translated_lines, growth_lines, extra_lines, machine_lines, targets,
     lambda r: NOTES,
 )
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.procs import Nginx, find_binary
+from bench.procs import Gateway, Nginx, find_binary
 from bench.runner import Run
 
 PACED = "50 (50 tok/s)"  # the TTFB row whose streams are paced like a real model's
@@ -116,3 +116,31 @@ def proxy_cpu(target: str, result: dict[str, Any]) -> float:
     if target == "nginx":
         return sum(v for k, v in cpu.items() if k.startswith("nginx"))
     return cpu["gateway"]
+
+
+async def translated(bench: Run) -> None:
+    """An OpenAI client through the gateway to an Anthropic-dialect upstream (the mock's
+    /v1/messages), translated event by event, vs the pass-through gateway: CPU per request,
+    same workload, same rounds (the pass-through gateway must be in `bench.urls`/`bench.pids`)."""
+    out = bench.results.setdefault("translated", {})
+    if bench.left() < 15:
+        out["skipped"] = "out of time"
+        return
+    gateway = await Gateway(bench.procs, "gateway-translated", bench.mock_url,
+                            upstream={"dialect": "anthropic"}).ready()
+    try:
+        await bench.warm_up(gateway.url)
+        urls = {"gateway": bench.urls["gateway"], "translated": gateway.url}
+        saved, bench.pids = bench.pids, {"gateway": bench.pids["gateway"], "translated": gateway.pid}
+
+        def cpu(result: dict[str, Any]) -> float:
+            return float(result["cpu"]["translated" if result["url"] == gateway.url else "gateway"])
+
+        try:
+            out["50"] = await median_round(bench, urls, 1 if bench.quick else 3, cpu,
+                                           model="mock-1+words=200", concurrency=50,
+                                           requests=100 if bench.quick else 300)
+        finally:
+            bench.pids = saved
+    finally:
+        gateway.stop()

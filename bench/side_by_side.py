@@ -47,6 +47,7 @@ SHARED: tuple[tuple[str, Phase], ...] = (
     ("ttfb_and_throughput", rows.ttfb_and_throughput),
     ("disconnects", rows.disconnects),
     ("nginx_proxy", rows.nginx_proxy),
+    ("translated", rows.translated),
 )
 #: Rows that start a gateway of their own, after the shared targets are stopped.
 FRESH: tuple[tuple[str, Phase], ...] = (

@@ -116,7 +116,10 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         enable_cleanup_closed=False)
     session = aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-        auto_decompress=True, skip_auto_headers=("User-Agent",))
+        auto_decompress=True, skip_auto_headers=("User-Agent",),
+        # No cookie jar: an upstream's Set-Cookie must not ride along on other tenants'
+        # requests, and an empty jar still costs a filter per request.
+        cookie_jar=aiohttp.DummyCookieJar())
     app[SESSION] = session
     app[UPSTREAMS] = UpstreamClient(
         session, app[METRICS], breakers=Breakers(time.perf_counter), logger=app[LOGGER],

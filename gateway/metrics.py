@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,6 +20,7 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
@@ -46,6 +48,9 @@ class Metrics:
         self._model_names = frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys(n for n in names if _is_glob(n)))
         self._upstreams = frozenset(u.name for u in config.upstreams)
+        # `.labels()` validates and locks on every call; a request's children come from here.
+        # Bounded like the label values themselves (see the module docstring).
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_requests", "Requests by final status",
@@ -128,6 +133,14 @@ class Metrics:
         self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
         self._upstreams |= frozenset(u.name for u in config.upstreams)
 
+    def child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """`metric.labels(*values)`, looked up once per label set (the request hot path)."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
 
@@ -146,7 +159,6 @@ class Metrics:
 
     def upstream(self, name: str | None) -> str:
         return name if name in self._upstreams else OTHER
-
 
 
 def _is_glob(name: str) -> bool:

@@ -15,6 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .config import Tenant
 from .dialects import Usage
+from .logs import info_line
 from .metrics import Metrics
 from .upstream.attempt import Attempt
 
@@ -57,32 +58,34 @@ def _short(value: str | None) -> str | None:
 
 
 def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None:
-    """Count and log the request once, whatever way it ended."""
+    """Count and log the request once, whatever way it ended. Label children come from the
+    metrics' cache and the line is rendered in one pass (`info_line`): this runs per request."""
     duration = time.perf_counter() - record.started
     tenant_name = record.tenant.name if record.tenant else None
     tenant = metrics.tenant(tenant_name)
     model = metrics.model(record.model)
-    metrics.requests.labels(tenant, model, record.route, str(record.status)).inc()
+    child = metrics.child
+    child(metrics.requests, tenant, model, record.route, str(record.status)).inc()
     upstream = metrics.upstream(record.upstream)
     usage = record.usage
     if usage is not None:
-        metrics.tokens.labels(tenant, model, "prompt").inc(usage.prompt_tokens)
-        metrics.tokens.labels(tenant, model, "completion").inc(usage.completion_tokens)
+        child(metrics.tokens, tenant, model, "prompt").inc(usage.prompt_tokens)
+        child(metrics.tokens, tenant, model, "completion").inc(usage.completion_tokens)
     ticket = record.ticket
     if ticket is not None and ticket.cost_micros is not None:
-        metrics.cost.labels(tenant, model).inc(ticket.cost_usd or 0.0)
+        child(metrics.cost, tenant, model).inc(ticket.cost_usd or 0.0)
     elif ticket is not None and ticket.unpriced:
-        metrics.unpriced.labels(model).inc()
+        child(metrics.unpriced, model).inc()
     if record.ttfb is not None:
-        metrics.ttfb.labels(tenant, model, upstream).observe(record.ttfb)
+        child(metrics.ttfb, tenant, model, upstream).observe(record.ttfb)
         if record.stream:
-            metrics.stream_duration.labels(tenant, model, upstream).observe(duration)
+            child(metrics.stream_duration, tenant, model, upstream).observe(duration)
     if record.outcome == "client_disconnected":
-        metrics.client_disconnects.labels(tenant).inc()
+        child(metrics.client_disconnects, tenant).inc()
     if record.midstream_error:
-        metrics.upstream_errors.labels(upstream, "midstream").inc()
+        child(metrics.upstream_errors, upstream, "midstream").inc()
     if record.status in (400, 401, 404, 413):
-        metrics.client_errors.labels(str(record.status)).inc()
+        child(metrics.client_errors, str(record.status)).inc()
     fields: dict[str, Any] = {
         "request_id": record.request_id,
         "tenant": tenant_name,
@@ -111,4 +114,4 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
     if record.error:
         fields["error"] = _short(record.error)
-    logger.info("request", **fields)
+    info_line(logger, "request", fields)

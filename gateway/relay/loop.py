@@ -27,9 +27,6 @@ from .timing import Due, RelayClock
 
 HEARTBEAT = b": ping\n\n"
 
-#: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
-_SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
-
 class Stopped(Shed):
     """The gateway stopped the stream (drain ran out of time)."""
 
@@ -76,9 +73,14 @@ async def relay_lines(
                 clock.forwarded(loop.time())
             else:
                 clock.bytes_arrived()
+        # `Alarm.wait` inlined: no coroutine object per read (CPU per chunk, and its frame
+        # is memory every idle stream holds).
+        alarm.waiting(clock.wake())
         try:
-            chunk = await alarm.wait(reader, clock.wake())
-        except TimeoutError:
+            chunk = await reader.readany()
+        except asyncio.CancelledError:
+            if not alarm.rang_for_wait():
+                raise
             chunk = b""
             if clock.woke(loop.time(), splitter.at_boundary) is Due.HEARTBEAT:
                 await alarm.bounded(heartbeat())
@@ -86,6 +88,8 @@ async def relay_lines(
             continue
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
+        finally:
+            alarm.waited()
         if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
             rest = splitter.flush()
             if rest:
@@ -94,7 +98,8 @@ async def relay_lines(
 
 
 class Alarm:
-    """`wait(reader, wake)`: `reader.readany()`, or TimeoutError once loop time reaches `wake`.
+    """`wait(reader, wake)`: `reader.readany()`, or TimeoutError once loop time reaches `wake`
+    (the relay inlines it: `waiting(wake)`, the read, `rang_for_wait()` on cancel, `waited()`).
 
     What `asyncio.timeout_at` around each read does, without its cost per read (a Timeout
     object, a timer pushed on the loop's heap and cancelled again): ONE timer per stream,
@@ -128,6 +133,19 @@ class Alarm:
         self.stopped: str | None = None
 
     async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
+        """What the relay's hot path does inline (see `relay_lines`)."""
+        self.waiting(wake)
+        try:
+            return await reader.readany()
+        except asyncio.CancelledError:
+            if self.rang_for_wait():
+                raise TimeoutError from None
+            raise
+        finally:
+            self.waited()
+
+    def waiting(self, wake: float) -> None:
+        """A read is about to be awaited: ring at `wake` (or `Stopped` now, if stopped)."""
         if self.stopped:
             raise Stopped(self.stopped)
         self._wake = wake
@@ -137,17 +155,21 @@ class Alarm:
             self._at = wake
             self._handle = self.loop.call_at(wake, self._ring)
         self._waiting = True
-        try:
-            return await reader.readany()
-        except asyncio.CancelledError:
-            if self._rang and self._task.uncancel() <= self._cancelling:
-                if self.stopped:
-                    raise Stopped(self.stopped) from None
-                raise TimeoutError from None
-            raise
-        finally:
-            self._waiting = False
-            self._rang = False
+
+    def rang_for_wait(self) -> bool:
+        """In the read's `except CancelledError`: was the cancel ours? True for a due wake
+        (the caller treats it as a timeout), `Stopped` raised for a stop; False: someone
+        else's cancel (the client gone), which the caller re-raises."""
+        if self._rang and self._task.uncancel() <= self._cancelling:
+            if self.stopped:
+                raise Stopped(self.stopped) from None
+            return True
+        return False
+
+    def waited(self) -> None:
+        """The read is over (in its `finally`)."""
+        self._waiting = False
+        self._rang = False
 
     async def bounded(self, write: Awaitable[object]) -> None:
         """A write to the client, cancelled at the stream's deadline (a client that stopped
@@ -209,14 +231,23 @@ class Alarm:
 
 
 _ONE_EVENT = (b"data:", b"event:", b":")
+#: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
+_SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
 
 
 def sse_prefix(complete: bytes) -> int:
     """How many leading bytes of `complete` are SSE lines; less than all when the upstream
-    sends something else (an HTML error page, binary noise) mid-stream. Fast path: one
-    `data:` line and its blank line, which is what most reads hold."""
+    sends something else (an HTML error page, binary noise) mid-stream.
+
+    Two fast paths, each a few C-level scans: one event (`data:` line + blank line), what
+    most reads hold; and k `data:` events each ending in a blank line, with no CR: then every
+    newline is one of k "\n\n" pairs (k-1 of them followed by `data:`), so every line is a
+    `data:` line or blank. Anything else is checked line by line."""
     end = complete.find(b"\n")
     if end == len(complete) - 2 and complete[end + 1] == 10 and complete.startswith(_ONE_EVENT):
+        return len(complete)
+    if (complete.startswith(b"data:") and complete.endswith(b"\n\n") and b"\r" not in complete
+            and complete.count(b"\n") == 2 * complete.count(b"\n\ndata:") + 2):
         return len(complete)
     offset = 0
     for line in complete.splitlines(keepends=True):
