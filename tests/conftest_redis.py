@@ -41,10 +41,10 @@ def _redis_binary() -> str:
     return binary
 
 
-def _start_redis(binary: str, port: int, log: Path) -> Child:
+def _start_redis(binary: str, port: int, log: Path, *extra: str) -> Child:
     """`redis-server` on `port` with no persistence; not waited for (see `_ready`)."""
     return spawn([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                  "--appendonly", "no", "--daemonize", "no"], log)
+                  "--appendonly", "no", "--daemonize", "no", *extra], log)
 
 
 async def _ready(child: Child) -> None:
@@ -53,21 +53,29 @@ async def _ready(child: Child) -> None:
                       timeout=10)
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """The URL of a private, empty `redis-server` on a free port, killed (by PID) after the test.
-
-    Private so a test may do anything to it (a SCRIPT FLUSH, filling it) without touching the
-    shared Redis on 6379, which the tests never flush. Synchronous on purpose, so an async
-    fixture can pull it in with `getfixturevalue`.
-    """
+def private_redis(tmp_path: Path, *extra: str) -> Iterator[str]:
+    """The URL of a private, empty `redis-server` on a free port, killed (by PID) after."""
     port = free_port()
-    child = _start_redis(_redis_binary(), port, tmp_path / f"redis-{port}.log")
+    child = _start_redis(_redis_binary(), port, tmp_path / f"redis-{port}.log", *extra)
     try:
         blocking(lambda: _ready(child))
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         child.stop_blocking(signal.SIGKILL, timeout=10)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private Redis, so a test may do anything to it (a SCRIPT FLUSH, filling it) without
+    touching the shared Redis on 6379, which the tests never flush. Synchronous on purpose, so
+    an async fixture can pull it in with `getfixturevalue`."""
+    yield from private_redis(tmp_path)
+
+
+@pytest.fixture
+def debug_redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private Redis that allows DEBUG (Redis 7 refuses it by default), to stall it."""
+    yield from private_redis(tmp_path, "--enable-debug-command", "local")
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,26 +190,6 @@ def test_close_log_counts_every_close_and_logs_one_line_per_interval() -> None:
         ("header_timeout", 1), ("header_timeout", 5)]
     assert metrics.exposed.get_sample_value(
         "gateway_client_connections_closed_total", {"reason": "header_timeout"}) == 6.0
-
-
-@pytest.fixture
-def debug_redis_url() -> Iterator[str]:
-    """A private redis-server that allows DEBUG (to stall it), killed by PID at the end."""
-    from tests.conftest_redis import _free_port, _redis_binary, _wait_ready
-
-    port = _free_port()
-    proc = subprocess.Popen(
-        [_redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "local"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=0)
-    try:
-        _wait_ready(proc)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 async def test_an_admission_that_times_out_leaves_nothing_reserved(debug_redis_url: str) -> None:
