@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from bench.config import toml_text
 from gateway.app import build_app
 from gateway.auth import hash_key
 from gateway.config import Config, config_from_dict
@@ -143,27 +144,8 @@ def chat_body(model: str = "mock-1", *, stream: bool = True, content: str = "hel
 
 
 def write_toml(path: Path, raw: dict[str, Any]) -> Path:
-    """A tiny TOML writer for test configs (tables, arrays of tables, scalars, string arrays)."""
-
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return orjson.dumps(str(v)).decode()
-
-    lines: list[str] = []
-    for key, section in raw.items():
-        if isinstance(section, dict):
-            lines.append(f"[{key}]")
-            lines += [f"{k} = {value(v)}" for k, v in section.items()]
-        else:
-            for entry in section:
-                lines.append(f"[[{key}]]")
-                lines += [f"{k} = {value(v)}" for k, v in entry.items()]
-    path.write_text("\n".join(lines) + "\n")
+    """A test config as TOML (the bench's tiny writer: tables, arrays of tables, scalars)."""
+    path.write_text(toml_text(raw))
     return path
 
 

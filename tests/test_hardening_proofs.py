@@ -9,6 +9,7 @@ import struct
 
 import orjson
 
+from tests._proc import eventually
 from tests.conftest import CLIENT_KEY, GatewayFactory, Mock, auth, chat_body
 
 
@@ -16,14 +17,6 @@ def _request(path: str, body: dict[str, object]) -> bytes:
     data = orjson.dumps(body)
     return (f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {CLIENT_KEY}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n").encode() + data
-
-
-async def _eventually(predicate: object, timeout: float) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_a_client_that_stops_reading_frees_its_slot_at_the_deadline(
@@ -41,7 +34,7 @@ async def test_a_client_that_stops_reading_frees_its_slot_at_the_deadline(
         writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         writer.write(_request("/v1/chat/completions", chat_body("mock-1+words=400000")))
         await writer.drain()
-        await _eventually(lambda: mock.state.streams, 5)
+        await eventually(lambda: mock.state.streams, timeout=5)
         # The one slot is held; a second stream waits in the queue and gets it once the
         # stalled client's deadline (2 s) has passed and its upstream was closed.
         response = await gateway.client.post("/v1/chat/completions", json=chat_body(), headers=auth())
@@ -86,11 +79,11 @@ async def test_a_client_reset_before_its_answer_is_a_499_and_closes_the_upstream
     gateway = await start_gateway()
     sock = socket.create_connection((gateway.client.host, gateway.client.port))
     sock.sendall(_request("/v1/chat/completions", chat_body("mock-1+delay=0.3,tps=20,words=50")))
-    await _eventually(lambda: mock.state.requests, 5)
+    await eventually(lambda: mock.state.requests, timeout=5)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # RST, not FIN
-    await _eventually(lambda: gateway.request_logs(), 5)
+    await eventually(lambda: gateway.request_logs(), timeout=5)
     (log,) = gateway.request_logs()
     assert log["status"] == 499 and log["outcome"] == "client_disconnected"
-    await _eventually(lambda: mock.state.streams and mock.state.streams[0].ended.is_set(), 5)
+    await eventually(lambda: mock.state.streams and mock.state.streams[0].ended.is_set(), timeout=5)
     assert not mock.state.streams[0].completed

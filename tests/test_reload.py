@@ -4,11 +4,9 @@ changes nothing and is reported in one line."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import hash_key
+from tests._proc import eventually
 from tests.conftest import (
     CLIENT_KEY,
     CLIENT_KEY_B,
@@ -46,14 +45,6 @@ def events(process: Process, name: str) -> list[dict[str, Any]]:
             lines.append(data)
     return lines
 
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `predicate`: the process's log file is the only way to see it."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def normalized(body: bytes) -> bytes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from gateway.auth import hash_key
 from gateway.config import PriceSpec
 from gateway.dialects import ANTHROPIC, OPENAI, Usage
 from gateway.spend import PriceTable
+from tests._proc import eventually
 from tests.conftest import (
     CLIENT_KEY,
     CLIENT_KEY_B,
@@ -56,14 +56,6 @@ def metric(text: str, name: str, **labels: str) -> float | None:
 async def metrics_text(gateway: Gateway) -> str:
     return await (await gateway.client.get("/metrics")).text()
 
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll `predicate` (the request's log line is written after the client has gone)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def test_usage_cost_charges_cached_prompt_tokens_at_the_cache_rates() -> None:
