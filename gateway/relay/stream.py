@@ -50,12 +50,14 @@ async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, headers: dict[str, str], settings: StreamSettings, started: float,
     alarms: set[Alarm], on_heartbeat: Callable[[], None], resume: Resume | None = None,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
-    request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it."""
+    request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
+    `prepared`: the response whose headers (and heartbeats) went out while failover went on."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = prepared or web.StreamResponse(headers={**SSE_HEADERS, **headers})
     alarm = Alarm(loop, opened.deadline)
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
@@ -76,7 +78,8 @@ async def stream_answer(
     alarms.add(alarm)
     try:
         try:
-            await alarm.bounded(response.prepare(request))
+            if prepared is None:
+                await alarm.bounded(response.prepare(request))
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
             while True:
