@@ -131,3 +131,55 @@ async def test_a_first_byte_before_the_heartbeat_interval_gets_no_ping(
     assert _models(body) == {"m1"}
     assert await gateway.metric("gateway_heartbeats_total") == 0
     assert _tries(gateway) == [("a", "ok")]
+
+
+# --- cost per attempt ------------------------------------------------------------------
+
+PRICES = {"m1*": {"input": 1.0, "output": 2.0}, "m2*": {"input": 10.0, "output": 20.0}}
+
+
+def _micros(attempt: dict[str, Any], input_rate: int, output_rate: int) -> int:
+    """USD per 1M tokens is micro-dollars per token: the exact cost in micro-dollars."""
+    return attempt["prompt_tokens"] * input_rate + attempt["completion_tokens"] * output_rate
+
+
+async def test_only_the_attempt_that_answered_is_charged_in_the_log(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    common = {"dialect": "openai", "base_url": f"{mock.url}/v1", "api_key_env": "MOCK_OPENAI_KEY", **FAST}
+    gateway = await start_gateway(
+        prices=PRICES, upstreams=[{"name": "a", **common}, {"name": "b", **common}],
+        routes=[{"model": "chat", "targets": ["a:m1+status=503", "b:m2"]}])
+    for stream in (False, True):
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body("chat", stream=stream), headers=auth())
+        assert response.status == 200
+        await response.read()
+        line = gateway.request_logs()[-1]
+        failed_a, failed_a2, answered = line["attempts"]
+        assert [failed_a["outcome"], failed_a2["outcome"], answered["outcome"]] == ["status", "status", "ok"]
+        assert failed_a["cost_usd"] == failed_a2["cost_usd"] == 0.0
+        assert answered["prompt_tokens"] == line["prompt_tokens"] > 0
+        assert answered["completion_tokens"] == line["completion_tokens"] > 0
+        assert round(answered["cost_usd"] * 1_000_000) == _micros(answered, 10, 20)
+        assert answered["cost_usd"] == line["cost_usd"]
+
+
+async def test_a_resumed_stream_charges_each_attempt_that_streamed_at_its_own_model(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    common = {"dialect": "openai", "base_url": f"{mock.url}/v1", "api_key_env": "MOCK_OPENAI_KEY", **FAST}
+    gateway = await start_gateway(
+        prices=PRICES, upstreams=[{"name": "a", **common}, {"name": "b", **common, "supports_prefill": True}],
+        routes=[{"model": "chat", "targets": ["a:m1+drop=4", "b:m2"], "resume_midstream": True}])
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("chat"), headers=auth())
+    assert response.status == 200
+    assert (await response.read()).endswith(b"data: [DONE]\n\n")
+    line = gateway.request_logs()[-1]
+    cut, continued = line["attempts"]
+    assert (cut["outcome"], continued["outcome"]) == ("ok", "ok")
+    assert cut["completion_tokens"] > 0 and continued["completion_tokens"] > 0
+    assert cut["prompt_tokens"] + continued["prompt_tokens"] == line["prompt_tokens"]
+    assert cut["completion_tokens"] + continued["completion_tokens"] == line["completion_tokens"]
+    assert round(cut["cost_usd"] * 1_000_000) == _micros(cut, 1, 2)
+    assert round(continued["cost_usd"] * 1_000_000) == _micros(continued, 10, 20)

@@ -41,6 +41,7 @@ from ..upstream import Opened
 from .stages import (
     Tried,
     authenticate,
+    charge_attempts,
     early_commit,
     end_committed,
     json_answer,
@@ -94,6 +95,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         if not record.stream:
             translate = _json_translator(client, upstream, opened.target.model)
             response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
+            charge_attempts(record, ticket, [(opened, usage)])
         else:
             max_line = live.config.server.max_line_bytes
             resume = None

@@ -6,7 +6,8 @@ The handler is the only writer of its record besides the middleware that made it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ from ..relay.sinks import Sink, Write
 from ..relay.stream import SSE_HEADERS, StreamSettings, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
+from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
 from ..upstream import Opened
 
@@ -145,7 +147,20 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    charge_attempts(record, ticket, outcome.parts)
     return response, outcome.usage
+
+
+def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:
+    """Each attempt that answered gets its own usage and cost (at its own model) in the
+    record's `attempts`; every other attempt stays at cost 0."""
+    for opened, usage in parts:
+        if not 0 <= opened.attempt < len(record.attempts):
+            continue
+        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
+        record.attempts[opened.attempt] = replace(
+            record.attempts[opened.attempt], usage=usage,
+            cost_usd=micros_to_usd(micros) if micros is not None else 0.0)
 
 
 def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,

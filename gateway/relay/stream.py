@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -44,6 +44,8 @@ class RelayOutcome:
     status: int  # 200, or 499 when the client went away
     outcome: str  # "ok", or the failing error's outcome
     error: str | None = None
+    #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
+    parts: tuple[tuple[Opened, Usage], ...] = ()
 
 
 async def stream_answer(
@@ -73,6 +75,7 @@ async def stream_answer(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
         now=loop.time(), first_byte=opened.first_byte_deadline, started=bool(opened.first))
     current, usage = opened, meter.usage
+    metered = [(opened, meter)]  # each streamed attempt's own meter
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     alarms.add(alarm)
@@ -114,6 +117,7 @@ async def stream_answer(
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
                     usage, meter = before, UsageMeter(current.dialect, 0)
+                    metered.append((current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
                     clock = RelayClock(
                         heartbeat=settings.heartbeat, idle=current.upstream.idle_timeout_seconds,
@@ -146,7 +150,8 @@ async def stream_answer(
             current.response.close()
         current.ended()
     total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
-    return response, RelayOutcome(total, ttfb, status, outcome, error)
+    parts = tuple((part, replace(m.usage)) for part, m in metered)
+    return response, RelayOutcome(total, ttfb, status, outcome, error, parts)
 
 
 def _sum(a: Usage, b: Usage) -> Usage:

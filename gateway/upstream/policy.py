@@ -188,6 +188,7 @@ class UpstreamClient:
                 self._tell(upstream, breaker.record_success(permit))
                 state.attempts.append(
                     Attempt(name, target.model, "ok", duration_ms, result.response.status))
+                result.attempt = len(state.attempts) - 1
             else:
                 if result.kind == "refused":
                     self._refused.add(name)
