@@ -177,11 +177,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Not ready while draining, or when no upstream accepts a TCP connection (probed at most
-    every `READY_PROBE_SECONDS`, so frequent probes don't hammer the providers)."""
+    """Not ready while draining, when every upstream refused the gateway's credentials on its
+    last attempt, or when no upstream accepts a TCP connection (probed at most every
+    `READY_PROBE_SECONDS`, so frequent probes don't hammer the providers)."""
     runtime = request.app[RUNTIME]
     if runtime.draining:
         return web.json_response({"status": "draining"}, status=503)
+    # Every upstream refused our key on its last attempt: reachable, but nothing can answer.
+    names = {u.name for u in request.app[LIVE].current.config.upstreams}
+    if names and names <= request.app[UPSTREAMS].refused_credentials():
+        return web.json_response({"status": "upstream credentials refused"}, status=503)
     if time.perf_counter() >= runtime.ready_checked + READY_PROBE_SECONDS:
         upstreams = request.app[CONFIG].upstreams
         results = await asyncio.gather(*(reachable(u) for u in upstreams))

@@ -27,7 +27,7 @@ from ..relay.sinks import PassThrough
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
-from .stages import authenticate, json_answer, open_upstream, stream_to_client
+from .stages import authenticate, charge_attempts, json_answer, open_upstream, stream_to_client
 
 
 class ResponsesDialect(OpenAIDialect):
@@ -129,6 +129,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             usage = Usage()
         ticket.settle(usage)
         record.usage = usage
+        charge_attempts(record, ticket, [(opened, usage)])
     return response
 
 

@@ -32,13 +32,23 @@ from ..codecs import (
     translate_error_body,
 )
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
-from ..errors import UpstreamHTTPError
+from ..errors import UpstreamError, UpstreamHTTPError
 from ..relay.sinks import PassThrough, Sink, Translating, Write
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
 from ..upstream import Opened
-from .stages import Tried, authenticate, json_answer, open_upstream, resumer, stream_to_client
+from .stages import (
+    Tried,
+    authenticate,
+    charge_attempts,
+    early_commit,
+    end_committed,
+    json_answer,
+    open_upstream,
+    resumer,
+    stream_to_client,
+)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -65,10 +75,14 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
                                        models=[t.model for t in plan.targets]) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
+        early = early_commit(request, live, record)
         try:
-            opened = await open_upstream(request, live, record, plan, tried)
-        except UpstreamHTTPError as exc:
-            if client is not None and tried.target is not None and _upstream(tried.target) is not client:
+            opened = await open_upstream(request, live, record, plan, tried, early)
+        except UpstreamError as exc:
+            if early is not None and early.response is not None:  # the client has its 200
+                return await end_committed(early.response, record, shape, exc)
+            if (isinstance(exc, UpstreamHTTPError) and client is not None and tried.target is not None
+                    and _upstream(tried.target) is not client):
                 record.translated = True
                 exc.body = translate_error_body(exc.body, tried.target.upstream.dialect, client.name,
                                                 exc.status)
@@ -81,6 +95,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         if not record.stream:
             translate = _json_translator(client, upstream, opened.target.model)
             response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
+            charge_attempts(record, ticket, [(opened, usage)])
         else:
             max_line = live.config.server.max_line_bytes
             resume = None
@@ -89,7 +104,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
                                  _include_usage(call), ticket.prompt_estimate)
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, upstream,
-                _sink_maker(client, shape, opened, call, max_line), resume)
+                _sink_maker(client, shape, opened, call, max_line), resume, early)
         ticket.settle(usage)
         record.usage = usage
     return response

@@ -6,7 +6,8 @@ The handler is the only writer of its record besides the middleware that made it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -16,12 +17,15 @@ from ..admission.ticket import Ticket
 from ..auth import presented_key
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
-from ..errors import UpstreamError
+from ..errors import GatewayError, UpstreamError
 from ..record import Record
+from ..relay.early import EarlyCommit
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
-from ..relay.stream import StreamSettings, stream_answer
+from ..relay.stream import SSE_HEADERS, StreamSettings, stream_answer
 from ..routing import Plan, Target
+from ..shapes import ErrorShape
+from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
 from ..upstream import Opened
 
@@ -47,12 +51,28 @@ class Tried:
         return self._body_for(target)
 
 
-async def open_upstream(request: web.Request, live: Snapshot, record: Record, plan: Plan,
-                        body_for: BodyFor) -> Opened:
+def early_commit(request: web.Request, live: Snapshot, record: Record) -> EarlyCommit | None:
+    """For a stream (when heartbeats are on): the headers and heartbeats a client gets once
+    it has waited a heartbeat interval while `open_upstream` still tries targets."""
     heartbeat = live.config.server.heartbeat_seconds
-    # A stream whose client has waited a heartbeat interval is handed over before its first
-    # byte, so the client gets headers and heartbeats instead of silence.
-    commit_at = record.arrived + heartbeat if record.stream and heartbeat else None
+    if not record.stream or not heartbeat:
+        return None
+    headers = {**SSE_HEADERS, "x-request-id": record.request_id, **record.headers}
+    return EarlyCommit(request, headers, heartbeat, request.app[METRICS].heartbeats.inc)
+
+
+async def open_upstream(request: web.Request, live: Snapshot, record: Record, plan: Plan,
+                        body_for: BodyFor, early: EarlyCommit | None = None) -> Opened:
+    """With `early`, the client gets headers and heartbeats from one heartbeat interval after
+    arrival while every target may still fail over; the stream is handed over at its first
+    data byte. Without it, a stream still silent then is handed over body-less (no failover
+    after that)."""
+    heartbeat = live.config.server.heartbeat_seconds
+    commit_at = None
+    if early is not None:
+        early.start(record.arrived + heartbeat)
+    elif record.stream and heartbeat:
+        commit_at = record.arrived + heartbeat
     try:
         opened = await request.app[UPSTREAMS].open(
             plan, body_for, request.headers, record.request_id, stream=record.stream,
@@ -64,8 +84,24 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
         record.upstream = tried[-1].upstream if tried else plan.targets[-1].upstream.name
         record.retries = exc.retries
         raise
+    finally:
+        if early is not None:
+            await early.stop()
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened
+
+
+async def end_committed(response: web.StreamResponse, record: Record, shape: ErrorShape,
+                        exc: GatewayError) -> web.StreamResponse:
+    """No target answered after the client got its 200 and heartbeats: one error event in the
+    route's shape ends the stream."""
+    record.status, record.outcome, record.error = 200, exc.outcome, exc.message
+    try:
+        await response.write(shape.event(exc))
+        await response.write_eof()
+    except ConnectionResetError:
+        record.status, record.outcome = 499, "client_disconnected"
+    return response
 
 
 def json_answer(opened: Opened, prompt_estimate: int, dialect: Dialect,
@@ -91,7 +127,8 @@ def json_answer(opened: Opened, prompt_estimate: int, dialect: Dialect,
 async def stream_to_client(request: web.Request, live: Snapshot, record: Record, ticket: Ticket,
                            opened: Opened, dialect: Dialect,
                            make_sink: Callable[[Write], Sink],
-                           resume: Resume | None = None) -> tuple[web.StreamResponse, Usage]:
+                           resume: Resume | None = None,
+                           early: EarlyCommit | None = None) -> tuple[web.StreamResponse, Usage]:
     """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines."""
     app = request.app
     # The meter's usage grows as lines arrive: settled with it now, a stream the client
@@ -105,11 +142,25 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
         headers={"x-request-id": record.request_id, **ticket.headers},
         settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
         started=record.started, alarms=app[RUNTIME].alarms,
-        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume)
+        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume,
+        prepared=early.response if early is not None else None)
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    charge_attempts(record, ticket, outcome.parts)
     return response, outcome.usage
+
+
+def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:
+    """Each attempt that answered gets its own usage and cost (at its own model) in the
+    record's `attempts`; every other attempt stays at cost 0."""
+    for opened, usage in parts:
+        if not 0 <= opened.attempt < len(record.attempts):
+            continue
+        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
+        record.attempts[opened.attempt] = replace(
+            record.attempts[opened.attempt], usage=usage,
+            cost_usd=micros_to_usd(micros) if micros is not None else 0.0)
 
 
 def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiohttp import web
 
@@ -44,18 +44,22 @@ class RelayOutcome:
     status: int  # 200, or 499 when the client went away
     outcome: str  # "ok", or the failing error's outcome
     error: str | None = None
+    #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
+    parts: tuple[tuple[Opened, Usage], ...] = ()
 
 
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, headers: dict[str, str], settings: StreamSettings, started: float,
     alarms: set[Alarm], on_heartbeat: Callable[[], None], resume: Resume | None = None,
+    prepared: web.StreamResponse | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
-    request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it."""
+    request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
+    `prepared`: the response whose headers (and heartbeats) went out while failover went on."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = prepared or web.StreamResponse(headers={**SSE_HEADERS, **headers})
     alarm = Alarm(loop, opened.deadline)
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
@@ -71,12 +75,14 @@ async def stream_answer(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
         now=loop.time(), first_byte=opened.first_byte_deadline, started=bool(opened.first))
     current, usage = opened, meter.usage
+    metered = [(opened, meter)]  # each streamed attempt's own meter
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     alarms.add(alarm)
     try:
         try:
-            await alarm.bounded(response.prepare(request))
+            if prepared is None:
+                await alarm.bounded(response.prepare(request))
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
             while True:
@@ -111,6 +117,7 @@ async def stream_answer(
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
                     usage, meter = before, UsageMeter(current.dialect, 0)
+                    metered.append((current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
                     clock = RelayClock(
                         heartbeat=settings.heartbeat, idle=current.upstream.idle_timeout_seconds,
@@ -143,7 +150,8 @@ async def stream_answer(
             current.response.close()
         current.ended()
     total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
-    return response, RelayOutcome(total, ttfb, status, outcome, error)
+    parts = tuple((part, replace(m.usage)) for part, m in metered)
+    return response, RelayOutcome(total, ttfb, status, outcome, error, parts)
 
 
 def _sum(a: Usage, b: Usage) -> Usage:

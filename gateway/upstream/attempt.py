@@ -18,7 +18,7 @@ import orjson
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..config import UpstreamSpec
-from ..dialects import DIALECTS, Dialect
+from ..dialects import DIALECTS, Dialect, Usage
 from ..errors import UpstreamHTTPError
 from ..routing import Target
 from .mask import mask_secrets
@@ -45,6 +45,8 @@ class Opened:
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
     #: the policy's hook, called once when the stream's relay ends (its in-flight count)
     on_end: Callable[[], None] | None = None
+    #: this attempt's index in the request's `attempts` (to charge it there), -1 when none
+    attempt: int = -1
 
     @property
     def upstream(self) -> UpstreamSpec:
@@ -85,10 +87,18 @@ class Attempt:
     duration_ms: float
     status: int | None = None
     excerpt: str | None = None
+    #: what this attempt's answer used and cost (set once it is known): only an attempt that
+    #: answered (or, resumed, streamed part of the answer) is charged; a failed one costs 0
+    usage: Usage | None = None
+    cost_usd: float = 0.0
 
     def fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"upstream": self.upstream, "model": self.model,
-                               "outcome": self.outcome, "duration_ms": self.duration_ms}
+                               "outcome": self.outcome, "duration_ms": self.duration_ms,
+                               "cost_usd": self.cost_usd}
+        if self.usage is not None:
+            out["prompt_tokens"] = self.usage.prompt_tokens
+            out["completion_tokens"] = self.usage.completion_tokens
         if self.status is not None:
             out["status"] = self.status
         if self.excerpt is not None:

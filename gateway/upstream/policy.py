@@ -47,6 +47,8 @@ from .order import order_targets
 
 Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_MAX_RESPONSE_BYTES = 33_554_432
+#: failures that show the upstream took the gateway's key (the request itself was refused)
+_KEY_ACCEPTED = frozenset({"ratelimited", "overflow", "rejected", "too_large"})
 
 
 @dataclass(slots=True)
@@ -81,9 +83,16 @@ class UpstreamClient:
         # Attempts in flight per upstream (opening, reading a non-stream answer, or a stream
         # until its relay ends: `Opened.ended()`), for "balance".
         self._in_flight: dict[str, int] = {}
+        # Upstreams whose last verdict on the gateway's key was a 401/403 (for `/readyz`).
+        self._refused: set[str] = set()
 
     def in_flight(self, upstream: str) -> int:
         return self._in_flight.get(upstream, 0)
+
+    def refused_credentials(self) -> set[str]:
+        """The upstreams that refused the gateway's credentials (401/403) on their last
+        attempt that said anything about them; an answer, or a 4xx about the request, clears it."""
+        return set(self._refused)
 
     async def open(
         self, plan: Plan | Sequence[Target], body_for: Callable[[Target], bytes],
@@ -175,10 +184,16 @@ class UpstreamClient:
                 breaker.release(permit)
                 state.attempts.append(Attempt(name, target.model, "cancelled", duration_ms))
             elif isinstance(result, Opened):
+                self._refused.discard(name)
                 self._tell(upstream, breaker.record_success(permit))
                 state.attempts.append(
                     Attempt(name, target.model, "ok", duration_ms, result.response.status))
+                result.attempt = len(state.attempts) - 1
             else:
+                if result.kind == "refused":
+                    self._refused.add(name)
+                elif result.kind in _KEY_ACCEPTED:
+                    self._refused.discard(name)
                 if result.counts_against_upstream:
                     self._tell(upstream, breaker.record_failure(permit))
                 else:
