@@ -4,11 +4,15 @@ starts at the first data byte; no target left is one error event in the route's 
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import struct
 from typing import Any
 
 import orjson
 
 from gateway.relay.loop import HEARTBEAT
+from tests._proc import eventually
 from tests.conftest import Gateway, GatewayFactory, Mock, auth, chat_body
 
 FAST = {"first_byte_timeout_seconds": 0.6, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5,
@@ -183,3 +187,26 @@ async def test_a_resumed_stream_charges_each_attempt_that_streamed_at_its_own_mo
     assert cut["completion_tokens"] + continued["completion_tokens"] == line["completion_tokens"]
     assert round(cut["cost_usd"] * 1_000_000) == _micros(cut, 1, 2)
     assert round(continued["cost_usd"] * 1_000_000) == _micros(continued, 10, 20)
+
+
+async def test_a_client_that_leaves_during_the_heartbeats_closes_the_upstream_at_once(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await _start(start_gateway, mock, "m1+delay=5")
+    sock = socket.create_connection((gateway.client.host, gateway.client.port))
+    data = orjson.dumps(chat_body("chat"))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: "
+                 + auth()["Authorization"].encode() + b"\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    sock.settimeout(5)
+    got = await asyncio.to_thread(sock.recv, 4096)  # the 200 headers and a first ping
+    assert b" 200 " in got.split(b"\r\n")[0]
+    await eventually(lambda: mock.state.streams, timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    record = mock.state.streams[0]
+    await asyncio.wait_for(record.ended.wait(), 2)  # long before its 5 s delay ends
+    assert record.client_closed and not record.completed
+    (log,) = await eventually(lambda: gateway.request_logs(), timeout=5)
+    assert log["outcome"] == "client_disconnected"
+    assert len(mock.state.requests) == 1  # no fallback tried for a client that is gone
