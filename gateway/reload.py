@@ -21,7 +21,10 @@ CONFIG_PATH = web.AppKey("config_path", str)  # the file the app was started fro
 #: settings read once at start (the socket, the pools, the backends): a reload can't apply them
 RESTART_ONLY = (
     ("server", "host"), ("server", "port"), ("server", "workers"), ("server", "max_body_bytes"),
-    ("server", "default_max_tokens"),
+    ("server", "default_max_tokens"), ("server", "ui"), ("server", "cors_origins"),
+    ("server", "max_response_bytes"), ("server", "drain_seconds"),
+    ("server", "client_header_timeout_seconds"), ("server", "client_body_timeout_seconds"),
+    ("server", "keepalive_timeout_seconds"), ("server", "max_connections"),
     ("limits", "max_concurrent_streams"), ("limits", "max_queue"), ("limits", "queue_timeout_seconds"),
     ("ratelimit", "backend"), ("ratelimit", "redis_url"), ("ratelimit", "fail_open"),
     ("ratelimit", "key_prefix"),

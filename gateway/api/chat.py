@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -36,6 +37,7 @@ from ..errors import UpstreamError, UpstreamHTTPError
 from ..relay.sinks import PassThrough, Sink, Translating, Write
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
+from ..spend import PriceTable
 from ..state import GATE, LIVE, RECORD
 from ..upstream import Opened
 from .stages import (
@@ -104,7 +106,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
                                  _include_usage(call), ticket.prompt_estimate)
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, upstream,
-                _sink_maker(client, shape, opened, call, max_line), resume, early)
+                _sink_maker(client, shape, opened, call, max_line, ticket.prices), resume, early)
         ticket.settle(usage)
         record.usage = usage
     return response
@@ -141,11 +143,13 @@ def _json_translator(client: Dialect | None, upstream: Dialect,
 
 
 def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, call: Call,
-                max_line_bytes: int) -> Callable[[Write], Sink]:
+                max_line_bytes: int, prices: PriceTable | None = None) -> Callable[[Write], Sink]:
     upstream = opened.dialect
     codec: StreamCodec
     if client is None:
-        codec = SimpleCodec(upstream.name)
+        # The done event's cost: the answering model at the prices the log line charges it at.
+        model = opened.target.model
+        codec = SimpleCodec(upstream.name, None if prices is None else partial(prices.cost, model))
     elif client is upstream:
         return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
     elif client is OPENAI:

@@ -3,11 +3,14 @@
 `event: message` `{"content": "...", "done": false}` per text delta, `event: done` `{}` at the
 dialect's end marker (`[DONE]`, `message_stop`), `event: error` `{"code": N, "message": "..."}`
 once for an upstream error event or an event that is not JSON; nothing follows done or error.
-Only answer text is sent: thinking, tool calls and usage map to no simple event.
+Only answer text is sent: thinking, tool calls and usage map to no simple event. The done data
+carries `cost_usd` when the codec was given a `cost` and the upstream reported usage that it prices
+(the same prices and rounding the request's log line uses); else it is `{}`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .common import (
@@ -21,17 +24,22 @@ from .common import (
     usage_from_openai,
 )
 
+#: `PriceTable.cost` bound to the answering model: (non-cached prompt, completion, cache read,
+#: cache write) tokens -> USD, or None when the model is unpriced
+Cost = Callable[[int, int, int, int], float | None]
+
 
 class SimpleCodec:
     """`feed(event, data) -> bytes`: one upstream event in, simple-event bytes out."""
 
-    def __init__(self, dialect: str) -> None:
+    def __init__(self, dialect: str, cost: Cost | None = None) -> None:
         if dialect not in ("openai", "anthropic"):
             raise ValueError(f"unknown dialect: {dialect!r}")
         self.dialect = dialect
         self.done = False  # done or error was emitted; nothing follows
         self.failure: str | None = None  # why the stream failed, when the upstream said so
         self._usage = TokenUsage()
+        self._cost = cost
 
     @property
     def usage(self) -> TokenUsage:
@@ -42,20 +50,29 @@ class SimpleCodec:
             return b""
         if self.dialect == "openai" and data.strip() == "[DONE]":
             self.done = True
-            return sse({}, "done")
+            return sse(self._done_data(), "done")
         payload = load_object(data)
         if payload is None:
             self.failure = NOT_JSON
             return self.error_event(502, "api_error", NOT_JSON)
         if self.dialect == "anthropic" and (event == "message_stop" or payload.get("type") == "message_stop"):
             self.done = True
-            return sse({}, "done")
+            return sse(self._done_data(), "done")
         failed = self._error(event, payload)
         if failed is not None:
             self.failure = failed
             return self.error_event(502, "api_error", f"upstream error: {failed}")
         text = self._text(payload)
         return sse({"content": text, "done": False}, "message") if text else b""
+
+    def _done_data(self) -> dict[str, Any]:
+        # Unreported usage is the meter's estimate, not a price the client should be shown.
+        usage = self._usage
+        if self._cost is None or not usage.reported:
+            return {}
+        cost = self._cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
+                          usage.cache_write_tokens)
+        return {} if cost is None else {"cost_usd": cost}
 
     def error_event(self, status: int, type: str, message: str) -> bytes:
         """A failure as the simple `error` event (`type` has no place in it)."""
