@@ -199,14 +199,18 @@ def workers_lines(r: dict[str, Any]) -> list[str]:
         return [f"workers row: skipped ({out['skipped']})"]
     lines = [f"workers (ratelimit on a private Redis, {r['machine']['nproc']} CPUs shared with the "
              "load client, the mock and Redis):"]
+    cpu_ms = 0.0
     for count, x in out.items():
         cpu_ms = sum(x["cpu"].values()) / max(1, x["ok"]) * 1000
-        projected = ", ".join(f"{n} cores ~{n / cpu_ms * 1000:,.0f} req/s" for n in PROJECTED_CORES)
         lines.append(
             f"  workers = {count}: {_fmt(x['requests_per_second'], ',.0f')} req/s at "
             f"{x['concurrency']} concurrent streams ({x['model']}), gateway CPU {cpu_ms:.3f} ms/request "
-            f"summed over {x['processes']} processes, errors {x['errors'] or 'none'}; "
-            f"projected from that CPU, gateway alone on the cores: {projected}")
+            f"summed over {x['processes']} processes, errors {x['errors'] or 'none'}")
+    if cpu_ms:  # from the last (most workers) row: one worker per core, nothing else on them
+        lines.append("  projected, one worker per core and the cores the gateway's alone, linear in "
+                     "that CPU/request: " + ", ".join(f"{n} cores ~{n / cpu_ms * 1000:,.0f} req/s"
+                                                      for n in PROJECTED_CORES)
+                     + " (an upper bound: Redis round trips and the kernel's share not scaled)")
     return lines
 
 
