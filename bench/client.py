@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 
 from bench.config import CLIENT_KEY
-from gateway.bench import chat_url, run
+from gateway.bench import chat_url, percentiles, run
 
 IDLE_MODEL = "mock-1+silence=300@0"  # head event, then silence: the gateway sends heartbeats
 
@@ -42,6 +42,40 @@ class Client:
 
     async def bench(self, url: str, model: str, concurrency: int, requests: int) -> dict[str, Any]:
         return await run(url, CLIENT_KEY, model, concurrency, requests)
+
+    async def nonstream(self, url: str, model: str, concurrency: int, requests: int) -> dict[str, Any]:
+        """`requests` non-stream completions, `concurrency` at a time: ok/errors and latency."""
+        body = orjson.dumps(chat_body(model, stream=False))
+        latencies: list[float] = []
+        errors: Counter[str] = Counter()
+        left = requests
+        connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+            async def worker() -> None:
+                nonlocal left
+                while left > 0:
+                    left -= 1
+                    started = time.perf_counter()
+                    try:
+                        async with session.post(chat_url(url), data=body, headers=headers()) as resp:
+                            answer = await resp.read()
+                            if resp.status != 200 or b'"choices"' not in answer:
+                                errors[str(resp.status)] += 1
+                                continue
+                    except aiohttp.ClientError as exc:
+                        errors[type(exc).__name__] += 1
+                        continue
+                    latencies.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, requests)))))
+            wall = time.perf_counter() - started
+        return {"url": url, "model": model, "concurrency": concurrency, "requests": requests,
+                "ok": len(latencies), "errors": dict(errors), "tokens": 0,
+                "requests_per_second": round(len(latencies) / wall, 2) if wall > 0 else 0.0,
+                "total_ms": percentiles(latencies, 1000), "ttfb_ms": percentiles(latencies, 1000)}
 
     async def idle_open(self, url: str, n: int, parallel: int, timeout: float) -> dict[str, Any]:
         """Open `n` streams that stay open (the mock goes silent after its first event)."""

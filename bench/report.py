@@ -171,6 +171,49 @@ def translated_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def nonstream_lines(r: dict[str, Any]) -> list[str]:
+    out = r.get("nonstream", {})
+    if "skipped" in out:
+        return [f"non-stream proxy CPU: skipped ({out['skipped']})"]
+    lines = []
+    for c, per in out.items():
+        ms = {t: proxy_cpu(t, per[t]) / max(1, per[t]["ok"]) * 1000 for t in per}
+        errors = {t: per[t]["errors"] for t in per if per[t]["errors"]}
+        lines.append(
+            f"proxy CPU per non-stream request, {c} concurrent: gateway {ms['gateway']:.3f} ms, "
+            f"nginx -> mock (pure proxy) {ms['nginx']:.3f} ms = "
+            f"{ms['gateway'] / ms['nginx'] if ms['nginx'] else 0:.1f}x nginx (target <= 1.5x); "
+            f"latency p50 gateway {_fmt(per['gateway']['total_ms']['p50'], '.3f')} ms, nginx "
+            f"{_fmt(per['nginx']['total_ms']['p50'], '.3f')} ms; errors {errors or 'none'}")
+    return lines
+
+
+PROJECTED_CORES = (8, 32)
+
+
+def workers_lines(r: dict[str, Any]) -> list[str]:
+    out = r.get("workers", {})
+    if not out:
+        return []
+    if "skipped" in out:
+        return [f"workers row: skipped ({out['skipped']})"]
+    lines = [f"workers (ratelimit on a private Redis, {r['machine']['nproc']} CPUs shared with the "
+             "load client, the mock and Redis):"]
+    cpu_ms = 0.0
+    for count, x in out.items():
+        cpu_ms = sum(x["cpu"].values()) / max(1, x["ok"]) * 1000
+        lines.append(
+            f"  workers = {count}: {_fmt(x['requests_per_second'], ',.0f')} req/s at "
+            f"{x['concurrency']} concurrent streams ({x['model']}), gateway CPU {cpu_ms:.3f} ms/request "
+            f"summed over {x['processes']} processes, errors {x['errors'] or 'none'}")
+    if cpu_ms:  # from the last (most workers) row: one worker per core, nothing else on them
+        lines.append("  projected, one worker per core and the cores the gateway's alone, linear in "
+                     "that CPU/request: " + ", ".join(f"{n} cores ~{n / cpu_ms * 1000:,.0f} req/s"
+                                                      for n in PROJECTED_CORES)
+                     + " (an upper bound: Redis round trips and the kernel's share not scaled)")
+    return lines
+
+
 def growth_lines(r: dict[str, Any]) -> list[str]:
     out = r.get("growth", {})
     if not out:
@@ -240,7 +283,8 @@ NOTES = [
 ]
 
 SECTIONS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    table_lines, idle_lines, proxy_lines, translated_lines, growth_lines, extra_lines, machine_lines, targets,
+    table_lines, idle_lines, proxy_lines, nonstream_lines, translated_lines, workers_lines, growth_lines,
+    extra_lines, machine_lines, targets,
     lambda r: NOTES,
 )
 

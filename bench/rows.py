@@ -21,14 +21,14 @@ STALL_SECONDS = 1.0  # a gap between two reads longer than this on a paced strea
 
 
 async def median_round(bench: Run, urls: dict[str, str], rounds: int,
-                       key: Callable[[dict[str, Any]], float], **workload: Any
+                       key: Callable[[dict[str, Any]], float], op: str = "bench", **workload: Any
                        ) -> dict[str, dict[str, Any]]:
     """`rounds` rounds of the workload, each on every target in turn (drift in the machine's
     other load then hits all targets alike); per target, the median round by `key`."""
     results: dict[str, list[dict[str, Any]]] = {target: [] for target in urls}
     for _ in range(rounds):
         for target, url in urls.items():
-            result, cpu = await bench.measured(bench.pids, "bench", url=url, **workload)
+            result, cpu = await bench.measured(bench.pids, op, url=url, **workload)
             results[target].append({**result, "cpu": cpu})
             bench.mock_state.reset()
     return {target: sorted(runs, key=key)[len(runs) // 2] for target, runs in results.items()}
@@ -80,7 +80,8 @@ async def disconnects(bench: Run) -> None:
 
 async def nginx_proxy(bench: Run) -> None:
     """nginx proxying straight to the mock vs the gateway: the proxy's own CPU per streamed
-    request, same workload (the gateway must be in `bench.urls` and `bench.pids`)."""
+    request, and per non-stream request (`nonstream`), same workload (the gateway must be in
+    `bench.urls` and `bench.pids`)."""
     out = bench.results.setdefault("nginx_proxy", {})
     binary = find_binary("nginx")
     if binary is None or bench.left() < 15:
@@ -104,6 +105,13 @@ async def nginx_proxy(bench: Run) -> None:
                 out[str(concurrency)] = await median_round(
                     bench, urls, 1 if bench.quick else 3, cpu,
                     model="mock-1+words=200", concurrency=concurrency, requests=requests)
+            if bench.left() >= 10:
+                nonstream = bench.results.setdefault("nonstream", {})
+                nonstream["50"] = await median_round(
+                    bench, urls, 1 if bench.quick else 3, cpu, op="nonstream",
+                    model="mock-1+words=200", concurrency=50, requests=300 if bench.quick else 1000)
+            else:
+                bench.results["nonstream"] = {"skipped": "out of time"}
         finally:
             bench.pids = saved
     finally:

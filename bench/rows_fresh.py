@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bench.admission import measure_admission
-from bench.proc_stats import connections_to, cpu_seconds, rss_bytes
+from bench.proc_stats import children, connections_to, cpu_seconds, rss_bytes
 from bench.procs import Gateway, start_redis
 from bench.runner import Run
 
@@ -151,3 +151,42 @@ async def admission(bench: Run) -> None:
                     "bench", url=gateway.url, model="mock-1+words=20", concurrency=1, requests=300)
             finally:
                 gateway.stop()
+
+
+WORKER_STREAMS = 200  # concurrent streams in the workers row
+
+
+async def workers(bench: Run) -> None:
+    """`workers = 1` vs `workers = 2` (both on a private Redis, the backend more than one
+    worker needs): requests/s at `WORKER_STREAMS` concurrent streams and the gateway's CPU per
+    request summed over its processes (master and workers). The load client and the mock run
+    on the same cores, so the measured requests/s is what this machine gives, not the gateway's
+    ceiling; `report.py` projects from the CPU per request."""
+    out: dict[str, Any] = bench.results.setdefault("workers", {})
+    need = 8 if bench.quick else 60  # about 4 s in a quick run
+    redis = await start_redis(bench.procs, "redis-workers") if bench.left() >= need else None
+    if redis is None:
+        out["skipped"] = "out of time" if bench.left() < need else "no redis-server"
+        return
+    proc, port = redis
+    ratelimit = {"backend": "redis", "redis_url": f"redis://127.0.0.1:{port}/0", "fail_open": False}
+    requests = 600 if bench.quick else 3000
+    try:
+        for count in (1, 2):
+            gateway = await Gateway(bench.procs, f"gateway-workers{count}", bench.mock_url,
+                                    server={"workers": count}, ratelimit=ratelimit).ready()
+            try:
+                await bench.warm_up(gateway.url)
+                # workers = 2: the master, its spawned workers and multiprocessing's resource
+                # tracker (all children counted, whatever they are).
+                pids = {"gateway": gateway.pid, **{f"child{i}": pid for i, pid in
+                                                   enumerate(children(gateway.pid))}}
+                result, cpu = await bench.measured(pids, "bench", url=gateway.url,
+                                                   model="mock-1+words=20", concurrency=WORKER_STREAMS,
+                                                   requests=requests)
+                out[str(count)] = {**result, "cpu": cpu, "processes": len(pids)}
+                bench.mock_state.reset()
+            finally:
+                gateway.stop()
+    finally:
+        bench.procs.stop(proc)

@@ -54,6 +54,7 @@ FRESH: tuple[tuple[str, Phase], ...] = (
     ("idle_streams", rows_fresh.idle_streams),
     ("asyncio_loop", rows_fresh.loop_variant),
     ("admission", rows_fresh.admission),
+    ("workers", rows_fresh.workers),
     ("cost_growth", rows_fresh.cost_growth),  # last: in a --quick run it gets what time is left
 )
 

@@ -24,7 +24,7 @@ from .breaker import Breakers
 from .config import Config
 from .logs import make_logger
 from .metrics import Metrics
-from .middleware import anthropic_ratelimit_headers, gateway_middleware
+from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -57,6 +57,7 @@ def build_app(
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
     app[CONFIG] = config
+    app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))

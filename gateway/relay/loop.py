@@ -50,6 +50,7 @@ async def relay_lines(
     The hot path: one `loop.time()`, one splitter feed, one SSE check and one sink call per
     read; writes are bounded by the alarm's flag (no wrapper coroutine per write)."""
     loop = alarm.loop
+    passes, write = sink.passes, sink.write
     chunk = first
     forwarded: float | None = None
     alarm.arm()
@@ -65,7 +66,11 @@ async def relay_lines(
                 meter.observe(complete)
                 alarm.writing = True
                 try:
-                    await sink.lines(complete)
+                    if passes:  # the response's own write, no sink coroutine in between
+                        sink.watch(complete)
+                        await write(complete)
+                    else:
+                        await sink.lines(complete)
                 finally:
                     alarm.writing = False
                 if forwarded is None:
