@@ -24,7 +24,7 @@ TENANT = TenantLimits("bench", requests_per_minute=10**9, tokens_per_minute=10**
 
 # commandstats also counts the commands a script runs inside Redis: those are not round trips.
 _NOT_ROUND_TRIPS = {"cmdstat_info", "cmdstat_time", "cmdstat_hmget", "cmdstat_hset",
-                    "cmdstat_pexpire"}
+                    "cmdstat_pexpire", "cmdstat_get", "cmdstat_set", "cmdstat_exists"}
 
 
 async def _round_trips(client: redis.asyncio.Redis) -> int:

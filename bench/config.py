@@ -25,7 +25,9 @@ def gateway_config(port: int, mock_url: str, *, heartbeat: float = 2.0, streams:
     """One tenant (`CLIENT_KEY`, limits no run can reach) and the mock as the one upstream;
     each section's keys can be added to or overridden."""
     return {
-        "server": {"host": "127.0.0.1", "port": port, "heartbeat_seconds": heartbeat, **(server or {})},
+        # The operator's cap on client connections: the idle rows open `streams` of them.
+        "server": {"host": "127.0.0.1", "port": port, "heartbeat_seconds": heartbeat,
+                   "max_connections": streams + 500, **(server or {})},
         "limits": {"max_concurrent_streams": streams, "max_queue": streams,
                    "queue_timeout_seconds": 60, **(limits or {})},
         "ratelimit": {**(ratelimit or {})},

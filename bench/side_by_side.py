@@ -59,7 +59,8 @@ FRESH: tuple[tuple[str, Phase], ...] = (
 )
 
 
-async def side_by_side(quick: bool, json_out: str | None) -> int:
+async def side_by_side(quick: bool, json_out: str | None, only: frozenset[str] = frozenset()) -> int:
+    """`only`: run just these rows (names from SHARED and FRESH); all when empty."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     from gateway.mock import MOCK_STATE, MockSettings, start_mock
@@ -72,9 +73,11 @@ async def side_by_side(quick: bool, json_out: str | None) -> int:
     r["machine"] = machine()
     try:
         await bench.start_client()
-        await shared_targets(bench)
+        if not only or only & {name for name, _ in SHARED}:
+            await shared_targets(bench, only)
         for name, phase in FRESH:
-            await bench.phase(name, phase(bench))
+            if not only or name in only:
+                await bench.phase(name, phase(bench))
     except Exception as exc:  # still report what was measured
         r["failed"] = f"{type(exc).__name__}: {exc} (logs in {workdir})"
     finally:
@@ -92,7 +95,7 @@ async def side_by_side(quick: bool, json_out: str | None) -> int:
     return 0
 
 
-async def shared_targets(bench: Run) -> None:
+async def shared_targets(bench: Run, only: frozenset[str] = frozenset()) -> None:
     """Start the gateway and nginx -> gateway, run the SHARED rows on them, stop them."""
     assert bench.client is not None
     gateway = await Gateway(bench.procs, "gateway", bench.mock_url).ready()
@@ -110,7 +113,8 @@ async def shared_targets(bench: Run) -> None:
         for url in bench.urls.values():
             await bench.warm_up(url)
         for name, phase in SHARED:
-            await bench.phase(name, phase(bench))
+            if not only or name in only:
+                await bench.phase(name, phase(bench))
     finally:
         if nginx is not None:
             nginx.stop()
@@ -120,6 +124,8 @@ async def shared_targets(bench: Run) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
+    parser.add_argument("--only", default="", metavar="ROWS",
+                        help="comma-separated rows to run (e.g. idle_streams,workers); all by default")
     parser.add_argument("--json-out", help="also write every raw figure to this JSON file")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -127,7 +133,8 @@ def main() -> int:
         if args.client:
             runner.run(client_main())
             return 0
-        return runner.run(side_by_side(args.quick, args.json_out))
+        return runner.run(side_by_side(args.quick, args.json_out,
+                                              frozenset(filter(None, args.only.split(",")))))
 
 
 if __name__ == "__main__":

@@ -11,16 +11,21 @@ import asyncio
 import resource
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 from aiohttp.web_server import Server
 from structlog.typing import FilteringBoundLogger
 
 from .config import Config
+from .errors import RouterRefused
 from .metrics import Metrics
+from .routes import shape_for
 
 #: fds kept back from the connection cap (max_connections = 0): upstream sockets beyond the
 #: connector's own limit, Redis pools, log and config files
@@ -76,16 +81,31 @@ class Guard:
         self.open = 0
 
 
-def connection_cap(config: Config) -> int:
+def connection_cap(config: Config, soft: int | None = None) -> int:
     """`server.max_connections`, or with 0 the fd soft limit less what upstream calls and
-    files need (the upstream connector holds up to max_concurrent_streams + 100 sockets)."""
+    files need: the upstream connector holds up to max_concurrent_streams + 100 sockets, but
+    never more than half the fds are kept for it, so a small limit still serves clients."""
     if config.server.max_connections:
         return config.server.max_connections
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft is None:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         soft = 1 << 20
-    upstream = config.limits.max_concurrent_streams + 100
-    return max(16, soft - upstream - FD_RESERVE)
+    upstream = min(config.limits.max_concurrent_streams + 100, soft // 2)
+    return max(16, soft - upstream - min(FD_RESERVE, soft // 8))
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the fd soft limit to the hard one (as nginx's `worker_rlimit_nofile` does): a
+    default soft limit of 1,024 would cap a gateway at a few hundred streams. (soft, hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # not allowed here: keep what we have; the cap follows it
+    return soft, hard
 
 
 class GuardedHandler(RequestHandler):
@@ -95,7 +115,7 @@ class GuardedHandler(RequestHandler):
     until the whole body is in; past it the handler's read raises 408 and the connection
     closes after the answer."""
 
-    __slots__ = ("_guard", "_counted", "_timer", "_body", "_closed_for")
+    __slots__ = ("_guard", "_counted", "_timer", "_body", "_closed_for", "_path")
 
     def __init__(self, manager: Server, guard: Guard, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -104,6 +124,24 @@ class GuardedHandler(RequestHandler):
         self._timer: asyncio.TimerHandle | None = None
         self._body: StreamReader | None = None
         self._closed_for: str | None = None
+        self._path = ""  # the request target last seen: a parse error's answer takes its shape
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> StreamResponse:
+        """aiohttp's answer to a request it could not parse quotes the offending bytes
+        (`Got more than 8190 bytes when reading: b'Authorization: Bearer ...'`): answer with
+        the status and the error's type only, never the request's own bytes."""
+        if status == 500 or exc is None:
+            return super().handle_error(request, status, exc, message)
+        reason = f"the request could not be parsed ({type(exc).__name__})"
+        answer = super().handle_error(request, status, exc, f"{status} {HTTPStatus(status).phrase}: {reason}")
+        # aiohttp's error request has no path of its own when the parse failed mid-request
+        path = request.path if request.path != "/" else self._path
+        if path.startswith(("/v1/", "/api/")):  # an API client reads its own shape
+            body, content_type = shape_for(path).answer(RouterRefused(status, reason))
+            answer = web.Response(status=status, body=body, content_type=content_type)
+            answer.force_close()
+        return answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self._guard
@@ -127,6 +165,8 @@ class GuardedHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         requests = self._request_count
+        if data[:1].isupper():  # a request line starts here (a method): note its path
+            self._path = _target(data)
         super().data_received(data)
         if self._request_count != requests:  # a request head is in
             body = self._messages[-1][1] if self._messages else None
@@ -180,6 +220,14 @@ class GuardedHandler(RequestHandler):
         body.set_exception(web.HTTPRequestTimeout(text="the request body did not arrive in time"))
         self._lingering_time = 0.0
         self.close()
+
+
+def _target(data: bytes) -> str:
+    """The path of a request line (`POST /v1/messages?x HTTP/1.1`), or "" when there is none."""
+    line = data[:2048].split(b"\r\n", 1)[0].split(b" ")
+    if len(line) < 2 or not line[1].startswith(b"/"):
+        return ""
+    return line[1].split(b"?", 1)[0].decode("latin-1")
 
 
 class GuardedServer(Server):

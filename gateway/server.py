@@ -20,7 +20,7 @@ from structlog.typing import FilteringBoundLogger
 from . import tracing
 from .app import build_app
 from .config import Config
-from .connections import guarded_runner
+from .connections import connection_cap, guarded_runner, raise_fd_limit
 from .reload import reload_config
 from .state import METRICS, RUNTIME
 
@@ -56,6 +56,7 @@ async def serve(
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracer.shutdown))
     # Drain below waits for requests itself; what is left after it is cancelled at once. The
     # runner bounds every client connection (header/body/keep-alive timeouts, the cap).
+    fds, _ = raise_fd_limit()
     runner = guarded_runner(app, config, app[METRICS], logger, handler_cancellation=True,
                             access_log=None, shutdown_timeout=1)
     await runner.setup()
@@ -70,7 +71,8 @@ async def serve(
     logger.info("started" if announce else "worker_started", url=url,
                 upstreams=[u.name for u in config.upstreams], tenants=len(config.tenants),
                 ratelimit_backend=config.ratelimit.backend,
-                loop=type(asyncio.get_running_loop()).__module__, workers=config.server.workers)
+                loop=type(asyncio.get_running_loop()).__module__, workers=config.server.workers,
+                fd_limit=fds, max_connections=connection_cap(config))
     if banner is not None:
         banner(url)
     stop = asyncio.Event()

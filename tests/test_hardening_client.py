@@ -169,7 +169,9 @@ def test_the_default_cap_leaves_room_for_upstream_sockets(mock_url: str = "http:
     config = make_config(mock_url, limits={"max_concurrent_streams": 100})
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     cap = connection_cap(config)
-    assert cap == max(16, soft - 200 - 256)
+    assert cap == max(16, soft - min(200, soft // 2) - min(256, soft // 8))
+    # a default soft limit of 1,024 with the default 1,000 streams still serves clients
+    assert connection_cap(make_config(mock_url), soft=1024) == 1024 - 512 - 128
     assert connection_cap(make_config(mock_url, server={"max_connections": 7})) == 7
 
 

@@ -152,6 +152,12 @@ async def attempt(
                 body = await _read_capped(response, max_response_bytes)
                 response.release()
                 return status_failure(upstream, response, body or b"")
+            content_type = response.headers.get("Content-Type", "")
+            if not _expected(content_type, stream):  # a proxy's HTML page, with a 200
+                response.close()
+                wanted = "an event stream" if stream else "JSON"
+                return Failure("status", f"HTTP {response.status} with Content-Type "
+                               f"{content_type[:64]!r}, not {wanted}", status=response.status)
             if not stream:
                 whole = await _read_capped(response, max_response_bytes)
                 if whole is None:
@@ -191,6 +197,15 @@ async def attempt(
     except BaseException:
         _close(response)  # cancelled (client gone): close the upstream connection now
         raise
+
+
+def _expected(content_type: str, stream: bool) -> bool:
+    """A stream must be `text/event-stream`, a JSON answer JSON; an upstream that names no
+    type is given the benefit of the doubt (the relay still checks every line is SSE)."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "text/event-stream" if stream else "json" in kind
 
 
 def status_failure(upstream: UpstreamSpec, response: aiohttp.ClientResponse, body: bytes) -> Failure:
