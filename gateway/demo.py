@@ -46,8 +46,9 @@ async def serve_demo(path: str | None, env: Mapping[str, str], logger: Filtering
 def demo_config(path: str | None, env: Mapping[str, str], mock_url: str) -> Config:
     """Defaults (or the given file's server/limits/ratelimit sections, read and checked as
     `load_config` does), the mock as both an OpenAI and an Anthropic upstream (`mock-*` works
-    on both routes, `gpt-*` on the OpenAI one, `claude-*` on the Anthropic one), and one
-    demo tenant; the chat page on."""
+    on both routes, `gpt-*` on the OpenAI one, `claude-*` on the Anthropic one, each reachable
+    from any route by translation), made-up prices (or the file's), and one demo tenant; the
+    chat page on."""
     given: dict[str, Any] = read_toml(path) if path else {}
     raw = {
         "server": {"host": "127.0.0.1", "ui": True, **given.get("server", {})},
@@ -55,10 +56,13 @@ def demo_config(path: str | None, env: Mapping[str, str], mock_url: str) -> Conf
         "ratelimit": given.get("ratelimit", {}),
         "upstreams": [
             {"name": "mock-openai", "dialect": "openai", "base_url": f"{mock_url}/v1",
-             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["mock-1", "mock-*", "gpt-*"]},
+             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["mock-1", "mock-2", "mock-*", "gpt-*"]},
             {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["claude-*", "mock-*"]},
+             "api_key_env": DEMO_UPSTREAM_KEY_ENV, "models": ["claude-demo", "claude-*", "mock-*"]},
         ],
+        # Made-up prices, so the page shows what an answer would cost.
+        "prices": given.get("prices") or {"mock-*": {"input": 0.15, "output": 0.60},
+                                          "claude-*": {"input": 1.00, "output": 5.00}},
         "tenants": [{"name": "demo", "key_sha256": hash_key(DEMO_KEY), "models": ["*"]}],
     }
     return config_from_dict(raw, env, source=path or "<demo>")

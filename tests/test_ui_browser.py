@@ -78,14 +78,11 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(settings: MockSettings, demo_key: str | None = None) -> AsyncIterator[Stack]:
-    """The mock upstream and the demo-config gateway in front of it, each on a free port.
-    The OpenAI-dialect upstream also names two concrete models, for the model picker."""
+    """The mock upstream and the demo-config gateway in front of it, each on a free port
+    (the demo names three concrete models, for the model picker, and prices them)."""
     mock_runner, mock_url = await start_mock(settings=settings)
     try:
         config = demo_config(None, {DEMO_UPSTREAM_KEY_ENV: UPSTREAM_KEY}, mock_url)
-        first, *rest = config.upstreams
-        named = first.model_copy(update={"models": ("mock-1", "mock-2", *first.models)})
-        config = config.model_copy(update={"upstreams": (named, *rest)})
         app = build_app(config, demo_key=demo_key)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
@@ -402,9 +399,9 @@ async def test_the_model_picker_lists_the_models_the_key_may_use(chat: Chat) -> 
     await page.fill("#key", DEMO_KEY)
     await page.dispatch_event("#key", "change")
     options = page.locator("#models option")
-    await expect(options).to_have_count(2, timeout=WAIT_MS)
-    assert await options.evaluate_all("os => os.map(o => o.value)") == ["mock-1", "mock-2"]
-    await expect(page.locator("#model-hint")).to_contain_text("2 models listed", timeout=WAIT_MS)
+    await expect(options).to_have_count(3, timeout=WAIT_MS)
+    assert await options.evaluate_all("os => os.map(o => o.value)") == ["claude-demo", "mock-1", "mock-2"]
+    await expect(page.locator("#model-hint")).to_contain_text("3 models listed", timeout=WAIT_MS)
 
     await page.fill("#key", "not-a-real-key")
     await page.dispatch_event("#key", "change")
@@ -413,7 +410,7 @@ async def test_the_model_picker_lists_the_models_the_key_may_use(chat: Chat) -> 
 
     await page.fill("#key", DEMO_KEY)
     await page.dispatch_event("#key", "change")
-    await expect(options).to_have_count(2, timeout=WAIT_MS)
+    await expect(options).to_have_count(3, timeout=WAIT_MS)
     await page.fill("#model", "mock-2")  # a listed name is sent as it is
     await chat.send("Which model is this?")
     await chat.wait_status("done")
@@ -429,7 +426,9 @@ async def test_the_answer_shows_its_tokens_rate_and_arrival_plot(chat: Chat) -> 
     assert re.fullmatch(rf"≈{WORDS} tokens · [\d.]+ tok/s · first token \d+ ms · [\d.]+ s", stats), stats
     assert await chat.page.get_attribute("#plot", "data-points") == str(WORDS)
     assert await chat.page.is_visible("#plot")
-    assert await chat.page.is_hidden("#cost")
+    # the demo prices its models, so the answer's cost (from the `done` event) is shown
+    await expect(chat.page.locator("#cost")).to_be_visible(timeout=WAIT_MS)
+    assert "$" in (await chat.page.text_content("#cost") or "")
 
 
 async def test_reload_keeps_the_conversation_and_the_next_message_continues_it(chat: Chat) -> None:
