@@ -45,23 +45,43 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+class _NotJSON(ValueError):
+    pass
+
+
 def parse_json(raw: bytes) -> Any:
+    """Strict JSON: UTF-8 without a byte order mark, no NaN/Infinity, no duplicate keys."""
     try:
-        return json.loads(raw, object_pairs_hook=_no_duplicates)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("body is not UTF-8 text") from None
+    if text.startswith("\ufeff"):
+        raise BadRequest("body starts with a byte order mark: send plain UTF-8 JSON") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except _Duplicate as exc:
         raise BadRequest(f"body has a duplicate key {str(exc)[:64]!r}") from None
     except RecursionError:
         raise BadRequest("body JSON is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
+    except _NotJSON as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise BadRequest(f"body is not valid JSON: {exc.msg} ({where})") from None
+    except ValueError:  # e.g. a number with thousands of digits
+        raise BadRequest("body is not valid JSON: a value is out of range") from None
 
 
 def dumps(value: Any) -> bytes:
     """JSON for an upstream request the gateway builds (translated, simple events)."""
     try:
         return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        raise BadRequest("body JSON is nested too deeply") from None
+    except orjson.JSONEncodeError as exc:  # too deep, a lone surrogate, an integer past 64 bits
+        raise BadRequest(f"body JSON cannot be sent on: {str(exc)[:120]}") from None
 
 
 async def read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:

@@ -147,6 +147,19 @@ class UpstreamHTTPError(UpstreamError):
         self.content_type = content_type
 
 
+class UpstreamAnswered(GatewayError):
+    """An upstream 4xx told in a shape of the gateway's own (the browser's simple events),
+    where the provider's body can't be passed through: its status and message."""
+
+    outcome = "upstream_status"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = {401: "authentication", 404: "not_found", 429: "rate_limit"}.get(
+            status, "invalid_request")
+
+
 class LineTooLong(UpstreamError):
     """An upstream SSE line grew past `max_line_bytes` without ending."""
 

@@ -14,14 +14,23 @@ import traceback
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.compression_utils import HAS_BROTLI
 from aiohttp.typedefs import Handler
 
 from .admission.limiter import anthropic_headers
-from .errors import BodyTooLarge, GatewayError, RateLimited, RouterRefused, Shed, UpstreamHTTPError
+from .errors import (
+    BadRequest,
+    BodyTooLarge,
+    GatewayError,
+    RateLimited,
+    RouterRefused,
+    Shed,
+    UpstreamHTTPError,
+)
 from .record import Record, tell
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
-from .state import LIVE, LOGGER, METRICS, RECORD, RUNTIME
+from .state import CONFIG, LIVE, LOGGER, METRICS, RECORD, RUNTIME
 from .tracing import TRACER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -75,18 +84,19 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         if runtime.draining:
             raise Shed("the gateway is shutting down", reason="draining", retry_after=5)
+        _check_body_head(request)
         response = await handler(request)
         record.status = record.status or response.status
     except GatewayError as exc:
-        response = error_response(exc, route.shape)
+        response = error_response(exc, route.shape_of(request))
         _note_error(request, record, exc)
     except web.HTTPRequestEntityTooLarge as exc:
-        response = error_response(BodyTooLarge(exc.text or "request body too large"), route.shape)
+        response = error_response(BodyTooLarge(exc.text or "request body too large"), route.shape_of(request))
         record.status, record.outcome = 413, "bad_request"
     except web.HTTPException as exc:  # the router's 405 and the like, in the route's shape
         if exc.status < 400:
             raise
-        response = error_response(_refused(exc), route.shape)
+        response = error_response(_refused(exc), route.shape_of(request))
         record.status, record.outcome = exc.status, "bad_request"
     except asyncio.CancelledError:
         record.status, record.outcome = 499, "client_disconnected"
@@ -96,7 +106,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         record.status, record.outcome, record.error = 500, "internal_error", type(exc).__name__
         app[LOGGER].error("unhandled", request_id=request_id, exception=type(exc).__name__,
                           traceback="".join(traceback.format_tb(exc.__traceback__)))
-        response = error_response(GatewayError("internal error"), route.shape)
+        response = error_response(GatewayError("internal error"), route.shape_of(request))
     finally:
         runtime.leave()
         tell(record, app[METRICS], app[LOGGER])
@@ -134,6 +144,23 @@ async def anthropic_ratelimit_headers(request: web.Request, response: web.Stream
     anthropic = route is not None and route.shape is ANTHROPIC_SHAPE
     if anthropic and "x-ratelimit-limit-requests" in response.headers:
         response.headers.update(anthropic_headers(response.headers, datetime.now(UTC)))
+
+
+#: what aiohttp decodes (`br` only with a brotli library installed); anything else is refused
+#: rather than read as identity
+_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", *(("br",) if HAS_BROTLI else ())})
+
+
+def _check_body_head(request: web.Request) -> None:
+    """Before any byte of the body is read: a declared length over the limit is a 413 at once
+    (not a wait for bytes that will be refused), an unknown `Content-Encoding` a 400."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in _ENCODINGS:
+        raise BadRequest(f"unsupported Content-Encoding {encoding[:32]!r} (use gzip, deflate or none)")
+    length = request.content_length
+    limit = request.app[CONFIG].server.max_body_bytes  # read at start, as aiohttp's own cap
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"request body of {length} bytes is over the limit of {limit}")
 
 
 def _refused(exc: web.HTTPException) -> GatewayError:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .api.apis import completions, count_tokens, embeddings, responses
 from .api.chat import chat_completions, chat_stream, messages
-from .api.models import models
+from .api.models import model, models
 from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -23,19 +23,28 @@ class Route:
     name: str  # the `route` label and log field
     handler: Handler
     shape: ErrorShape  # how errors are written on this route
+    #: a route both SDKs call (`/v1/models`): Anthropic's shape when the request says
+    #: `anthropic-version`, as the Anthropic SDK's always does
+    versioned: bool = False
+
+    def shape_of(self, request: web.BaseRequest) -> ErrorShape:
+        if self.versioned and "anthropic-version" in request.headers:
+            return ANTHROPIC_SHAPE
+        return self.shape
 
 
 ROUTES = (
     Route("POST", "/v1/chat/completions", "chat_completions", chat_completions, OPENAI_SHAPE),
     Route("POST", "/v1/messages", "messages", messages, ANTHROPIC_SHAPE),
-    Route("GET", "/v1/models", "models", models, OPENAI_SHAPE),
+    Route("GET", "/v1/models", "models", models, OPENAI_SHAPE, versioned=True),
+    Route("GET", "/v1/models/{model_id}", "model", model, OPENAI_SHAPE, versioned=True),
     Route("POST", "/api/chat/stream", "chat_stream", chat_stream, SIMPLE_SHAPE),
     Route("POST", "/v1/responses", "responses", responses, OPENAI_SHAPE),
     Route("POST", "/v1/embeddings", "embeddings", embeddings, OPENAI_SHAPE),
     Route("POST", "/v1/completions", "completions", completions, OPENAI_SHAPE),
     Route("POST", "/v1/messages/count_tokens", "count_tokens", count_tokens, ANTHROPIC_SHAPE),
 )
-BY_PATH = {route.path: route for route in ROUTES}
+BY_PATH = {route.path: route for route in ROUTES if "{" not in route.path}
 BY_NAME = {route.name: route for route in ROUTES}
 
 

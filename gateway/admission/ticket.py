@@ -17,7 +17,7 @@ from typing import Any
 
 from ..config import Tenant
 from ..dialects import Usage
-from ..errors import Shed
+from ..errors import GatewayError, Shed
 from ..metrics import Metrics
 from ..spend import PriceTable, micros_to_usd
 from .budget import Budget, Reservation
@@ -94,12 +94,17 @@ class Gate:
             if self.budget is not None and tenant.budget_usd is not None:
                 prices = ticket.prices or PriceTable({})
                 worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
-                reservation = await self.budget.reserve(
-                    tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
+                try:
+                    reservation = await self.budget.reserve(
+                        tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
+                except GatewayError as exc:
+                    raise _with_quota(exc, ticket) from None
             if slot:
                 since = time.perf_counter()
                 try:
                     ticket.queue_wait = await self.queue.acquire(tenant.priority)
+                except GatewayError as exc:
+                    raise _with_quota(exc, ticket) from None
                 finally:  # admitted, shed or gone: every wait is observed
                     self._metrics.queue_wait.observe(time.perf_counter() - since)
                 self.streams[tenant.name] = self.streams.get(tenant.name, 0) + 1
@@ -129,3 +134,11 @@ class Gate:
         except Shed:  # the backend is down: the gauge keeps its last honest value
             return
         self._metrics.budget_remaining.labels(self._metrics.tenant(tenant.name)).set(remaining)
+
+
+def _with_quota(exc: GatewayError, ticket: Ticket) -> GatewayError:
+    """A refusal after the buckets' decision (budget, queue) still says where they stand: the
+    rate-limit headers go on every admitted or refused request."""
+    for name, value in ticket.headers.items():
+        exc.headers.setdefault(name, value)
+    return exc

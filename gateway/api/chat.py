@@ -33,7 +33,7 @@ from ..codecs import (
     translate_error_body,
 )
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
-from ..errors import UpstreamError, UpstreamHTTPError
+from ..errors import UpstreamAnswered, UpstreamError, UpstreamHTTPError
 from ..relay.sinks import PassThrough, Sink, Translating, Write
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
@@ -83,6 +83,8 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         except UpstreamError as exc:
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, shape, exc)
+            if isinstance(exc, UpstreamHTTPError) and client is None:  # simple events: its shape
+                raise UpstreamAnswered(exc.status, _error_message(exc.body)) from None
             if (isinstance(exc, UpstreamHTTPError) and client is not None and tried.target is not None
                     and _upstream(tried.target) is not client):
                 record.translated = True
@@ -110,6 +112,17 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         ticket.settle(usage)
         record.usage = usage
     return response
+
+
+def _error_message(body: bytes) -> str:
+    """The message of an upstream's JSON error body, either dialect (already masked)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message)[:500] if message else "the upstream refused the request"
 
 
 def _upstream(target: Target) -> Dialect:

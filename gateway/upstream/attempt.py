@@ -136,14 +136,15 @@ async def attempt(
     upstream = target.upstream
     dialect = DIALECTS[upstream.dialect]
     headers = upstream_headers(upstream, dialect, client_headers, request_id, stream)
-    # A non-stream answer comes whole, after the model finished: only the total bounds it.
-    wait = upstream.first_byte_timeout_seconds if stream else upstream.total_timeout_seconds
+    # The first byte is due within first_byte_timeout_seconds: for a non-stream request that is
+    # the answer's head (many providers send it once the answer is done: a slow non-stream
+    # model needs a larger first_byte_timeout_seconds); its body is then bounded by the total.
     response: aiohttp.ClientResponse | None = None
     loop = asyncio.get_running_loop()
-    first_byte_deadline = min(loop.time() + wait, deadline)
+    first_byte_deadline = min(loop.time() + upstream.first_byte_timeout_seconds, deadline)
     budget = round(first_byte_deadline - loop.time(), 3)
     try:
-        async with asyncio.timeout_at(first_byte_deadline):
+        async with asyncio.timeout_at(first_byte_deadline) as bound:
             response = await session.post(
                 dialect.url(upstream, target.path), data=payload, headers=headers,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_seconds),
@@ -159,6 +160,7 @@ async def attempt(
                 return Failure("status", f"HTTP {response.status} with Content-Type "
                                f"{content_type[:64]!r}, not {wanted}", status=response.status)
             if not stream:
+                bound.reschedule(deadline)
                 whole = await _read_capped(response, max_response_bytes)
                 if whole is None:
                     response.close()
