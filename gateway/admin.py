@@ -18,7 +18,7 @@ from .admission.limiter import TenantLimits
 from .auth import presented_key
 from .config import Tenant
 from .errors import Shed
-from .reload import reload_config
+from .reload import reload_everywhere
 from .state import GATE, LIVE
 
 
@@ -79,7 +79,7 @@ async def _tenant(request: web.Request, tenant: Tenant) -> dict[str, Any]:
 async def reload(request: web.Request) -> web.Response:
     """200 when the new config took effect, 400 with the one-line problem when it did not."""
     _authorize(request)
-    problem = reload_config(request.app)
+    problem = reload_everywhere(request.app)
     if problem is not None:
         return web.json_response({"status": "failed", "error": problem}, status=400)
     return web.json_response({"status": "reloaded"})

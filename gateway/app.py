@@ -22,6 +22,7 @@ from .admission.queue import StreamQueue
 from .admission.ticket import Gate
 from .breaker import Breakers
 from .config import Config
+from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
@@ -168,9 +169,25 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     live = app[LIVE]
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
                      budget, prices=lambda: live.current.prices)
+    await _publish_budgets(app, budget)
     yield
     await limiter.close()
     await budget.close()
+
+
+async def _publish_budgets(app: web.Application, budget: Budget) -> None:
+    """`gateway_budget_remaining_usd` for every budgeted tenant from the start, not only once
+    it has spent something (bounded: a Redis that does not answer leaves the gauge unset)."""
+    metrics = app[METRICS]
+    for tenant in app[LIVE].current.config.tenants:
+        if tenant.budget_usd is None:
+            continue
+        try:
+            async with asyncio.timeout(1.0):
+                remaining = await budget.remaining(tenant.name, tenant.budget_usd, tenant.budget_period)
+        except (TimeoutError, GatewayError):
+            continue
+        metrics.budget_remaining.labels(metrics.tenant(tenant.name)).set(remaining)
 
 
 async def healthz(request: web.Request) -> web.Response:

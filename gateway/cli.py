@@ -140,6 +140,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:  # a flag wins over the file and the env, as an override does
             env[f"GATEWAY_SERVER_{name}"] = str(value) if flag != "host" else f'"{value}"'
+            # ... and over a reload's too (it reads the process's env), and the workers'
+            os.environ[f"GATEWAY_SERVER_{name}"] = env[f"GATEWAY_SERVER_{name}"]
     try:
         if args.demo:
             runner_factory: Callable[[], Coroutine[Any, Any, None]] = lambda: serve_demo(  # noqa: E731

@@ -99,7 +99,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = error_response(_refused(exc), route.shape_of(request))
         record.status, record.outcome = exc.status, "bad_request"
     except asyncio.CancelledError:
-        record.status, record.outcome = 499, "client_disconnected"
+        if not record.status:  # gone before its answer was whole (a finished one keeps its status)
+            record.status, record.outcome = 499, "client_disconnected"
         raise
     except Exception as exc:  # a bug: never a traceback to the client, always one log line
         # The exception's text may hold request data (a key, even): log its type and frames.
@@ -121,6 +122,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def _operational(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    if request.path.startswith("/admin/"):
+        return await _audited(request, handler, request_id)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -133,6 +136,24 @@ async def _operational(request: web.Request, handler: Handler, request_id: str) 
         raise
     if not response.prepared:
         response.headers["x-request-id"] = request_id
+    return response
+
+
+async def _audited(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    """The admin routes: one `admin` log line each (who asked what, and the answer), an audit
+    trail of every attempt, refused ones included."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["x-request-id"] = request_id
+        raise
+    finally:
+        request.app[LOGGER].info("admin", request_id=request_id, method=request.method,
+                                 path=request.path[:128], status=status, remote=request.remote)
+    response.headers["x-request-id"] = request_id
     return response
 
 

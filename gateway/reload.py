@@ -8,6 +8,7 @@ name, so tenants that remain keep theirs. What only a restart can change is logg
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -37,8 +38,26 @@ def restart_needed(old: Config, new: Config) -> list[str]:
             if getattr(getattr(old, section), key) != getattr(getattr(new, section), key)]
 
 
-def reload_config(app: web.Application, env: Mapping[str, str] | None = None) -> str | None:
-    """Reload the app's config file; None when the new config took effect, else the problem."""
+#: with `workers > 1`: the supervisor's pid, which passes a SIGHUP on to every worker
+SUPERVISOR_PID = web.AppKey("supervisor_pid", int)
+
+
+def reload_everywhere(app: web.Application) -> str | None:
+    """`POST /admin/reload`: reload here; with workers, then have the supervisor pass a SIGHUP
+    to every worker (each reloads the same file), so no worker keeps the old config."""
+    supervisor = app.get(SUPERVISOR_PID)
+    if supervisor is None:
+        return reload_config(app)
+    problem = reload_config(app, apply=False)  # checked here; applied by each worker's SIGHUP
+    if problem is None:
+        os.kill(supervisor, signal.SIGHUP)
+    return problem
+
+
+def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
+                  apply: bool = True) -> str | None:
+    """Reload the app's config file; None when the new config took effect (or, with
+    `apply=False`, would), else the problem."""
     metrics, logger, live = app[METRICS], app[LOGGER], app[LIVE]
     path = app.get(CONFIG_PATH)
     warnings: list[str] = []
@@ -51,6 +70,8 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None) ->
         metrics.config_reloads.labels("failed").inc()
         logger.error("config_reload_failed", error=str(exc))
         return str(exc)
+    if not apply:
+        return None
     old = live.current.config
     live.current = snapshot
     metrics.follow(new)

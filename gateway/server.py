@@ -21,7 +21,7 @@ from . import tracing
 from .app import build_app
 from .config import Config
 from .connections import connection_cap, guarded_runner, raise_fd_limit
-from .reload import reload_config
+from .reload import SUPERVISOR_PID, reload_config
 from .state import METRICS, RUNTIME
 
 #: after drain_seconds and the stop, how long stopped streams get to write their error event
@@ -46,11 +46,13 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
 async def serve(
     config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None,
     *, demo_key: str | None = None, config_path: str | None = None, reuse_port: bool = False,
-    announce: bool = True,
+    announce: bool = True, supervisor: int | None = None,
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain and exit clean; SIGHUP reloads `config_path`. A
     worker of several shares the port (`reuse_port`); only the first announces `started`."""
     app = build_app(config, logger, demo_key=demo_key, config_path=config_path)
+    if supervisor is not None:
+        app[SUPERVISOR_PID] = supervisor
     if (tracer := tracing.from_env(os.environ)) is not None:  # OTEL_* env, with the otel extra
         app[tracing.TRACER] = tracer
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracer.shutdown))

@@ -37,8 +37,9 @@ def _worker(config: Config, loop: str, index: int, config_path: str | None) -> N
 
     logger = make_logger().bind(worker=index)
     route_library_logs()
-    run(lambda: serve(config, logger, config_path=config_path, reuse_port=True, announce=index == 0),
-        loop)
+    supervisor = os.getppid()
+    run(lambda: serve(config, logger, config_path=config_path, reuse_port=True, announce=index == 0,
+                      supervisor=supervisor), loop)
 
 
 def serve_workers(

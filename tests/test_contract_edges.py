@@ -106,3 +106,22 @@ async def test_models_answer_errors_and_retrieve_in_the_callers_shape(gateway: G
             pass
     async with anthropic.AsyncAnthropic(base_url=gateway.url(), api_key=CLIENT_KEY) as claude:
         assert (await claude.models.retrieve("claude-3-haiku")).id == "claude-3-haiku"
+
+
+async def test_a_stream_that_fails_after_its_first_byte_still_has_its_ttfb(gateway: Gateway) -> None:
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("mock-1+drop=3"),
+                                         headers=auth())
+    await response.read()
+    (log,) = gateway.request_logs()
+    assert log["outcome"] == "upstream_error"
+    assert log["ttfb_ms"] is not None and log["ttfb_ms"] > 0
+
+
+def test_a_route_can_be_overridden_from_the_env_by_its_model_name(mock: Mock) -> None:
+    from gateway.config import config_from_dict
+    from tests.conftest import UPSTREAM_ENV, raw_config
+
+    raw = raw_config(mock.url, routes=[{"model": "chat-default", "targets": ["mock:gpt-4o"]}])
+    config = config_from_dict(raw, {**UPSTREAM_ENV, "GATEWAY_ROUTES_CHAT_DEFAULT_STRATEGY": "balance"},
+                              source="<t>")
+    assert config.routes[0].strategy == "balance"

@@ -187,6 +187,8 @@ async def test_a_resumed_stream_charges_each_attempt_that_streamed_at_its_own_mo
     assert cut["completion_tokens"] + continued["completion_tokens"] == line["completion_tokens"]
     assert round(cut["cost_usd"] * 1_000_000) == _micros(cut, 1, 2)
     assert round(continued["cost_usd"] * 1_000_000) == _micros(continued, 10, 20)
+    # the request's own cost is the sum of its parts, each at its own model's price
+    assert round(line["cost_usd"] * 1_000_000) == _micros(cut, 1, 2) + _micros(continued, 10, 20)
 
 
 async def test_a_client_that_leaves_during_the_heartbeats_closes_the_upstream_at_once(

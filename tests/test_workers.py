@@ -77,3 +77,38 @@ async def test_two_workers_share_the_port_sum_metrics_and_drain(
     events = [line["event"] for line in lines]
     assert events.count("started") == 1 and events.count("worker_started") == 1
     assert next(line for line in lines if line["event"] == "workers_started")["workers"] == 2
+
+
+async def test_an_admin_reload_reaches_every_worker(
+    mock: Mock, spawned: Spawn, redis_url: str, tmp_path: Path,
+) -> None:
+    from gateway.auth import hash_key
+
+    gateway = spawned(mock.url, server={"workers": 2, "admin_key_sha256": hash_key("admin-key")},
+                      ratelimit={"backend": "redis", "redis_url": redis_url})
+    for _ in range(100):
+        if len(_children(gateway.proc.pid)) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    path = tmp_path / "gateway.toml"
+    text = path.read_text()
+    assert "requests_per_minute" not in text
+    # tenant-a (the first tenant) gets a limit of its own: 77 requests a minute
+    path.write_text(text.replace('name = "tenant-a"', 'name = "tenant-a"\nrequests_per_minute = 77', 1))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        async with http.post(f"{gateway.url}/admin/reload",
+                             headers={"Authorization": "Bearer admin-key"}) as response:
+            assert response.status == 200
+        await asyncio.sleep(0.5)  # each worker applies the supervisor's SIGHUP
+        limits = set()
+        for _ in range(16):  # fresh connections: the kernel spreads them over both workers
+            async with http.post(f"{gateway.url}/v1/chat/completions", json=chat_body(stream=False),
+                                 headers={"Authorization": f"Bearer {CLIENT_KEY}"}) as response:
+                assert response.status == 200
+                limits.add(response.headers["x-ratelimit-limit-requests"])
+        assert limits == {"77"}
+        async with http.get(f"{gateway.url}/metrics") as response:
+            text = await response.text()
+    ok = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith('gateway_config_reloads_total{result="ok"}'))
+    assert ok == 2  # once per worker

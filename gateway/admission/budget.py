@@ -60,7 +60,9 @@ def refusal(tenant: str, budget_micros: int, period: Period, now: datetime) -> B
     """The 429 for a tenant whose budget cannot hold a reservation at `now`."""
     reset = period_reset(period, now)
     per = "in total" if period == "total" else f"per {period}"
-    message = f"spend budget of ${micros_to_usd(budget_micros):.2f} {per} reached"
+    whole, _, cents = f"{micros_to_usd(budget_micros):.6f}".partition(".")
+    budget = f"{whole}.{cents.rstrip('0').ljust(2, '0')}"  # $1.00, $0.0001
+    message = f"spend budget of ${budget} {per}: what remains does not cover this request's worst-case cost"
     if reset is None:
         return BudgetExceeded(message, tenant=tenant, retry_after=None)
     message += f"; it resets at {reset.strftime('%Y-%m-%dT%H:%M:%SZ')}"

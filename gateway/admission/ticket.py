@@ -9,6 +9,7 @@ ends without settling (refused, shed, failed before any upstream answered) is re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,8 +21,8 @@ from ..dialects import Usage
 from ..errors import GatewayError, Shed
 from ..metrics import Metrics
 from ..spend import PriceTable, micros_to_usd
-from .budget import Budget, Reservation
-from .limiter import Limiter, TenantLimits
+from .budget import Budget, MemoryBudget, Reservation
+from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
 from .queue import StreamQueue
 
 
@@ -43,6 +44,9 @@ class Ticket:
     prices: PriceTable | None = None  # the prices the request started with
     #: set when the ticket is given back: micro-dollars charged (None: unpriced or nothing used)
     cost_micros: int | None = None
+    #: the summed cost of several attempts that streamed (a mid-stream resume), each priced
+    #: at its own model; when set it is the request's cost
+    split_cost_micros: int | None = None
 
     def settle(self, usage: Usage) -> None:
         """Charge `usage` when the ticket is given back (an upstream answered)."""
@@ -66,6 +70,9 @@ class Gate:
                  prices: Callable[[], PriceTable] = lambda: PriceTable({})):
         self.limiter = limiter
         self.queue = queue
+        #: every backend in this process's memory (settling never waits on I/O)
+        self._local = isinstance(limiter, MemoryLimiter) and (
+            budget is None or isinstance(budget, MemoryBudget))
         self.budget = budget
         self._metrics = metrics
         self._default_max_tokens = default_max_tokens
@@ -117,14 +124,26 @@ class Gate:
                 yield ticket
         finally:
             # The cost first, with no await before it: a cancelled request still has it.
-            if ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
+            if ticket.split_cost_micros is not None:
+                ticket.cost_micros = ticket.split_cost_micros
+            elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
                 ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
             used = ticket.usage.total if ticket.usage is not None else 0
-            # A request that no upstream answered (refused, shed, failed) is refunded in full.
-            await self.limiter.settle(limits, admission.reserved_tokens, used,
-                                      refund_request=ticket.usage is None and admission.took_request)
-            if reservation is not None:
-                await self._settle_budget(tenant, reservation, ticket.cost_micros or 0)
+            settling = self._settle(tenant, limits, admission, used, ticket.usage is None,
+                                    reservation, ticket.cost_micros or 0)
+            if self._local:  # in memory: done without a pause, nothing can cancel it midway
+                await settling
+            else:  # over the network: a client that closes its connection once it has its
+                # answer cancels the handler, maybe right here; the books are settled all the same
+                await asyncio.shield(settling)
+
+    async def _settle(self, tenant: Tenant, limits: TenantLimits, admission: Admission, used: int,
+                      unanswered: bool, reservation: Reservation | None, cost_micros: int) -> None:
+        # A request that no upstream answered (refused, shed, failed) is refunded in full.
+        await self.limiter.settle(limits, admission.reserved_tokens, used,
+                                  refund_request=unanswered and admission.took_request)
+        if reservation is not None:
+            await self._settle_budget(tenant, reservation, cost_micros)
 
     async def _settle_budget(self, tenant: Tenant, reservation: Reservation, cost_micros: int) -> None:
         assert self.budget is not None and tenant.budget_usd is not None

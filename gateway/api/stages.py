@@ -153,14 +153,20 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
 
 def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:
     """Each attempt that answered gets its own usage and cost (at its own model) in the
-    record's `attempts`; every other attempt stays at cost 0."""
+    record's `attempts`; every other attempt stays at cost 0. After a mid-stream resume the
+    request's cost is the sum of its parts, so the line's total and its attempts agree."""
+    total: int | None = None
     for opened, usage in parts:
+        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
+        if micros is not None:
+            total = (total or 0) + micros
         if not 0 <= opened.attempt < len(record.attempts):
             continue
-        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
         record.attempts[opened.attempt] = replace(
             record.attempts[opened.attempt], usage=usage,
             cost_usd=micros_to_usd(micros) if micros is not None else 0.0)
+    if len(parts) > 1:
+        ticket.split_cost_micros = total
 
 
 def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,

@@ -271,9 +271,11 @@ def _select_entry(entries: list[Any], selector_and_key: str) -> tuple[int | None
     best: tuple[int | None, str] = (None, "")
     longest = 0
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        # upstreams and tenants by `name`; routes by the `model` they answer
+        label = entry.get("name", entry.get("model")) if isinstance(entry, dict) else None
+        if not isinstance(label, str):
             continue
-        slug = re.sub(r"[^a-z0-9]+", "_", entry["name"].lower()).strip("_") + "_"
+        slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_") + "_"
         # The longest name wins: `MOCK_ANTHROPIC_BASE_URL` is mock-anthropic's, not mock's.
         if selector_and_key.startswith(slug) and len(slug) > longest:
             best, longest = (i, selector_and_key[len(slug):]), len(slug)

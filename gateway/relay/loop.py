@@ -74,7 +74,7 @@ async def relay_lines(
                 finally:
                     alarm.writing = False
                 if forwarded is None:
-                    forwarded = time.perf_counter()
+                    forwarded = alarm.first_forward = time.perf_counter()
                 clock.forwarded(loop.time())
             else:
                 clock.bytes_arrived()
@@ -120,7 +120,7 @@ class Alarm:
     """
 
     __slots__ = ("loop", "deadline", "_task", "_cancelling", "_wake", "_at", "_handle",
-                 "_waiting", "writing", "_rang", "stopped")
+                 "_waiting", "writing", "_rang", "stopped", "first_forward")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         task = asyncio.current_task()
@@ -136,6 +136,9 @@ class Alarm:
         self.writing = False  # a write to the client is under way (set by the relay)
         self._rang = False
         self.stopped: str | None = None
+        #: perf_counter() when lines first reached the sink: the stream's first byte, kept
+        #: for a stream that fails after it (the relay then raises instead of returning it)
+        self.first_forward: float | None = None
 
     async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
         """What the relay's hot path does inline (see `relay_lines`)."""

@@ -149,6 +149,8 @@ async def stream_answer(
         else:
             current.response.close()
         current.ended()
+    if ttfb is None and alarm.first_forward is not None:  # failed after its first byte
+        ttfb = alarm.first_forward - started
     total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
     parts = tuple((part, replace(m.usage)) for part, m in metered)
     return response, RelayOutcome(total, ttfb, status, outcome, error, parts)
