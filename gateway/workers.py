@@ -32,6 +32,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def _worker(config: Config, loop: str, index: int, config_path: str | None) -> None:
     """A worker's whole life: its own logger and event loop, `serve` with SO_REUSEPORT."""
+    # A SIGHUP passed on before `serve` has its handler must not end the worker (the default).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from .logs import make_logger, route_library_logs
     from .server import run, serve
 

@@ -212,3 +212,14 @@ async def test_a_client_that_leaves_during_the_heartbeats_closes_the_upstream_at
     (log,) = await eventually(lambda: gateway.request_logs(), timeout=5)
     assert log["outcome"] == "client_disconnected"
     assert len(mock.state.requests) == 1  # no fallback tried for a client that is gone
+
+
+async def test_a_responses_stream_also_fails_over_while_the_client_gets_pings(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await _start(start_gateway, mock, "m1+delay=3")
+    status, body = await _stream(gateway, "/v1/responses", {"model": "chat", "input": "hello", "stream": True})
+    pings, rest = _pings_then_rest(body)
+    assert status == 200 and pings >= 2
+    assert b"event: response.completed" in rest
+    assert _tries(gateway) == [("a", "timeout"), ("b", "ok")]

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
+from tests._proc import eventually
 from tests.conftest import CLIENT_KEY, Mock, Spawn, chat_body
 
 pytestmark = pytest.mark.redis
@@ -86,10 +87,9 @@ async def test_an_admin_reload_reaches_every_worker(
 
     gateway = spawned(mock.url, server={"workers": 2, "admin_key_sha256": hash_key("admin-key")},
                       ratelimit={"backend": "redis", "redis_url": redis_url})
-    for _ in range(100):
-        if len(_children(gateway.proc.pid)) >= 2:
-            break
-        await asyncio.sleep(0.05)
+    # both workers serving (each has its signal handlers from then on)
+    await eventually(lambda: '"event":"started"' in gateway.stderr()
+                     and '"event":"worker_started"' in gateway.stderr(), timeout=20)
     path = tmp_path / "gateway.toml"
     text = path.read_text()
     assert "requests_per_minute" not in text

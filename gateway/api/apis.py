@@ -22,12 +22,20 @@ from aiohttp import web
 from ..body import Call, dumps, model_of, read_json, stream_of
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
-from ..errors import BadRequest
+from ..errors import BadRequest, UpstreamError
 from ..relay.sinks import PassThrough
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
-from .stages import authenticate, charge_attempts, json_answer, open_upstream, stream_to_client
+from .stages import (
+    authenticate,
+    charge_attempts,
+    early_commit,
+    end_committed,
+    json_answer,
+    open_upstream,
+    stream_to_client,
+)
 
 
 class ResponsesDialect(OpenAIDialect):
@@ -114,7 +122,13 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True,
                                        tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
-        opened = await open_upstream(request, live, record, plan, _body_for(call))
+        early = early_commit(request, live, record)  # heartbeats don't end failover here either
+        try:
+            opened = await open_upstream(request, live, record, plan, _body_for(call), early)
+        except UpstreamError as exc:
+            if early is not None and early.response is not None:  # the client has its 200
+                return await end_committed(early.response, record, api.shape, exc)
+            raise
         ticket.model = opened.target.model  # only the attempt that answered is charged
         response: web.StreamResponse
         if not record.stream:
@@ -124,7 +138,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             errors = api.errors or api.dialect.error_markers
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
-                lambda write: PassThrough(write, api.shape, ends, errors))
+                lambda write: PassThrough(write, api.shape, ends, errors), early=early)
         if not api.tokens:
             usage = Usage()
         ticket.settle(usage)
