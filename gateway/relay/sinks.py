@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import orjson
-
 from ..codecs import AnthropicToChat, StreamCodec
 from ..codecs.common import NOT_JSON
-from ..dialects import Dialect
 from ..errors import GatewayError, UpstreamError
-from ..shapes import ANTHROPIC_TYPES, OPENAI_TYPES, SIMPLE_SHAPE, ErrorShape
+from ..shapes import ANTHROPIC_TYPES, OPENAI_TYPES, ErrorShape
 from ..sse import EventParser
 
 Write = Callable[[bytes], Awaitable[None]]
@@ -87,53 +84,6 @@ class PassThrough(Sink):
     def end(self) -> None:
         if self.failed:
             raise UpstreamError("the upstream sent an error event mid-stream")
-        if not self._done:
-            raise UpstreamError(TRUNCATED)
-
-
-def simple_event(name: str, data: object) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-class SimpleEvents(Sink):
-    """Upstream events of either dialect -> `message` / `done` / `error` simple events."""
-
-    def __init__(self, write: Write, dialect: Dialect) -> None:
-        super().__init__(write, SIMPLE_SHAPE)
-        self.dialect = dialect
-        self._parser = EventParser()
-        self._done = False
-
-    async def lines(self, complete: bytes) -> None:
-        out = []
-        failure: UpstreamError | None = None
-        for event in self._parser.feed(complete):
-            if self._done:
-                break
-            if self.dialect.is_final(event.event, event.data):
-                out.append(simple_event("done", {}))
-                self._done = True
-                break
-            try:
-                data = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                failure = UpstreamError("the upstream sent an event that is not JSON")
-                break
-            if not isinstance(data, dict):
-                continue
-            message = self.dialect.stream_error(event.event, data)
-            if message is not None:
-                failure = UpstreamError(f"upstream error: {message}")
-                break
-            text = self.dialect.text_delta(event.event, data)
-            if text:
-                out.append(simple_event("message", {"content": text, "done": False}))
-        if out:  # what came before a failure in the same read still reaches the client
-            await self.write(b"".join(out))
-        if failure is not None:
-            raise failure
-
-    def end(self) -> None:
         if not self._done:
             raise UpstreamError(TRUNCATED)
 
