@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from .config import Config, RouteSpec, Tenant, UpstreamSpec
 from .errors import ModelNotFound
@@ -38,23 +39,44 @@ def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+#: answers remembered per Router (one config): cleared when full, so a client sending endless
+#: model names costs a re-match now and then, never memory
+CACHED_ANSWERS = 4096
+
+
 class Router:
+    """Matching is glob work per target and pattern: its answers are kept, per (tenant, model)
+    and (model, dialect), for the life of this config (a reload builds a new Router)."""
+
     def __init__(self, config: Config) -> None:
         self._config = config
         self._routes = {route.model: route for route in config.routes}
+        self._allowed: dict[tuple[str, str], bool] = {}
+        self._plans: dict[tuple[str, str | None], Plan | None] = {}
 
     def route(self, tenant: Tenant, model: str, dialect: str | None = None) -> Plan:
         """`dialect`: only targets of that upstream dialect (an API route that has no
         translation, e.g. `/v1/responses`); None for the chat routes, which translate."""
-        if not tenant.allows(model):
+        allowed = self._allowed.get((tenant.name, model))
+        if allowed is None:
+            allowed = _remember(self._allowed, (tenant.name, model), tenant.allows(model))
+        if not allowed:
             raise ModelNotFound(f"model {model!r} is not available to this key")
+        key = (model, dialect)
+        plan = self._plans[key] if key in self._plans else _remember(
+            self._plans, key, self._dialect_plan(model, dialect))
+        if plan is None:
+            raise ModelNotFound(f"model {model!r} is not routed to any upstream")
+        return plan
+
+    def _dialect_plan(self, model: str, dialect: str | None) -> Plan | None:
         plan = self._plan(model, dialect)
         if plan is not None and dialect is not None:
             kept = tuple(t for t in plan.targets if t.upstream.dialect == dialect)
             plan = replace(plan, targets=kept) if kept else None
-        if plan is None or not plan.targets:
-            raise ModelNotFound(f"model {model!r} is not routed to any upstream")
-        return plan
+        return plan if plan is not None and plan.targets else None
 
     def _plan(self, model: str, dialect: str | None) -> Plan | None:
         for route in self._config.routes:
@@ -95,3 +117,10 @@ class Router:
                 if not _is_glob(name) and tenant.allows(name):
                     seen.setdefault(name, upstream.name)
         return sorted(seen.items())
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(cache) >= CACHED_ANSWERS:
+        cache.clear()
+    cache[key] = value
+    return value
