@@ -7,7 +7,6 @@ The handler is the only writer of its record besides the middleware that made it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -22,7 +21,7 @@ from ..record import Record
 from ..relay.early import EarlyCommit
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
-from ..relay.stream import SSE_HEADERS, StreamSettings, stream_answer
+from ..relay.stream import StreamSettings, sse_response, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
@@ -57,8 +56,8 @@ def early_commit(request: web.Request, live: Snapshot, record: Record) -> EarlyC
     heartbeat = live.config.server.heartbeat_seconds
     if not record.stream or not heartbeat:
         return None
-    headers = {**SSE_HEADERS, "x-request-id": record.request_id, **record.headers}
-    return EarlyCommit(request, headers, heartbeat, request.app[METRICS].heartbeats.inc)
+    return EarlyCommit(request, record.request_id, record.headers, heartbeat,
+                       request.app[METRICS].heartbeats.inc)
 
 
 async def open_upstream(request: web.Request, live: Snapshot, record: Record, plan: Plan,
@@ -139,11 +138,11 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
     server = live.config.server
     response, outcome = await stream_answer(
         request, opened, make_sink, meter,
-        headers={"x-request-id": record.request_id, **ticket.headers},
+        response=(early.response if early is not None and early.response is not None
+                  else sse_response(record.request_id, ticket.headers)),
         settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
         started=record.started, alarms=app[RUNTIME].alarms,
-        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume,
-        prepared=early.response if early is not None else None)
+        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume)
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
@@ -162,9 +161,9 @@ def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened
             total = (total or 0) + micros
         if not 0 <= opened.attempt < len(record.attempts):
             continue
-        record.attempts[opened.attempt] = replace(
-            record.attempts[opened.attempt], usage=usage,
-            cost_usd=micros_to_usd(micros) if micros is not None else 0.0)
+        answered = record.attempts[opened.attempt]
+        answered.usage = usage
+        answered.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
     if len(parts) > 1:
         ticket.split_cost_micros = total
 

@@ -6,6 +6,8 @@ Rules:
   did not exist); from then, one `: ping` every `interval` until `stop()`.
 - Only whole heartbeats are written, so the relay that follows starts at an event boundary.
 - `stop()` lets a write in progress finish rather than cancelling it halfway.
+- Until `at` it is one timer: the task that writes is only made for a stream that really is
+  slow (most streams' first byte comes sooner; they pay neither a task nor a loop turn).
 """
 
 from __future__ import annotations
@@ -16,17 +18,25 @@ from collections.abc import Callable
 from aiohttp import web
 
 from .loop import HEARTBEAT
+from .stream import sse_response
 
 
 class EarlyCommit:
-    def __init__(self, request: web.Request, headers: dict[str, str], interval: float,
-                 on_heartbeat: Callable[[], None]) -> None:
+    __slots__ = ("_request", "_request_id", "_quota", "_interval", "_on_heartbeat", "_stopped", "_timer",
+                 "_task", "_wake", "response", "gone")
+
+    def __init__(self, request: web.Request, request_id: str, quota: dict[str, str],
+                 interval: float, on_heartbeat: Callable[[], None]) -> None:
+        """`quota`: the admission's rate-limit headers, sent with the early headers."""
         self._request = request
-        self._headers = headers
+        self._request_id = request_id
+        self._quota = quota
         self._interval = interval
         self._on_heartbeat = on_heartbeat
-        self._stopped = asyncio.Event()
+        self._stopped = False
+        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # the heartbeat task's sleep
         #: the prepared response once the headers went out (then the answer must be a stream)
         self.response: web.StreamResponse | None = None
         #: a heartbeat's write failed: the client went away
@@ -34,33 +44,50 @@ class EarlyCommit:
 
     def start(self, at: float) -> None:
         """Send the headers and the first heartbeat at loop time `at`, unless stopped first."""
-        self._task = asyncio.get_running_loop().create_task(self._run(at))
+        self._timer = asyncio.get_running_loop().call_at(at, self._begin)
 
     async def stop(self) -> None:
         """No heartbeat after this returns; a started write is let finish."""
-        self._stopped.set()
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
         task, self._task = self._task, None
         if task is not None:
             await task
 
-    async def _run(self, at: float) -> None:
+    def _begin(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        at = loop.time()
         try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(at):
-                        await self._stopped.wait()
-                    return
-                except TimeoutError:
-                    pass
-                if self._stopped.is_set():  # stopped as the timer fired: no heartbeat
-                    return
+            while not self._stopped:
                 if self.response is None:
-                    response = web.StreamResponse(headers=self._headers)
+                    response = sse_response(self._request_id, self._quota)
                     await response.prepare(self._request)
                     self.response = response
                 await self.response.write(HEARTBEAT)
                 self._on_heartbeat()
+                if self._stopped:
+                    return
                 at = max(at + self._interval, loop.time())
+                wake = self._wake = loop.create_future()
+                timer = loop.call_at(at, _resolve, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    self._wake = None
         except OSError as exc:  # ConnectionResetError and aiohttp's subclasses of it
             self.gone = exc
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -31,6 +31,11 @@ SSE_HEADERS = {
 }
 
 
+def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
+    """The client's event-stream response: its request id and the admission's headers."""
+    return web.StreamResponse(headers={**SSE_HEADERS, "x-request-id": request_id, **quota})
+
+
 @dataclass(frozen=True, slots=True)
 class StreamSettings:
     heartbeat: float
@@ -50,16 +55,15 @@ class RelayOutcome:
 
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
-    *, headers: dict[str, str], settings: StreamSettings, started: float,
+    *, response: web.StreamResponse, settings: StreamSettings, started: float,
     alarms: set[Alarm], on_heartbeat: Callable[[], None], resume: Resume | None = None,
-    prepared: web.StreamResponse | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
-    `prepared`: the response whose headers (and heartbeats) went out while failover went on."""
+    `response`: the client's (`sse_response()`), or the one whose headers (and heartbeats)
+    went out while failover went on (already prepared)."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
-    response = prepared or web.StreamResponse(headers={**SSE_HEADERS, **headers})
     alarm = Alarm(loop, opened.deadline)
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
@@ -81,7 +85,7 @@ async def stream_answer(
     alarms.add(alarm)
     try:
         try:
-            if prepared is None:
+            if not response.prepared:
                 await alarm.bounded(response.prepare(request))
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
