@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,74 +70,27 @@ class Gate:
         self.limiter = limiter
         self.queue = queue
         #: every backend in this process's memory (settling never waits on I/O)
-        self._local = isinstance(limiter, MemoryLimiter) and (
+        self.local = isinstance(limiter, MemoryLimiter) and (
             budget is None or isinstance(budget, MemoryBudget))
         self.budget = budget
-        self._metrics = metrics
-        self._default_max_tokens = default_max_tokens
-        self._prices = prices  # the live config's prices, read once per request
+        self.metrics = metrics
+        self.default_max_tokens = default_max_tokens
+        self.prices = prices  # the live config's prices, read once per request
         self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
-    @asynccontextmanager
-    async def admit(
+    def admit(
         self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
         models: Sequence[str] = (), tokens: bool = True,
-    ) -> AsyncIterator[Ticket]:
-        """`models`: every model the request may be charged at (its targets'); by default the
-        one the body names. The worst case is reserved at the dearest of them. `tokens=False`:
-        admitted by request count only (reserves no tokens)."""
-        limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
-        prompt = estimate_prompt_tokens(raw)
-        answer = body.get("max_tokens") or body.get("max_completion_tokens")
-        answer_tokens = answer if isinstance(answer, int) and answer > 0 else self._default_max_tokens
-        named = body.get("model")
-        models = tuple(models) or ((named,) if isinstance(named, str) else ())
-        admission = await self.limiter.admit(limits, prompt + answer_tokens if tokens else 0)
-        ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
-                        model=models[0] if models else None, prices=self._prices())
-        reservation: Reservation | None = None
-        try:
-            if self.budget is not None and tenant.budget_usd is not None:
-                prices = ticket.prices or PriceTable({})
-                worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
-                try:
-                    reservation = await self.budget.reserve(
-                        tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
-                except GatewayError as exc:
-                    raise _with_quota(exc, ticket) from None
-            if slot:
-                since = time.perf_counter()
-                try:
-                    ticket.queue_wait = await self.queue.acquire(tenant.priority)
-                except GatewayError as exc:
-                    raise _with_quota(exc, ticket) from None
-                finally:  # admitted, shed or gone: every wait is observed
-                    self._metrics.queue_wait.observe(time.perf_counter() - since)
-                self.streams[tenant.name] = self.streams.get(tenant.name, 0) + 1
-                try:
-                    yield ticket
-                finally:
-                    self.queue.release()
-                    self.streams[tenant.name] -= 1
-            else:
-                yield ticket
-        finally:
-            # The cost first, with no await before it: a cancelled request still has it.
-            if ticket.split_cost_micros is not None:
-                ticket.cost_micros = ticket.split_cost_micros
-            elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
-                ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
-            used = ticket.usage.total if ticket.usage is not None else 0
-            settling = self._settle(tenant, limits, admission, used, ticket.usage is None,
-                                    reservation, ticket.cost_micros or 0)
-            if self._local:  # in memory: done without a pause, nothing can cancel it midway
-                await settling
-            else:  # over the network: a client that closes its connection once it has its
-                # answer cancels the handler, maybe right here; the books are settled all the same
-                await asyncio.shield(settling)
+    ) -> Admitted:
+        """`async with gate.admit(...) as ticket:`. `models`: every model the request may be
+        charged at (its targets'); by default the one the body names. The worst case is
+        reserved at the dearest of them. `tokens=False`: admitted by request count only
+        (reserves no tokens)."""
+        return Admitted(self, tenant, body, raw, slot, models, tokens)
 
-    async def _settle(self, tenant: Tenant, limits: TenantLimits, admission: Admission, used: int,
-                      unanswered: bool, reservation: Reservation | None, cost_micros: int) -> None:
+    async def settle_books(self, tenant: Tenant, limits: TenantLimits, admission: Admission,
+                           used: int, unanswered: bool, reservation: Reservation | None,
+                           cost_micros: int) -> None:
         # A request that no upstream answered (refused, shed, failed) is refunded in full.
         await self.limiter.settle(limits, admission.reserved_tokens, used,
                                   refund_request=unanswered and admission.took_request)
@@ -152,7 +104,86 @@ class Gate:
             remaining = await self.budget.remaining(tenant.name, tenant.budget_usd, tenant.budget_period)
         except Shed:  # the backend is down: the gauge keeps its last honest value
             return
-        self._metrics.budget_remaining.labels(self._metrics.tenant(tenant.name)).set(remaining)
+        self.metrics.budget_remaining.labels(self.metrics.tenant(tenant.name)).set(remaining)
+
+
+class Admitted:
+    """One admission, as an async context manager: entering takes from the buckets, the
+    budget and (with `slot`) the stream queue and gives the `Ticket`; leaving (or a refusal
+    on the way in) gives back the slot and settles the books. A plain object rather than an
+    `asynccontextmanager`: a stream holds it for its whole life (no generator frame)."""
+
+    __slots__ = ("_gate", "_tenant", "_slot", "_tokens", "_prompt", "_answer_tokens", "_models",
+                 "_limits", "_admission", "_ticket", "_reservation", "_holding")
+
+    def __init__(self, gate: Gate, tenant: Tenant, body: dict[str, Any], raw: bytes, slot: bool,
+                 models: Sequence[str], tokens: bool) -> None:
+        self._gate, self._tenant, self._slot, self._tokens = gate, tenant, slot, tokens
+        self._prompt = estimate_prompt_tokens(raw)
+        answer = body.get("max_tokens") or body.get("max_completion_tokens")
+        self._answer_tokens = answer if isinstance(answer, int) and answer > 0 else gate.default_max_tokens
+        named = body.get("model")
+        self._models = tuple(models) or ((named,) if isinstance(named, str) else ())
+        self._limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
+        self._admission: Admission | None = None
+        self._ticket: Ticket | None = None
+        self._reservation: Reservation | None = None
+        self._holding = False  # a stream slot is held
+
+    async def __aenter__(self) -> Ticket:
+        gate, tenant, models = self._gate, self._tenant, self._models
+        prompt, answer_tokens = self._prompt, self._answer_tokens
+        admission = self._admission = await gate.limiter.admit(
+            self._limits, prompt + answer_tokens if self._tokens else 0)
+        ticket = self._ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
+                                       model=models[0] if models else None, prices=gate.prices())
+        try:
+            if gate.budget is not None and tenant.budget_usd is not None:
+                prices = ticket.prices or PriceTable({})
+                worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
+                try:
+                    self._reservation = await gate.budget.reserve(
+                        tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
+                except GatewayError as exc:
+                    raise _with_quota(exc, ticket) from None
+            if self._slot:
+                since = time.perf_counter()
+                try:
+                    ticket.queue_wait = await gate.queue.acquire(tenant.priority)
+                except GatewayError as exc:
+                    raise _with_quota(exc, ticket) from None
+                finally:  # admitted, shed or gone: every wait is observed
+                    gate.metrics.queue_wait.observe(time.perf_counter() - since)
+                gate.streams[tenant.name] = gate.streams.get(tenant.name, 0) + 1
+                self._holding = True
+        except BaseException:
+            await self._settle()
+            raise
+        return ticket
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._holding:
+            self._holding = False
+            self._gate.queue.release()
+            self._gate.streams[self._tenant.name] -= 1
+        await self._settle()
+
+    async def _settle(self) -> None:
+        gate, ticket, admission = self._gate, self._ticket, self._admission
+        assert ticket is not None and admission is not None
+        # The cost first, with no await before it: a cancelled request still has it.
+        if ticket.split_cost_micros is not None:
+            ticket.cost_micros = ticket.split_cost_micros
+        elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
+            ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
+        used = ticket.usage.total if ticket.usage is not None else 0
+        settling = gate.settle_books(self._tenant, self._limits, admission, used, ticket.usage is None,
+                                self._reservation, ticket.cost_micros or 0)
+        if gate.local:  # in memory: done without a pause, nothing can cancel it midway
+            await settling
+        else:  # over the network: a client that closes its connection once it has its
+            # answer cancels the handler, maybe right here; the books are settled all the same
+            await asyncio.shield(settling)
 
 
 def _with_quota(exc: GatewayError, ticket: Ticket) -> GatewayError:

@@ -77,9 +77,9 @@ class Failure:
         return self.kind in ("connect", "timeout", "status")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
-    """One try, for the request's log line."""
+    """One try, for the request's log line (its usage and cost are set once known)."""
 
     upstream: str
     model: str
