@@ -4,7 +4,8 @@ The gateway (built from `demo_config`, the page on) and the paced mock upstream 
 in-process on 127.0.0.1, so the tests can watch the mock's `StreamRecord`s: answers stream
 into the page token by token, errors show, and Stop closes the upstream stream too. Markdown,
 reported usage and cost come from `fake_gateway`, a tiny server of this file that serves the
-same page and streams canned simple events. The layout tests write `docs/screenshots/*.png`.
+same page and streams canned simple events. The layout tests take screenshots; with
+`UPDATE_SCREENSHOTS=1` they rewrite the README's (`docs/screenshots/*.png`).
 Without chromium or playwright these tests skip, unless CI is set, where they fail.
 """
 
@@ -49,7 +50,9 @@ LAUNCH_MS = 30_000
 ENDED_SECONDS = 5.0  # the upstream stream ends this soon after Stop (it would run 20 s)
 PHONE = {"width": 375, "height": 740}
 DESKTOP = {"width": 1280, "height": 800}
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+#: the README's screenshots are rewritten only when asked (`UPDATE_SCREENSHOTS=1`); otherwise a
+#: run writes its own under pytest's tmp dir, and a checkout stays clean
+DOC_SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 def require_browser() -> None:
@@ -613,14 +616,16 @@ async def test_rendering_while_streaming_equals_rendering_the_whole_text_at_ever
     ("chat-light", DESKTOP, "light"), ("chat-dark", DESKTOP, "dark"), ("chat-mobile", PHONE, "light"),
 ])
 async def test_screenshots_of_a_conversation(
-    browser: Browser, fake_gateway: str, name: str, viewport: dict[str, int], scheme: str
+    browser: Browser, fake_gateway: str, name: str, viewport: dict[str, int], scheme: str,
+    tmp_path: Path,
 ) -> None:
+    folder = DOC_SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     async with fake_chat(browser, fake_gateway, viewport, scheme) as chat:
         await expect(chat.page.locator("#model-hint")).to_contain_text("2 models listed", timeout=WAIT_MS)
         for prompt in (INTRO_PROMPT, MARKDOWN_PROMPT):
             await chat.send(prompt, key=None)
             await chat.wait_status("done")
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shot = SCREENSHOTS / f"{name}.png"
+        folder.mkdir(parents=True, exist_ok=True)
+        shot = folder / f"{name}.png"
         await chat.page.screenshot(path=shot)
         assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
