@@ -37,18 +37,6 @@ def test_bytes_of_a_line_that_never_ends_do_not_reset_idle() -> None:
         c.woke(5, at_boundary=False)
 
 
-def test_lines_arrived_resets_idle_without_counting_as_a_write() -> None:
-    c = clock(heartbeat=2, idle=5)
-    c.lines_arrived(4)
-    assert c.wake() == 2  # the heartbeat is still due 2 s after the last write (t=0)
-    assert c.woke(2, at_boundary=True) is Due.HEARTBEAT
-    c.wrote(2)
-    assert c.wake() == 4
-    assert c.woke(8.9, at_boundary=False) is Due.NOTHING  # idle now ends at 9
-    with pytest.raises(UpstreamTimeout):
-        c.woke(9, at_boundary=True)
-
-
 def test_first_byte_deadline_bounds_the_silence_before_the_first_byte() -> None:
     c = clock(idle=5, first_byte=2, started=False)
     assert c.wake() == 2
@@ -113,7 +101,7 @@ def test_deadline_comes_before_a_due_heartbeat() -> None:
         c.woke(1, at_boundary=True)
 
 
-EVENTS = st.lists(st.tuples(st.sampled_from(["forwarded", "bytes", "lines", "wrote"]),
+EVENTS = st.lists(st.tuples(st.sampled_from(["forwarded", "bytes", "wrote"]),
                             st.floats(0, 5)), max_size=20)
 
 
@@ -129,8 +117,6 @@ def test_waking_before_wake_is_never_a_timeout_or_a_ping(
             c.forwarded(now)
         elif kind == "bytes":
             c.bytes_arrived()
-        elif kind == "lines":
-            c.lines_arrived(now)
         else:
             c.wrote(now)
     wake = c.wake()

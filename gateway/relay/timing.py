@@ -54,10 +54,6 @@ class RelayClock:
         self._last_write = now
         self._blocked = False
 
-    def lines_arrived(self, now: float) -> None:
-        """The upstream completed at least one line: the idle clock starts again."""
-        self._idle_deadline = now + self.idle
-
     def wake(self) -> float:
         """When the relay must look again if nothing arrives."""
         wake = min(self._idle_deadline, self.deadline)
