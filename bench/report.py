@@ -106,8 +106,9 @@ def idle_lines(r: dict[str, Any]) -> list[str]:
     per_stream_cpu: dict[str, dict[str, float]] = {}
     for name, out in idle.items():
         base = out.get("rss_base", 0)
-        who = ("aiohttp floor (no heartbeats)", "floor") if name == "floor" else (
-            name.replace("_", " "), "gateway")
+        who = {"floor": ("aiohttp floor (no heartbeats)", "floor"),
+               "nginx": ("nginx -> mock (no heartbeats)", "nginx processes'")}.get(
+            name, (name.replace("_", " "), "gateway"))
         lines.append(f"idle streams, {who[0]} (heartbeat every {HEARTBEAT_SECONDS:g} s "
                      f"when on; idle CPU: the quietest window): {who[1]} RSS at rest "
                      f"{base / 2**20:.1f} MiB")

@@ -48,13 +48,20 @@ def ttfb_vs_direct(r: dict[str, Any], c: str) -> Values:
     return {t: per[t]["ttfb_ms"]["p50"] / d if d else None for t in ("gateway", "floor") if t in per}
 
 
-def idle_kib(r: dict[str, Any], name: str) -> tuple[str, float | None]:
-    """RSS growth per idle stream of idle run `name` at its largest measured count: (count, KiB)."""
+def idle_counts(r: dict[str, Any], name: str) -> set[str]:
+    """The stream counts idle run `name` measured."""
+    return {n for n, x in r.get("idle", {}).get(name, {}).items() if n.isdigit() and "rss" in x}
+
+
+def idle_kib(r: dict[str, Any], name: str, n: str | None = None) -> tuple[str, float | None]:
+    """RSS growth per idle stream of idle run `name` at `n` streams (default: its largest
+    measured count): (count, KiB)."""
     out = r.get("idle", {}).get(name, {})
-    measured = [n for n, x in out.items() if n.isdigit() and "rss" in x]
-    if not measured:
+    measured = idle_counts(r, name)
+    if n is None and measured:
+        n = max(measured, key=int)
+    if n not in measured:
         return "", None
-    n = max(measured, key=int)
     x = out[n]
     return n, (x["rss"] - out["rss_base"]) / max(1, x["opened"]) / 1024
 
@@ -88,13 +95,10 @@ def figures(r: dict[str, Any]) -> list[tuple[str, Values, str]]:
         if c in r.get("ttfb", {}):
             count, _, how = c.partition(" ")
             rows.append((f"TTFB p50 / direct's, {count} c. {how}".rstrip(), ttfb_vs_direct(r, c), ".2f"))
-    n_off, off = idle_kib(r, "heartbeat_off")
-    n_floor, floor = idle_kib(r, "floor")
-    if off is not None or floor is not None:
-        label = f"RSS KiB/idle stream, no heartbeats, {n_off or n_floor}"
-        if n_off and n_floor and n_off != n_floor:
-            label = f"RSS KiB/idle stream, no heartbeats ({n_off} / {n_floor})"
-        rows.append((label, {"gateway": off, "floor": floor}, ".1f"))
+    runs = {"gateway": "heartbeat_off", "floor": "floor", "nginx": "nginx"}
+    for n in sorted(set.union(*(idle_counts(r, name) for name in runs.values())), key=int):
+        rows.append((f"RSS KiB/idle stream, no heartbeats, {int(n):,}",
+                     {t: idle_kib(r, name, n)[1] for t, name in runs.items()}, ".1f"))
     return rows
 
 

@@ -13,10 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.admission import measure_admission
 from bench.proc_stats import children, connections_to, cpu_seconds, rss_bytes
-from bench.procs import Floor, Gateway, start_redis
+from bench.procs import Floor, Gateway, Nginx, find_binary, start_redis
 from bench.runner import Run
 
 HEARTBEAT_SECONDS = 2.0
@@ -26,7 +27,9 @@ GROWTH_MODEL = "mock-1+words=20,tps=10"  # about 2 s per stream: the streams ove
 
 async def idle_streams(bench: Run) -> None:
     """`idle["heartbeat_on"]`, `idle["heartbeat_off"]`: the gateway; `idle["floor"]`: the
-    aiohttp floor holding the same streams (it has no heartbeats: compare with heartbeat_off)."""
+    aiohttp floor holding the same streams (it has no heartbeats: compare with heartbeat_off);
+    in a full run `idle["nginx"]`, nginx -> mock at 1,000 streams (the repo's nginx.conf
+    allows 8,192 connections per worker, and a stream holds two)."""
     # --quick: 1,000 streams on each of the three, so that the floor fits in its minute.
     counts = [1000] if bench.quick else [1000, 9_900]
     for name, heartbeat in (("heartbeat_on", HEARTBEAT_SECONDS), ("heartbeat_off", 0.0)):
@@ -35,20 +38,28 @@ async def idle_streams(bench: Run) -> None:
         try:
             # Heartbeats off, nothing ticks: measured like the floor, without /metrics scrapes.
             beats = partial(gateway.metric, "gateway_heartbeats_total") if heartbeat else None
-            await idle_on(bench, name, gateway.url, gateway.pid, counts, beats)
+            await idle_on(bench, name, gateway.url, [gateway.pid], counts, beats)
         finally:
             gateway.stop()
     floor = await Floor(bench.procs, "floor-idle", bench.mock_url).ready()
     try:
-        await idle_on(bench, "floor", floor.url, floor.pid, counts, None)
+        await idle_on(bench, "floor", floor.url, [floor.pid], counts, None)
     finally:
         floor.stop()
+    binary, mock_port = find_binary("nginx"), urlsplit(bench.mock_url).port
+    if not bench.quick and binary is not None and mock_port is not None:
+        nginx = await Nginx(bench.procs, "nginx-idle", binary, mock_port).ready()
+        try:
+            await idle_on(bench, "nginx", nginx.url, nginx.pids, [1000], None)
+        finally:
+            nginx.stop()
 
 
-async def idle_on(bench: Run, name: str, url: str, pid: int, counts: list[int],
+async def idle_on(bench: Run, name: str, url: str, pids: list[int], counts: list[int],
                   heartbeats: Callable[[], Awaitable[float]] | None) -> None:
-    """RSS and CPU of the process `pid` serving `url` with N idle open streams (the mock silent
-    after its first event); `heartbeats` reads its heartbeat counter (None: it sends none)."""
+    """RSS and CPU of the processes `pids` (summed) serving `url` with N idle open streams (the
+    mock silent after its first event); `heartbeats` reads their heartbeat counter (None: they
+    send none)."""
     # With heartbeats, windows of whole heartbeat periods; without, nothing ticks: 1 s will do.
     window = (HEARTBEAT_SECONDS if heartbeats else 1.0) * (1 if bench.quick else 2)
     settle = HEARTBEAT_SECONDS + 0.5 if heartbeats else 0.5  # every stream in its rhythm
@@ -56,34 +67,42 @@ async def idle_on(bench: Run, name: str, url: str, pid: int, counts: list[int],
     out = bench.results.setdefault("idle", {}).setdefault(name, {})
     await bench.warm_up(url)
     await asyncio.sleep(0.5)
-    out["rss_base"] = rss_bytes(pid)
+    out["rss_base"] = _rss(pids)
     for n in counts:
         after_open = settle + rounds * (window + 0.2) + 2  # the windows, then closing
         if bench.left() < n / 300 + 3 + after_open:  # opening runs at a few hundred streams/s
             out[str(n)] = {"skipped": "out of time"}
             continue
-        cpu0 = cpu_seconds(pid)
+        cpu0 = _cpu(pids)
         opened = await bench.ask("idle_open", url=url, n=n, parallel=200,
                                  timeout=min(120, bench.left() - after_open))
-        open_cpu = cpu_seconds(pid) - cpu0
+        open_cpu = _cpu(pids) - cpu0
         await asyncio.sleep(settle)
         # Two or three windows; the quietest is reported (other work on the machine only ever
         # adds CPU time).
         windows = []
         for _ in range(rounds):
             beats0 = await heartbeats() if heartbeats else 0.0
-            cpu1, t1 = cpu_seconds(pid), time.monotonic()
+            cpu1, t1 = _cpu(pids), time.monotonic()
             await asyncio.sleep(window)
             beats1 = await heartbeats() if heartbeats else 0.0
-            cpu2, t2 = cpu_seconds(pid), time.monotonic()
+            cpu2, t2 = _cpu(pids), time.monotonic()
             windows.append({"idle_cpu": cpu2 - cpu1, "window": t2 - t1, "heartbeats": beats1 - beats0})
         quietest = min(windows, key=lambda w: w["idle_cpu"] / w["window"])
-        rss = rss_bytes(pid)
+        rss = _rss(pids)
         closed = await bench.ask("idle_close")
         out[str(n)] = {**opened, "open_cpu": open_cpu, "rss": rss, **quietest, "windows": windows,
                        "pings_seen": closed["pings"]}
         await asyncio.sleep(1.0)
-        out[str(n)]["rss_after_close"] = rss_bytes(pid)
+        out[str(n)]["rss_after_close"] = _rss(pids)
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _rss(pids: list[int]) -> int:
+    return sum(rss_bytes(pid) for pid in pids)
 
 
 async def cost_growth(bench: Run) -> None:
