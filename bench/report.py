@@ -73,7 +73,7 @@ def table_rows(r: dict[str, Any]) -> list[Row]:
         rows.append((f"{n} streams at 10 tok/s: max gap ms", {
             t: stall[t]["max_gap_ms"] for t in stall}, ",.1f"))
     disc = r.get("disconnect", {})
-    for share, name in ((0.5, "p50"), (1.0, "max")):
+    for share, name in ((0.5, "p50"), (1.0, "max")) if disc else ():
         rows.append((f"disconnect->upstream close {name} ms", {
             t: d["ms"][min(len(d["ms"]) - 1, int(share * len(d["ms"])))] if d["ms"] else None
             for t, d in disc.items()}, ".2f"))

@@ -23,8 +23,8 @@ def _against_nginx(goal: str, v: dict[str, float | None], limit: float) -> Check
     g, f, n = v.get("gateway"), v.get("floor"), v.get("nginx")
     if g is None or not n:
         return goal, None, "not measured in this run"
-    floor = f" (aiohttp floor alone: {f / n:.1f}x)" if f is not None else ""
-    return goal, g / n <= limit, f"{g / n:.1f}x{floor}"
+    floor = f" (aiohttp floor alone: {f / n:.2f}x)" if f is not None else ""
+    return goal, g / n <= limit, f"{g / n:.2f}x{floor}"
 
 
 def issue_goals(r: dict[str, Any]) -> list[Check]:
