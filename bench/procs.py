@@ -1,5 +1,5 @@
-"""The processes a bench run starts (gateway, nginx, redis-server), their ready checks, and
-stopping each one by its own PID. One `free_port` for the whole bench.
+"""The processes a bench run starts (gateway, the aiohttp floor, nginx, redis-server), their
+ready checks, and stopping each one by its own PID. One `free_port` for the whole bench.
 
 Binaries are found with `shutil.which` (also in the sbin directories, where Debian puts nginx).
 """
@@ -138,6 +138,26 @@ class Gateway:
         if not found:
             raise LookupError(f"{name} not in {self.url}/metrics")
         return total
+
+
+class Floor:
+    """The aiohttp floor (`python -m bench.floor`, a bare aiohttp proxy) in front of `upstream`,
+    on the gateway's event loop choice, with the environment the gateway gets."""
+
+    def __init__(self, procs: Procs, name: str, upstream: str, *, loop: str = "auto") -> None:
+        self.procs = procs
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = procs.start(name, [sys.executable, "-m", "bench.floor", "--port", str(self.port),
+                                       "--upstream", upstream, "--loop", loop], gateway_env())
+        self.pid = self.proc.pid
+
+    async def ready(self, timeout: float = 20) -> Floor:
+        await wait_ok(self.url + "/healthz", self.proc, timeout)
+        return self
+
+    def stop(self) -> None:
+        self.procs.stop(self.proc)
 
 
 class Nginx:

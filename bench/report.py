@@ -12,11 +12,12 @@ from typing import Any
 import aiohttp
 
 from bench.procs import find_binary, nginx_version
+from bench.report_proxies import proxies_lines
 from bench.rows import proxy_cpu
 from bench.rows_fresh import HEARTBEAT_SECONDS
 from bench.targets import targets
 
-TARGETS = ("direct", "gateway", "nginx")
+TARGETS = ("direct", "gateway", "floor", "nginx")
 
 
 def machine() -> dict[str, Any]:
@@ -55,10 +56,12 @@ def table_rows(r: dict[str, Any]) -> list[Row]:
         rows.append((f"  all processes CPU s/1k chunks, {c} c.", {
             t: sum(per[t]["cpu"].values()) / per[t]["tokens"] * 1000 if per[t]["tokens"] else None
             for t in per}, ".4f"))
-        for proc in ("gateway", "client", "mock"):
+        for proc in ("gateway", "floor", "client", "mock"):  # the proxies: only where they serve
             rows.append((f"  {proc} CPU s/1k chunks, {c} c.", {
                 t: per[t]["cpu"][proc] / per[t]["tokens"] * 1000 if per[t]["tokens"] else None
-                for t in per if t != "direct" or proc != "gateway"}, ".4f"))
+                for t in per if proc in per[t]["cpu"] and (
+                    proc not in ("gateway", "floor") or t == proc or (proc, t) == ("gateway", "nginx"))
+            }, ".4f"))
         nginx = {t: proxy_cpu("nginx", per[t]) / per[t]["tokens"] * 1000
                  for t in per if t == "nginx" and per[t]["tokens"]}
         if nginx:
@@ -70,7 +73,7 @@ def table_rows(r: dict[str, Any]) -> list[Row]:
         rows.append((f"{n} streams at 10 tok/s: max gap ms", {
             t: stall[t]["max_gap_ms"] for t in stall}, ",.1f"))
     disc = r.get("disconnect", {})
-    for share, name in ((0.5, "p50"), (1.0, "max")):
+    for share, name in ((0.5, "p50"), (1.0, "max")) if disc else ():
         rows.append((f"disconnect->upstream close {name} ms", {
             t: d["ms"][min(len(d["ms"]) - 1, int(share * len(d["ms"])))] if d["ms"] else None
             for t, d in disc.items()}, ".2f"))
@@ -79,18 +82,18 @@ def table_rows(r: dict[str, Any]) -> list[Row]:
 
 def table_lines(r: dict[str, Any]) -> list[str]:
     width = 40
-    lines = [f"{'figure':<{width}}{'direct':>12}{'gateway':>12}{'nginx->gw':>12}"
-             f"{'gw/direct':>11}{'ngx/direct':>11}"]
+    lines = [f"{'figure':<{width}}{'direct':>11}{'gateway':>11}{'floor':>11}{'nginx->gw':>11}"
+             f"{'gw/direct':>10}{'fl/direct':>10}{'ngx/direct':>11}"]
     for label, values, spec in table_rows(r):
-        d, g, n = (values.get(t) for t in TARGETS)
-        ratio = [f"{x / d:.2f}x" if x is not None and d else "-" for x in (g, n)]
-        lines.append(f"{label:<{width}}{_fmt(d, spec):>12}{_fmt(g, spec):>12}{_fmt(n, spec):>12}"
-                     f"{ratio[0]:>11}{ratio[1]:>11}")
+        d, g, f, n = (values.get(t) for t in TARGETS)
+        ratio = [f"{x / d:.2f}x" if x is not None and d else "-" for x in (g, f, n)]
+        lines.append(f"{label:<{width}}{_fmt(d, spec):>11}{_fmt(g, spec):>11}{_fmt(f, spec):>11}"
+                     f"{_fmt(n, spec):>11}{ratio[0]:>10}{ratio[1]:>10}{ratio[2]:>11}")
+    names = {"gateway": "gateway", "floor": "aiohttp floor", "nginx": "nginx->gw"}
     for c, per in r.get("ttfb", {}).items():
         d = per["direct"]["ttfb_ms"]["p50"]
-        added = [per[t]["ttfb_ms"]["p50"] - d for t in ("gateway", "nginx") if t in per]
         lines.append(f"added TTFB p50, {_conc(c)}: " + ", ".join(
-            f"{t} {a:+.3f} ms" for t, a in zip(("gateway", "nginx->gw"), added, strict=False)))
+            f"{name} {per[t]['ttfb_ms']['p50'] - d:+.3f} ms" for t, name in names.items() if t in per))
     errors = {f"{k}/{c}/{t}": v["errors"] for k in ("ttfb", "chunks") for c, per in
               r.get(k, {}).items() for t, v in per.items() if v["errors"]}
     lines.append(f"errors: {errors or 'none'}")
@@ -103,8 +106,11 @@ def idle_lines(r: dict[str, Any]) -> list[str]:
     per_stream_cpu: dict[str, dict[str, float]] = {}
     for name, out in idle.items():
         base = out.get("rss_base", 0)
-        lines.append(f"idle streams, {name.replace('_', ' ')} (heartbeat every {HEARTBEAT_SECONDS:g} s "
-                     f"when on; idle CPU: the quietest window): gateway RSS at rest "
+        who = {"floor": ("aiohttp floor (no heartbeats)", "floor"),
+               "nginx": ("nginx -> mock (no heartbeats)", "nginx processes'")}.get(
+            name, (name.replace("_", " "), "gateway"))
+        lines.append(f"idle streams, {who[0]} (heartbeat every {HEARTBEAT_SECONDS:g} s "
+                     f"when on; idle CPU: the quietest window): {who[1]} RSS at rest "
                      f"{base / 2**20:.1f} MiB")
         for n, x in out.items():
             if not n.isdigit():
@@ -136,23 +142,6 @@ def idle_lines(r: dict[str, Any]) -> list[str]:
     return lines
 
 
-def proxy_lines(r: dict[str, Any]) -> list[str]:
-    out = r.get("nginx_proxy", {})
-    if "skipped" in out:
-        return [f"nginx pure proxy (nginx -> mock): skipped ({out['skipped']})"]
-    lines = []
-    for c, per in out.items():
-        ms = {t: proxy_cpu(t, per[t]) / max(1, per[t]["requests"]) * 1000 for t in per}
-        chunks = next(iter(per.values()))["tokens"] / max(1, next(iter(per.values()))["requests"])
-        errors = {t: per[t]["errors"] for t in per if per[t]["errors"]}
-        lines.append(
-            f"proxy CPU per streamed request ({chunks:.0f} chunks), {c} concurrent: gateway "
-            f"{ms['gateway']:.3f} ms, nginx -> mock (pure proxy) {ms['nginx']:.3f} ms = "
-            f"{ms['gateway'] / ms['nginx'] if ms['nginx'] else 0:.1f}x nginx; TTFB p50 gateway "
-            f"{_fmt(per['gateway']['ttfb_ms']['p50'], '.3f')} ms, nginx "
-            f"{_fmt(per['nginx']['ttfb_ms']['p50'], '.3f')} ms; errors {errors or 'none'}")
-    return lines
-
 
 def translated_lines(r: dict[str, Any]) -> list[str]:
     out = r.get("translated", {})
@@ -170,22 +159,6 @@ def translated_lines(r: dict[str, Any]) -> list[str]:
             f"(target <= 1.5x); errors {errors or 'none'}")
     return lines
 
-
-def nonstream_lines(r: dict[str, Any]) -> list[str]:
-    out = r.get("nonstream", {})
-    if "skipped" in out:
-        return [f"non-stream proxy CPU: skipped ({out['skipped']})"]
-    lines = []
-    for c, per in out.items():
-        ms = {t: proxy_cpu(t, per[t]) / max(1, per[t]["ok"]) * 1000 for t in per}
-        errors = {t: per[t]["errors"] for t in per if per[t]["errors"]}
-        lines.append(
-            f"proxy CPU per non-stream request, {c} concurrent: gateway {ms['gateway']:.3f} ms, "
-            f"nginx -> mock (pure proxy) {ms['nginx']:.3f} ms = "
-            f"{ms['gateway'] / ms['nginx'] if ms['nginx'] else 0:.1f}x nginx (target <= 1.5x); "
-            f"latency p50 gateway {_fmt(per['gateway']['total_ms']['p50'], '.3f')} ms, nginx "
-            f"{_fmt(per['nginx']['total_ms']['p50'], '.3f')} ms; errors {errors or 'none'}")
-    return lines
 
 
 PROJECTED_CORES = (8, 32)
@@ -283,7 +256,7 @@ NOTES = [
 ]
 
 SECTIONS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    table_lines, idle_lines, proxy_lines, nonstream_lines, translated_lines, workers_lines, growth_lines,
+    table_lines, idle_lines, proxies_lines, translated_lines, workers_lines, growth_lines,
     extra_lines, machine_lines, targets,
     lambda r: NOTES,
 )

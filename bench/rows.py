@@ -1,5 +1,6 @@
-"""The rows measured on every target at once (direct, gateway, nginx -> gateway): TTFB,
-chunks/s, stalls, disconnect latency; and the nginx pure-proxy row.
+"""The rows measured on every target at once (direct, gateway, the aiohttp floor, nginx ->
+gateway): TTFB, chunks/s, stalls, disconnect latency; and the pure-proxy row (gateway, floor
+and nginx each proxying straight to the mock).
 
 A row is one coroutine `async def row(bench: Run) -> None` that writes its figures into
 `bench.results[<its name>]`; `report.py` turns each name into table lines.
@@ -79,9 +80,9 @@ async def disconnects(bench: Run) -> None:
 
 
 async def nginx_proxy(bench: Run) -> None:
-    """nginx proxying straight to the mock vs the gateway: the proxy's own CPU per streamed
-    request, and per non-stream request (`nonstream`), same workload (the gateway must be in
-    `bench.urls` and `bench.pids`)."""
+    """nginx proxying straight to the mock vs the gateway and the aiohttp floor: each proxy's
+    own CPU per streamed request, and per non-stream request (`nonstream`), same workload, same
+    rounds (the gateway and the floor must be in `bench.urls` and `bench.pids`)."""
     out = bench.results.setdefault("nginx_proxy", {})
     binary = find_binary("nginx")
     if binary is None or bench.left() < 15:
@@ -91,14 +92,15 @@ async def nginx_proxy(bench: Run) -> None:
     assert mock_port is not None
     nginx = await Nginx(bench.procs, "nginx-proxy", binary, mock_port).ready()
     try:
-        urls = {"gateway": bench.urls["gateway"], "nginx": nginx.url}
-        pids = {"gateway": bench.pids["gateway"], "mock": bench.pids["mock"],
-                **{f"nginx{i}": pid for i, pid in enumerate(nginx.pids)}}
+        urls = {"gateway": bench.urls["gateway"], "floor": bench.urls["floor"], "nginx": nginx.url}
+        pids = {"gateway": bench.pids["gateway"], "floor": bench.pids["floor"],
+                "mock": bench.pids["mock"], **{f"nginx{i}": pid for i, pid in enumerate(nginx.pids)}}
         await bench.warm_up(nginx.url)
         saved, bench.pids = bench.pids, pids
+        target_of = {url: target for target, url in urls.items()}
 
         def cpu(result: dict[str, Any]) -> float:
-            return proxy_cpu("nginx" if result["url"] == nginx.url else "gateway", result)
+            return proxy_cpu(target_of[result["url"]], result)
 
         try:
             for concurrency, requests in ((50, 100),) if bench.quick else ((1, 60), (50, 300)):
@@ -119,11 +121,12 @@ async def nginx_proxy(bench: Run) -> None:
 
 
 def proxy_cpu(target: str, result: dict[str, Any]) -> float:
-    """CPU seconds the proxy spent in a measured result: the gateway's, or all nginx processes'."""
+    """CPU seconds the proxy spent in a measured result: the gateway's, the floor's, or all
+    nginx processes' (master and workers)."""
     cpu: dict[str, float] = result["cpu"]
     if target == "nginx":
         return sum(v for k, v in cpu.items() if k.startswith("nginx"))
-    return cpu["gateway"]
+    return cpu[target]
 
 
 async def translated(bench: Run) -> None:

@@ -1,6 +1,6 @@
 """The rows that each need a gateway of their own, started fresh so that RSS at rest is not
-the heap earlier rows grew: idle streams (heartbeats on and off), cost growth with
-concurrency, the stdlib asyncio loop, and admission (memory vs Redis).
+the heap earlier rows grew: idle streams (heartbeats on and off, and the aiohttp floor), cost
+growth with concurrency, the stdlib asyncio loop, and admission (memory vs Redis).
 
 Same contract as `rows.py`: `async def row(bench: Run) -> None` writes `bench.results[name]`.
 """
@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.admission import measure_admission
 from bench.proc_stats import children, connections_to, cpu_seconds, rss_bytes
-from bench.procs import Gateway, start_redis
+from bench.procs import Floor, Gateway, Nginx, find_binary, start_redis
 from bench.runner import Run
 
 HEARTBEAT_SECONDS = 2.0
@@ -23,50 +26,83 @@ GROWTH_MODEL = "mock-1+words=20,tps=10"  # about 2 s per stream: the streams ove
 
 
 async def idle_streams(bench: Run) -> None:
-    for name, heartbeat, counts in (
-            ("heartbeat_on", HEARTBEAT_SECONDS, [1000, 2000] if bench.quick else [1000, 9_900]),
-            ("heartbeat_off", 0.0, [1000] if bench.quick else [1000, 9_900])):
+    """`idle["heartbeat_on"]`, `idle["heartbeat_off"]`: the gateway; `idle["floor"]`: the
+    aiohttp floor holding the same streams (it has no heartbeats: compare with heartbeat_off);
+    in a full run `idle["nginx"]`, nginx -> mock at 1,000 streams (the repo's nginx.conf
+    allows 8,192 connections per worker, and a stream holds two)."""
+    # --quick: 1,000 streams on each of the three, so that the floor fits in its minute.
+    counts = [1000] if bench.quick else [1000, 9_900]
+    for name, heartbeat in (("heartbeat_on", HEARTBEAT_SECONDS), ("heartbeat_off", 0.0)):
         gateway = await Gateway(bench.procs, f"gateway-{name}", bench.mock_url,
                                 heartbeat=heartbeat).ready()
         try:
-            await idle_on(bench, gateway, name, counts)
+            # Heartbeats off, nothing ticks: measured like the floor, without /metrics scrapes.
+            beats = partial(gateway.metric, "gateway_heartbeats_total") if heartbeat else None
+            await idle_on(bench, name, gateway.url, [gateway.pid], counts, beats)
         finally:
             gateway.stop()
+    floor = await Floor(bench.procs, "floor-idle", bench.mock_url).ready()
+    try:
+        await idle_on(bench, "floor", floor.url, [floor.pid], counts, None)
+    finally:
+        floor.stop()
+    binary, mock_port = find_binary("nginx"), urlsplit(bench.mock_url).port
+    if not bench.quick and binary is not None and mock_port is not None:
+        nginx = await Nginx(bench.procs, "nginx-idle", binary, mock_port).ready()
+        try:
+            await idle_on(bench, "nginx", nginx.url, nginx.pids, [1000], None)
+        finally:
+            nginx.stop()
 
 
-async def idle_on(bench: Run, gateway: Gateway, name: str, counts: list[int]) -> None:
-    """Gateway RSS and CPU with N idle open streams (the mock silent after its first event)."""
-    window = HEARTBEAT_SECONDS if bench.quick else 2 * HEARTBEAT_SECONDS
+async def idle_on(bench: Run, name: str, url: str, pids: list[int], counts: list[int],
+                  heartbeats: Callable[[], Awaitable[float]] | None) -> None:
+    """RSS and CPU of the processes `pids` (summed) serving `url` with N idle open streams (the
+    mock silent after its first event); `heartbeats` reads their heartbeat counter (None: they
+    send none)."""
+    # With heartbeats, windows of whole heartbeat periods; without, nothing ticks: 1 s will do.
+    window = (HEARTBEAT_SECONDS if heartbeats else 1.0) * (1 if bench.quick else 2)
+    settle = HEARTBEAT_SECONDS + 0.5 if heartbeats else 0.5  # every stream in its rhythm
+    rounds = 2 if bench.quick else 3
     out = bench.results.setdefault("idle", {}).setdefault(name, {})
-    await bench.warm_up(gateway.url)
+    await bench.warm_up(url)
     await asyncio.sleep(0.5)
-    out["rss_base"] = rss_bytes(gateway.pid)
+    out["rss_base"] = _rss(pids)
     for n in counts:
-        if bench.left() < 6 + 3 * window + n / 300:  # opening runs at a few hundred streams/s
+        after_open = settle + rounds * (window + 0.2) + 2  # the windows, then closing
+        if bench.left() < n / 300 + 3 + after_open:  # opening runs at a few hundred streams/s
             out[str(n)] = {"skipped": "out of time"}
             continue
-        cpu0 = cpu_seconds(gateway.pid)
-        opened = await bench.ask("idle_open", url=gateway.url, n=n, parallel=200,
-                                 timeout=min(120, bench.left() - 15))
-        open_cpu = cpu_seconds(gateway.pid) - cpu0
-        await asyncio.sleep(HEARTBEAT_SECONDS + 0.5)  # let every stream reach its heartbeat rhythm
-        # Two or three windows, each a whole number of heartbeat periods; the quietest is reported
-        # (other work on the machine only ever adds CPU time).
+        cpu0 = _cpu(pids)
+        opened = await bench.ask("idle_open", url=url, n=n, parallel=200,
+                                 timeout=min(120, bench.left() - after_open))
+        open_cpu = _cpu(pids) - cpu0
+        await asyncio.sleep(settle)
+        # Two or three windows; the quietest is reported (other work on the machine only ever
+        # adds CPU time).
         windows = []
-        for _ in range(2 if bench.quick else 3):
-            beats0 = await gateway.metric("gateway_heartbeats_total")
-            cpu1, t1 = cpu_seconds(gateway.pid), time.monotonic()
+        for _ in range(rounds):
+            beats0 = await heartbeats() if heartbeats else 0.0
+            cpu1, t1 = _cpu(pids), time.monotonic()
             await asyncio.sleep(window)
-            beats1 = await gateway.metric("gateway_heartbeats_total")
-            cpu2, t2 = cpu_seconds(gateway.pid), time.monotonic()
+            beats1 = await heartbeats() if heartbeats else 0.0
+            cpu2, t2 = _cpu(pids), time.monotonic()
             windows.append({"idle_cpu": cpu2 - cpu1, "window": t2 - t1, "heartbeats": beats1 - beats0})
         quietest = min(windows, key=lambda w: w["idle_cpu"] / w["window"])
-        rss = rss_bytes(gateway.pid)
+        rss = _rss(pids)
         closed = await bench.ask("idle_close")
         out[str(n)] = {**opened, "open_cpu": open_cpu, "rss": rss, **quietest, "windows": windows,
                        "pings_seen": closed["pings"]}
         await asyncio.sleep(1.0)
-        out[str(n)]["rss_after_close"] = rss_bytes(gateway.pid)
+        out[str(n)]["rss_after_close"] = _rss(pids)
+
+
+def _cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def _rss(pids: list[int]) -> int:
+    return sum(rss_bytes(pid) for pid in pids)
 
 
 async def cost_growth(bench: Run) -> None:

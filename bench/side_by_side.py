@@ -1,14 +1,16 @@
 """Side by side, in ONE run on this machine: the same workload against the mock upstream
-directly, through the gateway, and through nginx -> gateway; every figure with its ratio
-to direct. Loopback only, bounded in time (full run < 10 min, `--quick` < 1 min).
+directly, through the gateway, through the aiohttp floor (`bench/floor.py`, a bare aiohttp
+proxy: what any gateway on aiohttp costs) and through nginx -> gateway; every figure with its
+ratio to direct. Loopback only, bounded in time (full run < 10 min, `--quick` < 1 min).
 
     python bench/side_by_side.py [--quick] [--json-out PATH]     (or python -m bench.side_by_side)
 
 Processes, so that each one's CPU and RSS are its own (read from /proc):
 - this script hosts the mock upstream in-process: the disconnect row reads the mock's
   `StreamRecord.closed_at` directly (CLOCK_MONOTONIC is one clock for every process);
-- the gateway (`python -m gateway serve`) and nginx (the repo's nginx.conf, ports
-  substituted as its header says) are subprocesses;
+- the gateway (`python -m gateway serve`), the floor (`python -m bench.floor`, on the
+  gateway's event loop) and nginx (the repo's nginx.conf, ports substituted as its header
+  says) are subprocesses;
 - the load generator is one more subprocess (`python -m bench.client`), the same client
   for every target: `gateway.bench.run`, what `llm-gateway bench` runs.
 The machine has few cores: client, mock, gateway and nginx compete for them, and other
@@ -37,12 +39,12 @@ import orjson  # noqa: E402
 
 from bench import rows, rows_fresh  # noqa: E402
 from bench.client import client_main, loop_factory  # noqa: E402
-from bench.procs import Gateway, Nginx, find_binary  # noqa: E402
+from bench.procs import Floor, Gateway, Nginx, find_binary  # noqa: E402
 from bench.report import machine, report  # noqa: E402
 from bench.runner import Run  # noqa: E402
 
 Phase = Callable[[Run], Awaitable[None]]
-#: Rows on the shared targets (direct, gateway, nginx -> gateway), in order.
+#: Rows on the shared targets (direct, gateway, floor, nginx -> gateway), in order.
 SHARED: tuple[tuple[str, Phase], ...] = (
     ("ttfb_and_throughput", rows.ttfb_and_throughput),
     ("disconnects", rows.disconnects),
@@ -96,14 +98,17 @@ async def side_by_side(quick: bool, json_out: str | None, only: frozenset[str] =
 
 
 async def shared_targets(bench: Run, only: frozenset[str] = frozenset()) -> None:
-    """Start the gateway and nginx -> gateway, run the SHARED rows on them, stop them."""
+    """Start the gateway, the floor and nginx -> gateway, run the SHARED rows on them, stop them."""
     assert bench.client is not None
     gateway = await Gateway(bench.procs, "gateway", bench.mock_url).ready()
-    bench.urls = {"direct": bench.mock_url, "gateway": gateway.url}
-    bench.pids = {"gateway": gateway.pid, "client": bench.client.pid, "mock": os.getpid()}
     nginx_bin = find_binary("nginx")
     nginx: Nginx | None = None
+    floor: Floor | None = None
     try:
+        floor = await Floor(bench.procs, "floor", bench.mock_url).ready()
+        bench.urls = {"direct": bench.mock_url, "gateway": gateway.url, "floor": floor.url}
+        bench.pids = {"gateway": gateway.pid, "floor": floor.pid, "client": bench.client.pid,
+                      "mock": os.getpid()}
         if nginx_bin is not None:
             nginx = await Nginx(bench.procs, "nginx", nginx_bin, gateway.port).ready()
             bench.results["nginx_config"] = nginx.config_kind
@@ -118,6 +123,8 @@ async def shared_targets(bench: Run, only: frozenset[str] = frozenset()) -> None
     finally:
         if nginx is not None:
             nginx.stop()
+        if floor is not None:
+            floor.stop()
         gateway.stop()
 
 
