@@ -1,0 +1,40 @@
+"""`bench/side_by_side.py --quick` as a smoke test: it runs end to end (mock, gateway, the bare
+aiohttp floor, nginx when installed, the load client) and reports every row it promises.
+No figure is checked against a threshold: speed is read from a run, never asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from bench.procs import find_binary
+from tests.conftest import REPO
+
+
+async def test_the_quick_side_by_side_run_reports_every_row(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.side_by_side", "--quick", "--json-out", str(out),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        printed, _ = await asyncio.wait_for(proc.communicate(), 240)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    text = printed.decode()
+    assert proc.returncode == 0, text[-3000:]
+    r = orjson.loads(out.read_bytes())
+    assert "failed" not in r
+    for target in ("direct", "gateway", "floor"):
+        assert r["ttfb"]["1"][target]["ok"] > 0, target
+    assert r["idle"]["heartbeat_on"]["1000"]["opened"] == 1000
+    if find_binary("nginx") is not None or os.environ.get("CI"):
+        assert "skipped" not in r["nginx_proxy"] and "skipped" not in r["nonstream"]
+    assert "targets (issue 14" in text and "machine:" in text
