@@ -85,6 +85,23 @@ async def test_client_key_is_swapped_for_the_upstream_key(gateway: Gateway, mock
     assert seen.request_id == response.headers["x-request-id"]
 
 
+async def test_a_client_key_in_any_credential_header_never_reaches_the_upstream(
+    gateway: Gateway, mock: Mock,
+) -> None:
+    # Azure-style SDKs send `api-key`, Google's `x-goog-api-key`: the gateway key may ride in any
+    for model in ("mock-1", "claude-3-haiku"):  # same dialect and translated
+        response = await gateway.client.post(
+            "/v1/chat/completions", json=chat_body(model=model), headers={
+                **auth(), "api-key": CLIENT_KEY, "x-goog-api-key": CLIENT_KEY,
+                "Ocp-Apim-Subscription-Key": CLIENT_KEY, "Proxy-Authorization": f"Basic {CLIENT_KEY}"})
+        assert response.status == 200, await response.text()
+        await response.read()
+        seen = mock.state.requests[-1]
+        assert all(CLIENT_KEY not in value for value in seen.headers.values()), seen.headers
+        assert not {"api-key", "x-goog-api-key", "ocp-apim-subscription-key",
+                    "proxy-authorization"} & {name.lower() for name in seen.headers}
+
+
 async def test_request_body_is_relayed_byte_for_byte(gateway: Gateway, mock: Mock) -> None:
     body = chat_body(temperature=0.25, user="u-1", tools=[], seed=7)
     response = await gateway.client.post("/v1/chat/completions", json=body, headers=auth())

@@ -26,9 +26,13 @@ from .mask import mask_secrets
 #: how much of a failed answer's (masked) body the log line keeps
 EXCERPT_CHARS = 200
 
+#: never sent upstream: hop-by-hop headers, what we set ourselves, and every header an SDK may
+#: carry a credential in (ours replace the two the dialects use; a client's key in another one,
+#: e.g. Azure's `api-key`, must not reach a provider)
 DROPPED_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", "content-length", "authorization", "x-api-key",
+    "api-key", "x-goog-api-key", "ocp-apim-subscription-key",
     "cookie", "accept-encoding", "content-encoding", "openai-organization", "openai-project",
     "x-request-id", "content-type",
 })
