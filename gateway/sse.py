@@ -22,9 +22,10 @@ _LF = 10
 class LineSplitter:
     """`feed(bytes) -> bytes`: everything up to the end of the last complete line in hand.
 
-    `at_boundary` is True when nothing is held and the last complete line was blank
-    (or nothing was seen yet): a point where a comment + blank line can be written
-    without splitting or ending an event early.
+    `at_boundary` is True when the last complete line handed out was blank (or nothing was
+    handed out yet): what the client has is whole events, so a comment + blank line can be
+    written without splitting or ending one early. A partial line held here does not
+    matter: the client has none of it yet, and it follows the comment once complete.
     """
 
     __slots__ = ("_partial", "_after_cr", "_last_blank", "max_line_bytes")
@@ -37,7 +38,7 @@ class LineSplitter:
 
     @property
     def at_boundary(self) -> bool:
-        return not self._partial and self._last_blank
+        return self._last_blank
 
     @property
     def held(self) -> int:

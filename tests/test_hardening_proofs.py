@@ -53,7 +53,7 @@ async def test_a_client_that_stops_reading_frees_its_slot_at_the_deadline(
         await writer.wait_closed()
 
 
-async def test_a_partial_line_drip_ends_at_the_idle_timeout_without_heartbeats(
+async def test_a_partial_line_drip_gets_heartbeats_and_ends_at_the_idle_timeout(
     start_gateway: GatewayFactory, mock: Mock,
 ) -> None:
     gateway = await start_gateway(
@@ -64,10 +64,13 @@ async def test_a_partial_line_drip_ends_at_the_idle_timeout_without_heartbeats(
     response = await gateway.client.post(
         "/v1/chat/completions", json=chat_body("mock-1+drip=0.2"), headers=auth())
     body = await asyncio.wait_for(response.read(), 10)
-    # Whatever partial bytes came, no ping was spliced into the unfinished line, and the
-    # stream ended with exactly one error event naming the silence.
-    assert b": ping" not in body
-    assert body.count(b'"error"') == 1 and b"idle_timeout_seconds" in body
+    # The unfinished line is held by the gateway (the client has none of it), so the client
+    # gets heartbeats meanwhile (a proxy with a short read timeout keeps the stream); then
+    # exactly one error event names the silence. Nothing of the partial line is sent.
+    pings, _, rest = body.rpartition(b": ping\n\n")
+    assert pings.replace(b": ping\n\n", b"") == b""  # only whole heartbeats before the error
+    assert rest.startswith(b"data: ") and rest.count(b"\n\n") == 1 and rest.endswith(b"\n\n")
+    assert rest.count(b'"error"') == 1 and b"idle_timeout_seconds" in rest
     (log,) = gateway.request_logs()
     assert log["outcome"] == "upstream_timeout"
     assert 0.9 <= log["duration_ms"] / 1000 < 5
