@@ -56,7 +56,10 @@ def build_app(
 ) -> web.Application:
     """`config_path`: the file `config` came from, which a reload re-reads."""
     app = web.Application(
-        client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware])
+        client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware],
+        # Request bodies are decoded by `body.decode_body` (bounded, every ending checked):
+        # this reaches every runner's connection handler (`serve`'s, the tests').
+        handler_args={"auto_decompress": False})
     app[CONFIG] = config
     app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()

@@ -4,13 +4,18 @@ Rules:
 - The body's bytes are what goes upstream on a pass-through route, so the JSON must mean ONE
   thing: a duplicate key anywhere (`{"model": "cheap", "model": "dear"}`, read differently
   by different parsers) is a 400, as is JSON nested past what the parser allows.
-- A body that fails to decode under its `Content-Encoding` is a 400, never a 500.
-- Over `max_body_bytes` aiohttp raises 413 (`HTTPRequestEntityTooLarge`) itself.
+- A body that fails to decode under its `Content-Encoding` is a 400, never a 500: the gateway
+  decodes it itself (the app turns aiohttp's decoding off), so a gzip body cut short, even
+  only in its trailer, or followed by anything but another gzip member, is refused (aiohttp
+  checks the end of a deflate stream, not of a gzip one).
+- Over `max_body_bytes` as sent, aiohttp raises 413 (`HTTPRequestEntityTooLarge`) itself; over
+  it once decoded, `decode_body` does (a small compressed body can inflate a thousandfold).
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +24,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
 from aiohttp.web_protocol import RequestPayloadError
 
-from .errors import BadRequest
+from .errors import BadRequest, BodyTooLarge
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +89,50 @@ def dumps(value: Any) -> bytes:
         raise BadRequest(f"body JSON cannot be sent on: {str(exc)[:120]}") from None
 
 
+#: what `decode_body` decodes: gzip, and deflate as zlib data or raw (clients send both)
+ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+
+
+def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
+    """The body's bytes under its `Content-Encoding` (one of ENCODINGS), at most `limit` bytes
+    once decoded (else 413); a stream that is cut short or malformed is a 400."""
+    if encoding in ("", "identity") or not data:
+        return data
+    out: list[bytes] = []
+    size = 0
+    rest = data
+    while rest:
+        if encoding == "gzip":
+            wbits = 16 + zlib.MAX_WBITS
+        else:  # zlib data (RFC 1950, the standard's) starts with a CM of 8; else raw deflate
+            wbits = zlib.MAX_WBITS if rest[0] & 0x0F == 8 else -zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(rest, limit - size + 1)
+        except zlib.error:
+            raise BadRequest(f"the request body is not valid {encoding} data") from None
+        size += len(part)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over the limit of {limit} bytes once decoded")
+        if not inflater.eof:
+            raise BadRequest(f"the request body's {encoding} data is cut short")
+        out.append(part)
+        rest = inflater.unused_data
+        if encoding == "gzip" and not rest.strip(b"\0"):
+            break  # zero padding after the last member (as gzip.decompress allows)
+        if encoding != "gzip" and rest:  # only gzip may hold several members
+            raise BadRequest(f"the request body has bytes after its {encoding} data")
+    return b"".join(out)
+
+
 async def read_json(request: web.Request) -> tuple[bytes, dict[str, Any]]:
     try:
         raw = await request.read()
     except (RequestPayloadError, BadHttpMessage) as exc:
         raise BadRequest(f"the request body could not be read ({type(exc).__name__})") from None
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding:
+        raw = decode_body(raw, encoding, request.client_max_size)
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")

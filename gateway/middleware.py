@@ -14,10 +14,10 @@ import traceback
 from datetime import UTC, datetime
 
 from aiohttp import web
-from aiohttp.compression_utils import HAS_BROTLI
 from aiohttp.typedefs import Handler
 
 from .admission.limiter import anthropic_headers
+from .body import ENCODINGS
 from .errors import (
     BadRequest,
     BodyTooLarge,
@@ -167,16 +167,13 @@ async def anthropic_ratelimit_headers(request: web.Request, response: web.Stream
         response.headers.update(anthropic_headers(response.headers, datetime.now(UTC)))
 
 
-#: what aiohttp decodes (`br` only with a brotli library installed); anything else is refused
-#: rather than read as identity
-_ENCODINGS = frozenset({"", "identity", "gzip", "deflate", *(("br",) if HAS_BROTLI else ())})
 
 
 def _check_body_head(request: web.Request) -> None:
     """Before any byte of the body is read: a declared length over the limit is a 413 at once
     (not a wait for bytes that will be refused), an unknown `Content-Encoding` a 400."""
     encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in _ENCODINGS:
+    if encoding not in ENCODINGS:  # anything else is refused rather than read as identity
         raise BadRequest(f"unsupported Content-Encoding {encoding[:32]!r} (use gzip, deflate or none)")
     length = request.content_length
     limit = request.app[CONFIG].server.max_body_bytes  # read at start, as aiohttp's own cap

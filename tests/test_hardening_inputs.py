@@ -4,13 +4,14 @@ is never relayed as a success."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import zlib
 
 import aiohttp
 import orjson
 import pytest
 
-from tests.conftest import CLIENT_KEY, Gateway, Mock, Spawn, auth, chat_body
+from tests.conftest import CLIENT_KEY, Gateway, GatewayFactory, Mock, Spawn, auth, chat_body
 
 
 def _nested(depth: int) -> bytes:
@@ -50,7 +51,57 @@ async def test_a_body_that_fails_to_decode_is_a_400_in_the_routes_shape(mock: Mo
                 assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
             else:
                 assert body["error"]["type"] == "invalid_request_error"
-            assert "could not be parsed" in str(body)
+            assert "deflate data" in str(body)  # cut short, or not valid
+    assert not mock.state.requests
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+BODY = orjson.dumps(chat_body(stream=False))
+
+
+@pytest.mark.parametrize(("name", "data", "encoding", "status", "says"), [
+    ("gzip", _gzip(BODY), "gzip", 200, None),
+    ("two gzip members", _gzip(BODY[:20]) + _gzip(BODY[20:]), "gzip", 200, None),
+    ("gzip, zero padding", _gzip(BODY) + b"\0" * 8, "gzip", 200, None),
+    ("zlib deflate", zlib.compress(BODY), "deflate", 200, None),
+    ("raw deflate", zlib.compress(BODY, wbits=-15), "deflate", 200, None),
+    ("GZIP, any case", _gzip(BODY), "GZip", 200, None),
+    ("gzip trailer cut by 1 byte", _gzip(BODY)[:-1], "gzip", 400, "cut short"),
+    ("gzip trailer cut by 4 bytes", _gzip(BODY)[:-4], "gzip", 400, "cut short"),
+    ("gzip trailer cut by 8 bytes", _gzip(BODY)[:-8], "gzip", 400, "cut short"),
+    ("gzip, garbage after", _gzip(BODY) + b"garbage", "gzip", 400, "not valid gzip"),
+    ("gzip, wrong checksum", _gzip(BODY)[:-8] + b"\0" * 8, "gzip", 400, "not valid gzip"),
+    ("deflate, bytes after", zlib.compress(BODY) + b"x", "deflate", 400, "bytes after"),
+    ("deflate cut short", zlib.compress(BODY)[:-3], "deflate", 400, "cut short"),
+    ("not gzip at all", BODY, "gzip", 400, "not valid gzip"),
+])
+async def test_a_compressed_body_is_decoded_whole_or_refused(
+    gateway: Gateway, mock: Mock, name: str, data: bytes, encoding: str, status: int, says: str | None,
+) -> None:
+    response = await gateway.client.post("/v1/chat/completions", data=data, headers={
+        **auth(), "Content-Type": "application/json", "Content-Encoding": encoding})
+    answer = await response.json()
+    assert response.status == status, (name, answer)
+    if says is None:
+        assert mock.state.requests[-1].body == orjson.loads(BODY)  # the decoded body went upstream
+    else:
+        assert says in answer["error"]["message"] and answer["error"]["type"] == "invalid_request_error"
+        assert not mock.state.requests
+
+
+async def test_a_body_over_the_limit_once_decoded_is_a_413(start_gateway: GatewayFactory, mock: Mock) -> None:
+    gateway = await start_gateway(server={"max_body_bytes": 4096})
+    bomb = _gzip(b'{"model": "mock-1", "messages": [], "pad": "' + b" " * 1_000_000 + b'"}')
+    assert len(bomb) < 4096
+    response = await gateway.client.post("/v1/messages", data=bomb, headers={
+        **auth(), "Content-Type": "application/json", "Content-Encoding": "gzip",
+        "anthropic-version": "2023-06-01"})
+    assert response.status == 413
+    answer = await response.json()
+    assert answer["type"] == "error" and "once decoded" in answer["error"]["message"]
     assert not mock.state.requests
 
 
