@@ -27,6 +27,7 @@ from .errors import (
     Shed,
     UpstreamHTTPError,
 )
+from .header_names import COST_USD, REQUEST_ID, RETRY_AFTER
 from .record import Record, tell
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
@@ -57,7 +58,7 @@ REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 def error_response(exc: GatewayError, shape: ErrorShape) -> web.Response:
     headers = dict(exc.headers)
     if isinstance(exc, RateLimited | Shed):
-        headers.setdefault("Retry-After", str(max(1, round(exc.retry_after + 0.499))))
+        headers.setdefault(RETRY_AFTER, str(max(1, round(exc.retry_after + 0.499))))
     if isinstance(exc, UpstreamHTTPError):
         return web.Response(
             status=exc.status, body=exc.body, headers=headers,
@@ -114,10 +115,10 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (tracer := app.get(TRACER)) is not None:  # OpenTelemetry, when configured
             tracer.trace(record, request.headers, app[LIVE].current.config)
     if not response.prepared:
-        response.headers["x-request-id"] = request_id
+        response.headers[REQUEST_ID] = request_id
         response.headers.update(record.headers)
         if record.ticket is not None and record.ticket.cost_micros is not None:
-            response.headers["x-gateway-cost-usd"] = f"{record.ticket.cost_usd:.6f}"
+            response.headers[COST_USD] = f"{record.ticket.cost_usd:.6f}"
     return response
 
 
@@ -130,12 +131,12 @@ async def _operational(request: web.Request, handler: Handler, request_id: str) 
         if exc.status >= 400 and request.path.startswith(("/v1/", "/api/")):
             # An unknown API path or method (an SDK call we don't serve): say so in its shape.
             response = error_response(_refused(exc), shape_for(request.path))
-            response.headers["x-request-id"] = request_id
+            response.headers[REQUEST_ID] = request_id
             return response
-        exc.headers["x-request-id"] = request_id
+        exc.headers[REQUEST_ID] = request_id
         raise
     if not response.prepared:
-        response.headers["x-request-id"] = request_id
+        response.headers[REQUEST_ID] = request_id
     return response
 
 
@@ -148,12 +149,12 @@ async def _audited(request: web.Request, handler: Handler, request_id: str) -> w
         status = response.status
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers["x-request-id"] = request_id
+        exc.headers[REQUEST_ID] = request_id
         raise
     finally:
         request.app[LOGGER].info("admin", request_id=request_id, method=request.method,
                                  path=request.path[:128], status=status, remote=request.remote)
-    response.headers["x-request-id"] = request_id
+    response.headers[REQUEST_ID] = request_id
     return response
 
 

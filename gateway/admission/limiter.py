@@ -19,6 +19,7 @@ from typing import Protocol
 
 from gateway.admission.bucket import TokenBucket, seconds_until
 from gateway.errors import RateLimited
+from gateway.header_names import ANTHROPIC_RATELIMIT, RATELIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +68,17 @@ def anthropic_headers(openai: Mapping[str, str], now: datetime) -> dict[str, str
     """Anthropic's `anthropic-ratelimit-*` headers from the same quota's `x-ratelimit-*` ones:
     limit and remaining as they are, reset as the RFC 3339 UTC time the bucket is full again."""
     out: dict[str, str] = {}
-    for kind in ("requests", "tokens"):
-        limit = openai.get(f"x-ratelimit-limit-{kind}")
-        remaining = openai.get(f"x-ratelimit-remaining-{kind}")
-        reset = parse_reset(openai.get(f"x-ratelimit-reset-{kind}", ""))
+    for kind, (limit_name, remaining_name, reset_name) in RATELIMIT.items():
+        limit = openai.get(limit_name)
+        remaining = openai.get(remaining_name)
+        reset = parse_reset(openai.get(reset_name, ""))
         if limit is None or remaining is None or reset is None:
             continue
         at = (now + timedelta(seconds=reset)).astimezone(UTC)
-        out[f"anthropic-ratelimit-{kind}-limit"] = limit
-        out[f"anthropic-ratelimit-{kind}-remaining"] = remaining
-        out[f"anthropic-ratelimit-{kind}-reset"] = at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        to_limit, to_remaining, to_reset = ANTHROPIC_RATELIMIT[kind]
+        out[to_limit] = limit
+        out[to_remaining] = remaining
+        out[to_reset] = at.isoformat(timespec="seconds").replace("+00:00", "Z")
     return out
 
 
@@ -109,13 +111,14 @@ class Quota:
         return cls.from_levels(tenant, tenant.requests_per_minute, tenant.tokens_per_minute)
 
     def headers(self) -> dict[str, str]:
+        requests, tokens = RATELIMIT["requests"], RATELIMIT["tokens"]
         return {
-            "x-ratelimit-limit-requests": str(self.limit_requests),
-            "x-ratelimit-remaining-requests": str(self.remaining_requests),
-            "x-ratelimit-reset-requests": format_reset(self.reset_requests),
-            "x-ratelimit-limit-tokens": str(self.limit_tokens),
-            "x-ratelimit-remaining-tokens": str(self.remaining_tokens),
-            "x-ratelimit-reset-tokens": format_reset(self.reset_tokens),
+            requests[0]: str(self.limit_requests),
+            requests[1]: str(self.remaining_requests),
+            requests[2]: format_reset(self.reset_requests),
+            tokens[0]: str(self.limit_tokens),
+            tokens[1]: str(self.remaining_tokens),
+            tokens[2]: format_reset(self.reset_tokens),
         }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import UpstreamSpec
+from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from .base import Dialect, Usage
 
 API_VERSION = "2023-06-01"
@@ -22,10 +23,10 @@ class AnthropicDialect(Dialect):
 
     end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
     error_markers = (b"event: error",)
-    default_headers = {"anthropic-version": API_VERSION}
+    default_headers = {ANTHROPIC_VERSION: API_VERSION}
 
     def auth_headers(self, key: str) -> dict[str, str]:
-        return {"x-api-key": key}
+        return {X_API_KEY: key}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import hdrs
+
 from .base import Dialect, Usage
 
 
@@ -15,7 +17,7 @@ class OpenAIDialect(Dialect):
     error_markers = (b'data: {"error"',)
 
     def auth_headers(self, key: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key}"}
+        return {hdrs.AUTHORIZATION: f"Bearer {key}"}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

@@ -13,10 +13,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
+from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from ..sse import LineSplitter
 from ..upstream import Opened
 from .loop import HEARTBEAT, Alarm, Stopped, relay_lines
@@ -24,16 +25,17 @@ from .resume import Guarded, NoContinuation, Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
+SSE_HEADERS: dict[str, str] = {
+    hdrs.CONTENT_TYPE: "text/event-stream",
+    hdrs.CACHE_CONTROL: "no-cache",
+    X_ACCEL_BUFFERING: "no",
 }
 
 
 def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
     """The client's event-stream response: its request id and the admission's headers."""
-    return web.StreamResponse(headers={**SSE_HEADERS, "x-request-id": request_id, **quota})
+    headers: dict[str, str] = {**SSE_HEADERS, REQUEST_ID: request_id, **quota}
+    return web.StreamResponse(headers=headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect, Usage
 from ..errors import UpstreamHTTPError
+from ..header_names import REQUEST_ID
 from ..routing import Target
 from .mask import mask_secrets
 
@@ -123,10 +125,10 @@ def upstream_headers(
     key = upstream.api_key.get_secret_value()
     if key:  # a local server (vLLM, Ollama) may take none: then no credentials are sent
         headers.update(dialect.auth_headers(key))
-    headers["Content-Type"] = "application/json"
-    headers["x-request-id"] = request_id
+    headers[hdrs.CONTENT_TYPE] = "application/json"
+    headers[REQUEST_ID] = request_id
     if stream:  # a compressed stream would sit in the inflater's window: ask for none
-        headers["Accept-Encoding"] = "identity"
+        headers[hdrs.ACCEPT_ENCODING] = "identity"
     return headers
 
 
