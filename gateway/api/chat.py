@@ -101,14 +101,16 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
             response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
             charge_attempts(record, ticket, [(opened, usage)])
         else:
-            max_line = live.config.server.max_line_bytes
+            include_usage = _include_usage(call)
             resume = None
-            if plan.resume_midstream:
+            if plan.resume_midstream:  # keeps the request's body, to ask a continuation
                 resume = resumer(request, record, plan, tried, client.name if client else "simple",
-                                 _include_usage(call), ticket.prompt_estimate)
+                                 include_usage, ticket.prompt_estimate)
+            make_sink = _sink_maker(client, shape, opened, include_usage,
+                                    live.config.server.max_line_bytes, ticket.prices)
+            del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
             response, usage = await stream_to_client(
-                request, live, record, ticket, opened, upstream,
-                _sink_maker(client, shape, opened, call, max_line, ticket.prices), resume, early)
+                request, live, record, ticket, opened, upstream, make_sink, resume, early)
         ticket.settle(usage)
         record.usage = usage
     return response
@@ -155,7 +157,7 @@ def _json_translator(client: Dialect | None, upstream: Dialect,
     return lambda body: orjson.dumps(completion_to_message(body, model))
 
 
-def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, call: Call,
+def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, include_usage: bool,
                 max_line_bytes: int, prices: PriceTable | None = None) -> Callable[[Write], Sink]:
     upstream = opened.dialect
     codec: StreamCodec
@@ -166,7 +168,7 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, call:
     elif client is upstream:
         return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
     elif client is OPENAI:
-        codec = AnthropicToChat(opened.target.model, _include_usage(call), int(time.time()),
+        codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
     else:
         codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
