@@ -29,6 +29,7 @@ from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, ga
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
+    BREAKERS,
     CONFIG,
     GATE,
     LIMITER,
@@ -126,8 +127,9 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
         # requests, and an empty jar still costs a filter per request.
         cookie_jar=aiohttp.DummyCookieJar())
     app[SESSION] = session
+    breakers = app[BREAKERS] = Breakers(time.perf_counter)
     app[UPSTREAMS] = UpstreamClient(
-        session, app[METRICS], breakers=Breakers(time.perf_counter), logger=app[LOGGER],
+        session, app[METRICS], breakers=breakers, logger=app[LOGGER],
         max_response_bytes=app[CONFIG].server.max_response_bytes)
     yield
     await session.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -48,6 +49,8 @@ class Metrics:
         self._model_names = frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys(n for n in names if _is_glob(n)))
         self._upstreams = frozenset(u.name for u in config.upstreams)
+        #: the upstreams of the config in force: `gateway_upstream_up` has a series for each
+        self._configured = self._upstreams
         # `.labels()` validates and locks on every call; a request's children come from here.
         # Bounded like the label values themselves (see the module docstring).
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
@@ -112,7 +115,7 @@ class Metrics:
         self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r,
                                 multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)
-        for upstream in self._upstreams:
+        for upstream in self._configured:
             self.upstream_up.labels(upstream).set(1)
         #: what /metrics exposes: this registry, or with workers the sum over all of them
         self.exposed: CollectorRegistry = r
@@ -125,13 +128,35 @@ class Metrics:
             PlatformCollector(registry=r)
             GCCollector(registry=r)
 
-    def follow(self, config: Config) -> None:
-        """A reloaded config's names become label values too (the old ones stay valid)."""
+    def follow(self, config: Config, up: Mapping[str, bool]) -> None:
+        """A reloaded config's names become label values too (the old ones stay valid: requests
+        in flight finish on the old config), and `gateway_upstream_up` follows its upstreams:
+        each gets its series from `up` (name -> its breaker is closed; absent: a fresh breaker,
+        1), and a removed one's series goes. With workers (multiprocess mode) a series can't be
+        removed: prometheus-client keeps every value a worker wrote in that worker's file until
+        it exits. There a removed upstream's series is set to 1, so nothing alerts on an upstream
+        that is gone; it stays, at 1, until the workers restart."""
         names = [r.model for r in config.routes] + [p for u in config.upstreams for p in u.models]
         self._tenants |= frozenset(t.name for t in config.tenants)
         self._model_names |= frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
-        self._upstreams |= frozenset(u.name for u in config.upstreams)
+        configured = frozenset(u.name for u in config.upstreams)
+        self._upstreams |= configured
+        for gone in self._configured - configured:
+            if self.multiprocess:
+                self.upstream_up.labels(gone).set(1)
+            else:
+                self.upstream_up.remove(gone)
+        self._configured = configured
+        for name in configured:
+            self.upstream_up.labels(name).set(1 if up.get(name, True) else 0)
+
+    def upstream_is_up(self, name: str, up: bool) -> None:
+        """`gateway_upstream_up` after a breaker changed state. Not for an upstream a reload
+        removed (a request still in flight on the old config may trip its breaker): its series
+        stays gone."""
+        if name in self._configured:
+            self.upstream_up.labels(name).set(1 if up else 0)
 
     def child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """`metric.labels(*values)`, looked up once per label set (the request hot path)."""

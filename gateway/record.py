@@ -40,7 +40,7 @@ class Record:
     status: int = 0
     outcome: str = "ok"
     error: str | None = None
-    ttfb: float | None = None
+    ttfb: float | None = None  # a stream's arrival to its first data line written (relay.stream)
     retries: int = 0
     queue_wait: float | None = None
     usage: Usage | None = None  # set once an upstream answered
@@ -76,6 +76,10 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         child(metrics.cost, tenant, model).inc(ticket.cost_usd or 0.0)
     elif ticket is not None and ticket.unpriced:
         child(metrics.unpriced, model).inc()
+    # Both histograms count the streams whose first data line reached the client, once each,
+    # at their end however it came (done, an error event, drain's stop, the client gone): so
+    # their counts agree. A stream that ended before any data line (an error event after
+    # heartbeats, a client gone while waiting) is in neither, like a request that never streamed.
     if record.ttfb is not None:
         child(metrics.ttfb, tenant, model, upstream).observe(record.ttfb)
         if record.stream:

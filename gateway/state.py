@@ -14,6 +14,7 @@ from .admission.limiter import Limiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
 from .auth import Authenticator
+from .breaker import Breakers
 from .config import Config
 from .metrics import Metrics
 from .record import Record
@@ -83,5 +84,6 @@ QUEUE = web.AppKey("queue", StreamQueue)
 GATE = web.AppKey("gate", Gate)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
+BREAKERS = web.AppKey("breakers", Breakers)  # the upstreams' (UPSTREAMS uses them)
 RUNTIME = web.AppKey("runtime", Runtime)
 RECORD = web.RequestKey("record", Record)  # the request's record

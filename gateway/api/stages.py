@@ -21,7 +21,7 @@ from ..record import Record
 from ..relay.early import EarlyCommit
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
-from ..relay.stream import StreamSettings, sse_response, stream_answer
+from ..relay.stream import RelayOutcome, StreamSettings, sse_response, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
@@ -142,12 +142,21 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
                   else sse_response(record.request_id, ticket.headers)),
         settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
         started=record.started, alarms=app[RUNTIME].alarms,
-        on_heartbeat=app[METRICS].heartbeats.inc, resume=resume)
+        on_heartbeat=app[METRICS].heartbeats.inc,
+        on_cancel=lambda gone: note_relayed(record, ticket, gone), resume=resume)
+    note_relayed(record, ticket, outcome)
+    return response, outcome.usage
+
+
+def note_relayed(record: Record, ticket: Ticket, outcome: RelayOutcome) -> None:
+    """How the stream ended, into the record and the ticket: the same on a return and on a
+    cancel (the client went away after its first byte: its TTFB, usage and cost still count)."""
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    ticket.settle(outcome.usage)  # after a resume: every part's usage, not the first one's
+    record.usage = outcome.usage
     charge_attempts(record, ticket, outcome.parts)
-    return response, outcome.usage
 
 
 def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:

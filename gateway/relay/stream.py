@@ -1,5 +1,6 @@
 """One stream, start to end: send the SSE headers, run the relay into a sink, end it with
-exactly one error event when it fails, and return how it went as a value.
+exactly one error event when it fails, and return how it went as a value (when the handler
+is cancelled instead, hand it to the caller's `on_cancel` before the cancel propagates).
 
 The upstream response is closed on every exit (cancel included), released only after a
 clean end, so a client that goes away closes the upstream at once. With a `Resume`, a stream
@@ -47,7 +48,9 @@ class StreamSettings:
 @dataclass(frozen=True, slots=True)
 class RelayOutcome:
     usage: Usage
-    ttfb: float | None  # seconds from the request's arrival to its first byte written
+    #: seconds from the request's arrival to its first data line written (heartbeats are not
+    #: data); None when none was, however the stream ended
+    ttfb: float | None
     status: int  # 200, or 499 when the client went away
     outcome: str  # "ok", or the failing error's outcome
     error: str | None = None
@@ -58,12 +61,17 @@ class RelayOutcome:
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, response: web.StreamResponse, settings: StreamSettings, started: float,
-    alarms: set[Alarm], on_heartbeat: Callable[[], None], resume: Resume | None = None,
+    alarms: set[Alarm], on_heartbeat: Callable[[], None],
+    on_cancel: Callable[[RelayOutcome], None], resume: Resume | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
     `response`: the client's (`sse_response()`), or the one whose headers (and heartbeats)
-    went out while failover went on (already prepared)."""
+    went out while failover went on (already prepared).
+
+    Every ending returns its outcome, except a cancel (the client went away and the server
+    cancelled the handler): the cancel must propagate, so that outcome (a 499 that still
+    has its first byte's time, usage and parts) goes to `on_cancel` just before it does."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
     alarm = Alarm(loop, opened.deadline)
@@ -84,6 +92,16 @@ async def stream_answer(
     metered = [(opened, meter)]  # each streamed attempt's own meter
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
+
+    def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
+        # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
+        first = ttfb
+        if first is None and alarm.first_forward is not None:  # failed or cut after it
+            first = alarm.first_forward - started
+        total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
+        parts = tuple((part, replace(m.usage)) for part, m in metered)
+        return RelayOutcome(total, first, status, outcome, error, parts)
+
     alarms.add(alarm)
     try:
         try:
@@ -111,6 +129,8 @@ async def stream_answer(
                             resume.count("failed")
                         raise cause or exc from None
                     cause = cause or exc
+                    if ttfb is None and alarm.first_forward is not None:  # before a continuation's
+                        ttfb = alarm.first_forward - started
                     current.response.close()
                     current.ended()
                     try:
@@ -142,8 +162,9 @@ async def stream_answer(
         error = exc.message if isinstance(exc, ClientGone) else None
         _abort(request)
     except asyncio.CancelledError:
-        if not alarm.write_cancelled():
-            raise  # the client went away: the handler is cancelled
+        if not alarm.write_cancelled():  # the client went away: the handler is cancelled
+            on_cancel(outcome_of(499, "client_disconnected", None))
+            raise
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
         _abort(request)
@@ -155,11 +176,7 @@ async def stream_answer(
         else:
             current.response.close()
         current.ended()
-    if ttfb is None and alarm.first_forward is not None:  # failed after its first byte
-        ttfb = alarm.first_forward - started
-    total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
-    parts = tuple((part, replace(m.usage)) for part, m in metered)
-    return response, RelayOutcome(total, ttfb, status, outcome, error, parts)
+    return response, outcome_of(status, outcome, error)
 
 
 def _sum(a: Usage, b: Usage) -> Usage:

@@ -217,8 +217,7 @@ class UpstreamClient:
         event = {BreakerState.OPEN: "circuit_opened", BreakerState.CLOSED: "circuit_closed",
                  BreakerState.HALF_OPEN: "circuit_half_open"}[transition.after]
         if transition.after is not BreakerState.HALF_OPEN:
-            self._metrics.upstream_up.labels(self._metrics.upstream(upstream.name)).set(
-                1 if transition.is_up else 0)
+            self._metrics.upstream_is_up(upstream.name, transition.is_up)
         if self._logger is not None:
             self._logger.warning(event, upstream=upstream.name, cause=transition.cause,
                                  cooldown_seconds=upstream.cooldown_seconds)
