@@ -117,7 +117,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     tenant = authenticate(request, live, record)
     call = await _read(request, api)
     record.model, record.stream = call.model, call.stream
-    plan = live.router.route(tenant, call.model, api.dialect.name)
+    plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True,
                                        tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
