@@ -4,13 +4,21 @@ or hide a typo, and the Responses API's own error event."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import (
+    REPO,
+    UPSTREAM_ENV,
     Gateway,
     auth,
+    raw_config,
+    write_toml,
 )
 
 # --- 1. a model routed only to the other dialect, on an API that does not translate ---------
@@ -52,3 +60,37 @@ async def test_a_model_routed_nowhere_is_still_not_routed_to_any_upstream(gatewa
         error = (await response.json())["error"]
         assert error["code"] == "model_not_found"
         assert error["message"] == "model 'nothing-like-it' is not routed to any upstream"
+
+
+# --- 2. a command-line flag's bad value names the flag ---------------------------------------
+
+def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, cwd=REPO,
+        timeout=60, env={"PATH": "/usr/bin:/bin", **UPSTREAM_ENV, **(env or {})})
+
+
+def serve_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one `config_error` line's message (the log is JSON lines)."""
+    assert result.returncode == 2
+    [line] = [orjson.loads(text) for text in (result.stdout + result.stderr).splitlines() if text.strip()]
+    assert line["event"] == "config_error"
+    message: str = line["error"]
+    return message
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--workers", "2"], "--workers (command line) -> server.workers: more than 1 worker needs"),
+    (["--port", "99999"], "--port (command line) -> server.port: must be less than or equal to 65535"),
+])
+def test_a_bad_flag_value_is_blamed_on_the_flag(tmp_path: Path, flags: list[str], expected: str) -> None:
+    path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
+    message = serve_error(run_cli(["serve", "--config", str(path), *flags]))
+    assert message.startswith(f"{path}: {expected}")
+    assert "GATEWAY_SERVER" not in message and "environment" not in message
+
+
+def test_a_bad_variable_value_is_still_blamed_on_the_variable(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
+    message = serve_error(run_cli(["serve", "--config", str(path)], {"GATEWAY_SERVER_PORT": "99999"}))
+    assert message.startswith(f"{path}: GATEWAY_SERVER_PORT (environment) -> server.port: ")
