@@ -94,3 +94,32 @@ def test_a_bad_variable_value_is_still_blamed_on_the_variable(tmp_path: Path) ->
     path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
     message = serve_error(run_cli(["serve", "--config", str(path)], {"GATEWAY_SERVER_PORT": "99999"}))
     assert message.startswith(f"{path}: GATEWAY_SERVER_PORT (environment) -> server.port: ")
+
+
+# --- 4. no unbounded waits: every seconds setting is finite ---------------------------------
+
+@pytest.mark.parametrize("key", [
+    "limits.queue_timeout_seconds", "server.heartbeat_seconds", "server.drain_seconds",
+    "server.client_body_timeout_seconds", "upstreams[0].idle_timeout_seconds",
+    "upstreams[0].first_byte_timeout_seconds", "upstreams[0].backoff_max_seconds",
+])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_a_non_finite_number_of_seconds_is_refused(tmp_path: Path, key: str, value: str) -> None:
+    raw = raw_config("http://127.0.0.1:9")
+    table, _, name = key.partition(".")
+    section = raw["upstreams"][0] if table == "upstreams[0]" else raw[table]
+    section[name] = float(value)
+    path = write_toml(tmp_path / "gw.toml", raw)
+    assert f"{name} = {value}" in path.read_text()
+    result = run_cli(["check-config", "--config", str(path)])
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"{path}: {key}: must be a finite number (got {value})"]
+
+
+def test_a_non_finite_number_from_a_variable_is_refused_too(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
+    result = run_cli(["check-config", "--config", str(path)], {"GATEWAY_LIMITS_QUEUE_TIMEOUT_SECONDS": "inf"})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"{path}: GATEWAY_LIMITS_QUEUE_TIMEOUT_SECONDS (environment) -> limits.queue_timeout_seconds: "
+        "must be a finite number (got inf)"]
