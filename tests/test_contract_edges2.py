@@ -123,3 +123,13 @@ def test_a_non_finite_number_from_a_variable_is_refused_too(tmp_path: Path) -> N
     assert result.stderr.splitlines() == [
         f"{path}: GATEWAY_LIMITS_QUEUE_TIMEOUT_SECONDS (environment) -> limits.queue_timeout_seconds: "
         "must be a finite number (got inf)"]
+
+
+# --- 5. a misspelt table is reported as what it is ------------------------------------------
+
+def test_a_misspelt_table_is_an_unknown_key_not_a_missing_one(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
+    path.write_text(path.read_text().replace("[[tenants]]", "[[tenant]]"))
+    result = run_cli(["check-config", "--config", str(path)])
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"{path}: tenant: unknown key (did you mean `tenants`?)"]

@@ -203,8 +203,10 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _describe(exc: ValidationError) -> tuple[str, str]:
-    """The first problem as (`key`, what is wrong), one line."""
-    err = exc.errors(include_url=False)[0]
+    """The first problem as (`key`, what is wrong), one line. An unknown key comes first: a
+    misspelt one (`[[tenant]]`) is also why its right spelling is "missing"."""
+    errors = exc.errors(include_url=False)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ""
     for part in err["loc"]:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
