@@ -96,6 +96,21 @@ def test_a_bad_variable_value_is_still_blamed_on_the_variable(tmp_path: Path) ->
     assert message.startswith(f"{path}: GATEWAY_SERVER_PORT (environment) -> server.port: ")
 
 
+# --- 3. what the README says of GATEWAY_* variables that override nothing -------------------
+
+def test_a_variable_with_an_unknown_key_is_fatal_and_an_unknown_section_is_a_warning(tmp_path: Path) -> None:
+    path = write_toml(tmp_path / "gw.toml", raw_config("http://127.0.0.1:9"))
+    fatal = run_cli(["check-config", "--config", str(path)], {"GATEWAY_SERVER_PROT": "9000"})
+    assert fatal.returncode == 2
+    assert fatal.stderr.splitlines() == [
+        f"{path}: GATEWAY_SERVER_PROT (environment) -> server.prot: unknown key (did you mean `port`?)"]
+    warned = run_cli(["check-config", "--config", str(path)], {"GATEWAY_SERVR_PORT": "9000"})
+    assert warned.returncode == 0
+    assert warned.stderr.splitlines() == [
+        "warning: GATEWAY_SERVR_PORT: not a config override (no such section or table): ignored "
+        "(did you mean GATEWAY_SERVER_PORT?)"]
+
+
 # --- 4. no unbounded waits: every seconds setting is finite ---------------------------------
 
 @pytest.mark.parametrize("key", [
