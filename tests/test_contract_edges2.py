@@ -4,18 +4,23 @@ or hide a typo, and the Responses API's own error event."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import openai
 import orjson
 import pytest
 
 from tests.conftest import (
+    CLIENT_KEY,
     REPO,
     UPSTREAM_ENV,
     Gateway,
+    GatewayFactory,
+    Mock,
     auth,
     raw_config,
     write_toml,
@@ -148,3 +153,95 @@ def test_a_misspelt_table_is_an_unknown_key_not_a_missing_one(tmp_path: Path) ->
     result = run_cli(["check-config", "--config", str(path)])
     assert result.returncode == 2
     assert result.stderr.splitlines() == [f"{path}: tenant: unknown key (did you mean `tenants`?)"]
+
+
+# --- 6. the Responses API's own error event --------------------------------------------------
+
+def sse_events(raw: bytes) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of each event; the name is "" when the event has no `event:` line."""
+    events = []
+    for block in raw.split(b"\n\n"):
+        lines = [line for line in block.split(b"\n") if line and not line.startswith(b":")]
+        if not lines:
+            continue
+        name = next((ln[6:].strip().decode() for ln in lines if ln.startswith(b"event:")), "")
+        data = b"".join(ln[5:].strip() for ln in lines if ln.startswith(b"data:"))
+        events.append((name, orjson.loads(data)))
+    return events
+
+
+def responses_error(events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The stream's last event, checked to be the Responses API's error event, numbered after
+    every event before it."""
+    name, data = events[-1]
+    assert name == "error"
+    assert set(data) == {"type", "code", "message", "param", "sequence_number", "error"}
+    assert data["type"] == "error" and data["param"] is None and data["message"]
+    before = [d["sequence_number"] for _, d in events[:-1]]
+    assert data["sequence_number"] == (max(before) + 1 if before else 0)
+    assert data["error"] == {"type": "server_error", "code": data["code"], "message": data["message"],
+                             "param": None}
+    return data
+
+
+def slow_upstream(mock: Mock) -> dict[str, Any]:
+    return {"upstreams": [{"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+                           "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"],
+                           "idle_timeout_seconds": 0.5, "first_byte_timeout_seconds": 1,
+                           "max_retries": 0}],
+            "server": {"heartbeat_seconds": 0.2}}
+
+
+@pytest.mark.parametrize(("model", "code"), [
+    ("mock-1+noend", "upstream_error"),  # no response.completed: truncated
+    ("mock-1+drop=3", "upstream_error"),  # the upstream connection cut mid-stream
+    ("mock-1+stall=5@3", "upstream_timeout"),  # silent past idle_timeout_seconds
+])
+async def test_a_responses_stream_that_fails_ends_with_the_responses_error_event(
+    start_gateway: GatewayFactory, mock: Mock, model: str, code: str,
+) -> None:
+    gateway = await start_gateway(**slow_upstream(mock))
+    response = await gateway.client.post(
+        "/v1/responses", json={"model": model, "input": "hi", "stream": True}, headers=auth())
+    assert response.status == 200
+    events = sse_events(await asyncio.wait_for(response.read(), 20))
+    assert [name for name, _ in events[:2]] == ["response.created", "response.in_progress"]
+    error = responses_error(events)
+    assert error["code"] == code and error["sequence_number"] > 3
+    assert sum(1 for name, _ in events if name == "error") == 1
+
+
+async def test_a_responses_stream_failing_before_its_first_event_is_numbered_zero(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    gateway = await start_gateway(**slow_upstream(mock))
+    response = await gateway.client.post(  # headers never come: the client has its 200 and pings
+        "/v1/responses", json={"model": "mock-1+hang", "input": "hi", "stream": True}, headers=auth())
+    assert response.status == 200
+    raw = await asyncio.wait_for(response.read(), 20)
+    assert raw.startswith(b": ping")
+    events = sse_events(raw)
+    assert len(events) == 1 and responses_error(events)["code"] == "upstream_timeout"
+
+
+async def test_a_responses_error_before_the_stream_keeps_the_openai_json_body(gateway: Gateway) -> None:
+    response = await gateway.client.post(
+        "/v1/responses", json={"model": "mock-1", "stream": True}, headers=auth())
+    assert response.status == 400 and response.content_type == "application/json"
+    assert set((await response.json())["error"]) == {"message", "type", "code"}
+
+
+async def test_the_openai_sdk_raises_the_gateways_error_for_a_failed_responses_stream(gateway: Gateway) -> None:
+    async with openai.AsyncOpenAI(base_url=gateway.url("/v1"), api_key=CLIENT_KEY, max_retries=0) as client:
+        stream = await client.responses.create(model="mock-1+noend", input="hi", stream=True)
+        seen: list[str] = []
+        with pytest.raises(openai.APIError, match="before the answer was complete") as created:
+            async for event in stream:
+                seen.append(event.type)
+        assert "response.output_text.delta" in seen and "response.completed" not in seen
+        assert created.value.code == "upstream_error" and created.value.type == "server_error"
+        with pytest.raises(openai.APIError, match="upstream connection lost mid-stream") as streamed:
+            async with client.responses.stream(model="mock-1+drop=2", input="hi") as events:
+                async for _ in events:
+                    pass
+        assert streamed.value.code == "upstream_error"
