@@ -17,6 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .auth import hash_key
 from .config import Config, load_config
+from .config.load import FLAGS_ENV, flag_variable
 from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
@@ -135,13 +136,18 @@ def _serve(args: argparse.Namespace) -> int:
     logger = make_logger()
     route_library_logs()
     path = args.config or os.environ.get("GATEWAY_CONFIG")
-    env = dict(os.environ)
-    for flag, name in (("host", "HOST"), ("port", "PORT"), ("workers", "WORKERS")):
+    flags = []
+    for flag in ("host", "port", "workers"):
         value = getattr(args, flag)
-        if value is not None:  # a flag wins over the file and the env, as an override does
-            env[f"GATEWAY_SERVER_{name}"] = str(value) if flag != "host" else f'"{value}"'
-            # ... and over a reload's too (it reads the process's env), and the workers'
-            os.environ[f"GATEWAY_SERVER_{name}"] = env[f"GATEWAY_SERVER_{name}"]
+        if value is not None:  # a flag wins over the file and the env, as an override does,
+            # and over a reload's too (it reads the process's env), and the workers'
+            os.environ[flag_variable(f"--{flag}")] = str(value) if flag != "host" else f'"{value}"'
+            flags.append(f"--{flag}")
+    if flags:  # a problem with these values names the flag
+        os.environ[FLAGS_ENV] = ",".join(flags)
+    else:
+        os.environ.pop(FLAGS_ENV, None)
+    env = dict(os.environ)
     try:
         if args.demo:
             runner_factory: Callable[[], Coroutine[Any, Any, None]] = lambda: serve_demo(  # noqa: E731

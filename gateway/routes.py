@@ -11,7 +11,7 @@ from aiohttp import web
 from .api.apis import completions, count_tokens, embeddings, responses
 from .api.chat import chat_completions, chat_stream, messages
 from .api.models import model, models
-from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
+from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, SIMPLE_SHAPE, ErrorShape
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -39,7 +39,7 @@ ROUTES = (
     Route("GET", "/v1/models", "models", models, OPENAI_SHAPE, versioned=True),
     Route("GET", "/v1/models/{model_id}", "model", model, OPENAI_SHAPE, versioned=True),
     Route("POST", "/api/chat/stream", "chat_stream", chat_stream, SIMPLE_SHAPE),
-    Route("POST", "/v1/responses", "responses", responses, OPENAI_SHAPE),
+    Route("POST", "/v1/responses", "responses", responses, RESPONSES_SHAPE),
     Route("POST", "/v1/embeddings", "embeddings", embeddings, OPENAI_SHAPE),
     Route("POST", "/v1/completions", "completions", completions, OPENAI_SHAPE),
     Route("POST", "/v1/messages/count_tokens", "count_tokens", count_tokens, ANTHROPIC_SHAPE),

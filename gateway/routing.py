@@ -7,6 +7,8 @@ Rules:
   client's model name (an implicit one-upstream route).
 - A tenant's allow-list is checked against the name the client sent.
 - Every target serves every chat route, whatever its dialect: the chat handlers translate.
+  An API with no translation (`/v1/responses`, ...) asks for one dialect: a model routed only
+  to upstreams of the other one is refused with a message that says so.
 """
 
 from __future__ import annotations
@@ -54,11 +56,14 @@ class Router:
         self._config = config
         self._routes = {route.model: route for route in config.routes}
         self._allowed: dict[tuple[str, str], bool] = {}
-        self._plans: dict[tuple[str, str | None], Plan | None] = {}
+        #: a plan, or, when there is none, the dialects the model IS routed to (none at all:
+        #: empty), for the refusal's message
+        self._plans: dict[tuple[str, str | None], Plan | frozenset[str]] = {}
 
-    def route(self, tenant: Tenant, model: str, dialect: str | None = None) -> Plan:
+    def route(self, tenant: Tenant, model: str, dialect: str | None = None, *, api: str = "") -> Plan:
         """`dialect`: only targets of that upstream dialect (an API route that has no
-        translation, e.g. `/v1/responses`); None for the chat routes, which translate."""
+        translation, e.g. `/v1/responses`, named by `api` in a refusal); None for the chat
+        routes, which translate."""
         allowed = self._allowed.get((tenant.name, model))
         if allowed is None:
             allowed = _remember(self._allowed, (tenant.name, model), tenant.allows(model))
@@ -67,16 +72,25 @@ class Router:
         key = (model, dialect)
         plan = self._plans[key] if key in self._plans else _remember(
             self._plans, key, self._dialect_plan(model, dialect))
-        if plan is None:
+        if isinstance(plan, Plan):
+            return plan
+        if not plan:
             raise ModelNotFound(f"model {model!r} is not routed to any upstream")
-        return plan
+        raise ModelNotFound(f"model {model!r} is served only by {' and '.join(sorted(plan))}-dialect "
+                            f"upstreams; {api or 'this API'} is not translated")
 
-    def _dialect_plan(self, model: str, dialect: str | None) -> Plan | None:
+    def _dialect_plan(self, model: str, dialect: str | None) -> Plan | frozenset[str]:
         plan = self._plan(model, dialect)
         if plan is not None and dialect is not None:
             kept = tuple(t for t in plan.targets if t.upstream.dialect == dialect)
             plan = replace(plan, targets=kept) if kept else None
-        return plan if plan is not None and plan.targets else None
+        if plan is not None and plan.targets:
+            return plan
+        if dialect is None:
+            return frozenset()
+        # No target of this dialect: which dialects would have served it, had it translated?
+        every = self._plan(model, None)
+        return frozenset(t.upstream.dialect for t in every.targets) - {dialect} if every else frozenset()
 
     def _plan(self, model: str, dialect: str | None) -> Plan | None:
         for route in self._config.routes:

@@ -3,8 +3,9 @@ stream starts and as one SSE event after it.
 
 Three shapes: OpenAI `{"error": {"message", "type", "code"}}`, Anthropic
 `{"type": "error", "error": {"type", "message"}}`, and the browser's simple events
-(`event: error` `{"code", "message"}`). Each dialect's wording is ONE table from an error's
-`kind`; a new route picks a shape, a new dialect adds a table.
+(`event: error` `{"code", "message"}`). OpenAI's Responses API answers in OpenAI's shape, but
+its error EVENT is its own (`RESPONSES_SHAPE`). Each dialect's wording is ONE table from an
+error's `kind`; a new route picks a shape, a new dialect adds a table.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ ANTHROPIC_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class ErrorShape:
-    name: str  # "openai" | "anthropic" | "simple"
+    name: str  # "openai" | "anthropic" | "simple" | "responses"
 
     def body(self, exc: GatewayError) -> dict[str, Any]:
         """The JSON error object of this shape."""
@@ -54,8 +55,11 @@ class ErrorShape:
         return {"error": {"message": exc.message, "type": OPENAI_TYPES.get(exc.kind, "server_error"),
                           "code": exc.code}}
 
-    def event(self, exc: GatewayError) -> bytes:
-        """One SSE error event, for failures once a stream has started."""
+    def event(self, exc: GatewayError, sequence_number: int = 0) -> bytes:
+        """One SSE error event, for failures once a stream has started. `sequence_number`:
+        the Responses API numbers its events; the error's is one past the last one sent."""
+        if self.name == "responses":
+            return b"event: error\ndata: " + orjson.dumps(_responses_error(exc, sequence_number)) + b"\n\n"
         data = orjson.dumps(self.body(exc))
         if self.name == "openai":
             return b"data: " + data + b"\n\n"
@@ -68,6 +72,18 @@ class ErrorShape:
         return orjson.dumps(self.body(exc)), "application/json"
 
 
+def _responses_error(exc: GatewayError, sequence_number: int) -> dict[str, Any]:
+    """The Responses API's `error` stream event, with the fields its reference (and the SDK's
+    `ResponseErrorEvent`) gives at the top level, plus the same error nested under `error`:
+    that is how the live API sends it, and what makes the openai SDK raise `APIError` with
+    the message (it reads `data["error"]`) rather than hand the event on as data."""
+    error = {"type": OPENAI_TYPES.get(exc.kind, "server_error"), "code": exc.code,
+             "message": exc.message, "param": None}
+    return {"type": "error", "code": exc.code, "message": exc.message, "param": None,
+            "sequence_number": sequence_number, "error": error}
+
+
 OPENAI_SHAPE = ErrorShape("openai")
+RESPONSES_SHAPE = ErrorShape("responses")  # OpenAI's answers, the Responses API's error event
 ANTHROPIC_SHAPE = ErrorShape("anthropic")
 SIMPLE_SHAPE = ErrorShape("simple")

@@ -57,8 +57,10 @@ async def test_responses_truncated_stream_ends_with_an_error_event(gateway: Gate
     response = await gateway.client.post(
         "/v1/responses", json={"model": "mock-1+noend", "input": "hi", "stream": True}, headers=auth())
     events = [e for e in (await response.read()).split(b"\n\n") if e]
-    error = orjson.loads(events[-1].removeprefix(b"data: "))["error"]
-    assert error["type"] == "server_error" and error["message"]
+    name, data = events[-1].split(b"\n")  # the Responses API's own error event
+    assert name == b"event: error"
+    error = orjson.loads(data.removeprefix(b"data: "))
+    assert error["type"] == "error" and error["code"] == "upstream_error" and error["message"]
     (log,) = log_of(gateway, "responses")
     assert log["outcome"] == "upstream_error"
 

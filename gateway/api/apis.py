@@ -8,11 +8,14 @@ Rules:
 - Only targets of the API's dialect are used: there is no translation for these APIs.
 - Same stages as chat: auth, admission, retries and fallbacks, metrics, the log line.
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
+- A Responses stream the gateway must end with an error gets the Responses API's own error
+  event (`RESPONSES_SHAPE`), numbered after the last event the upstream sent.
 - count_tokens is admitted by request count only and charges no tokens.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,10 +25,10 @@ from aiohttp import web
 from ..body import Call, dumps, model_of, read_json, stream_of
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
-from ..errors import BadRequest, UpstreamError
-from ..relay.sinks import PassThrough
+from ..errors import BadRequest, GatewayError, UpstreamError
+from ..relay.sinks import PassThrough, Write
 from ..routing import Target
-from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, ErrorShape
+from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
 from .stages import (
     authenticate,
@@ -63,6 +66,28 @@ def _int(value: object) -> int:
 RESPONSES = ResponsesDialect()
 #: A Responses stream ends at one of these events; its error event is `event: error`.
 RESPONSE_ENDS = (b"response.completed", b"response.failed", b"response.incomplete")
+_SEQUENCE_KEY = b'"sequence_number"'
+_SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
+
+
+class ResponsesPassThrough(PassThrough):
+    """Pass-through that notes the last `sequence_number` the upstream's events carried (one
+    search from the end of each read), so the gateway's own error event comes after them."""
+
+    def __init__(self, write: Write, ends: tuple[bytes, ...], errors: tuple[bytes, ...]) -> None:
+        super().__init__(write, RESPONSES_SHAPE, ends, errors)
+        self.next_sequence_number = 0
+
+    def watch(self, complete: bytes) -> None:
+        super().watch(complete)
+        at = complete.rfind(_SEQUENCE_KEY)
+        if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
+            self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
+
+    async def error(self, exc: GatewayError) -> None:
+        if not self.failed:
+            self.failed = True
+            await self.write(self.shape.event(exc, self.next_sequence_number))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +102,7 @@ class Api:
     errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
 
 
-API_RESPONSES = Api(RESPONSES, "/responses", OPENAI_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
+API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
                     errors=(b"event: error",))
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
@@ -117,7 +142,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     tenant = authenticate(request, live, record)
     call = await _read(request, api)
     record.model, record.stream = call.model, call.stream
-    plan = live.router.route(tenant, call.model, api.dialect.name)
+    plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True,
                                        tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
@@ -138,7 +163,8 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             errors = api.errors or api.dialect.error_markers
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
-                lambda write: PassThrough(write, api.shape, ends, errors), early=early)
+                lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
+                               else PassThrough(write, api.shape, ends, errors)), early=early)
         if not api.tokens:
             usage = Usage()
         ticket.settle(usage)

@@ -50,8 +50,16 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
+#: `serve --host/--port/--workers` become `GATEWAY_SERVER_*` overrides (a reload and the workers
+#: see them too) and are listed here (`--port,--workers`): a problem then names the flag
+FLAGS_ENV = "GATEWAY_SERVE_FLAGS"
 #: GATEWAY_* variables that are not overrides (the config path, the demo's upstream key)
-_NOT_OVERRIDES = ("GATEWAY_CONFIG", "GATEWAY_DEMO_UPSTREAM_KEY", "GATEWAY_TEST_")
+_NOT_OVERRIDES = ("GATEWAY_CONFIG", "GATEWAY_DEMO_UPSTREAM_KEY", "GATEWAY_TEST_", FLAGS_ENV)
+
+
+def flag_variable(flag: str) -> str:
+    """`--port` -> `GATEWAY_SERVER_PORT`: the override a `serve` flag is turned into."""
+    return f"{ENV_PREFIX}SERVER_{flag.removeprefix('--').upper()}"
 
 
 def config_from_dict(
@@ -73,7 +81,10 @@ def config_from_dict(
         config = Config.model_validate(raw)
     except ValidationError as exc:
         key, message = _describe(exc)
-        where = f"{set_by[key]} (environment) -> " if key in set_by else ""
+        flags = {flag_variable(f): f for f in env.get(FLAGS_ENV, "").split(",") if f}
+        variable = set_by.get(key, "")
+        where = (f"{flags[variable]} (command line) -> " if variable in flags
+                 else f"{variable} (environment) -> " if variable else "")
         raise ConfigError(f"{source}: {where}{key}: {message}") from None
     return _resolve_keys(config, env, source, say)
 
@@ -192,8 +203,10 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _describe(exc: ValidationError) -> tuple[str, str]:
-    """The first problem as (`key`, what is wrong), one line."""
-    err = exc.errors(include_url=False)[0]
+    """The first problem as (`key`, what is wrong), one line. An unknown key comes first: a
+    misspelt one (`[[tenant]]`) is also why its right spelling is "missing"."""
+    errors = exc.errors(include_url=False)
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ""
     for part in err["loc"]:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
