@@ -2,7 +2,7 @@
 under tracemalloc; the mock upstream and the client that holds N idle streams are
 subprocesses (their allocations are not counted). Heartbeats on by default.
 
-    python bench/idle_memory.py [--streams 1000] [--heartbeat 2] [--no-trace]
+    python bench/idle_memory.py [--streams 1000] [--heartbeat 2] [--no-trace] [--floor]
 
 Prints the traced bytes per stream, grouped by allocating file and by line, and the RSS
 growth per stream (with `--no-trace`, RSS without tracemalloc's own overhead).
@@ -63,7 +63,8 @@ async def hold(url: str, n: int) -> None:
     await session.close()
 
 
-async def measure(streams: int, heartbeat: float, trace: bool) -> None:
+async def measure(streams: int, heartbeat: float, trace: bool, floor: bool = False) -> None:
+    from bench.floor import build_app as floor_app
     from gateway.app import build_app
     from gateway.config import config_from_dict
     from gateway.logs import make_logger
@@ -78,7 +79,11 @@ async def measure(streams: int, heartbeat: float, trace: bool) -> None:
         await wait_ok(f"http://127.0.0.1:{mock_port}/v1/models", mock)
         raw = gateway_config(port, f"http://127.0.0.1:{mock_port}", heartbeat=heartbeat)
         config = config_from_dict(raw, {UPSTREAM_KEY_ENV: UPSTREAM_KEY}, source="<idle_memory>")
-        runner = web.AppRunner(build_app(config, make_logger(sink)), access_log=None)
+        # As `serve` runs it (handler cancellation on); `--floor`: the bare aiohttp proxy
+        # (bench/floor.py) instead, to compare who holds what, line by line.
+        app = (floor_app(f"http://127.0.0.1:{mock_port}", None) if floor
+               else build_app(config, make_logger(sink)))
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         url = f"http://127.0.0.1:{port}"
@@ -139,6 +144,8 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--heartbeat", type=float, default=2.0)
     parser.add_argument("--no-trace", action="store_true")
+    parser.add_argument("--floor", action="store_true",
+                        help="hold the streams in the bare aiohttp proxy (bench/floor.py) instead")
     parser.add_argument("--hold", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import resource
@@ -152,7 +159,7 @@ def main() -> int:
             runner.run(hold(args.hold, args.streams))
         else:
             started = time.monotonic()
-            runner.run(measure(args.streams, args.heartbeat, not args.no_trace))
+            runner.run(measure(args.streams, args.heartbeat, not args.no_trace, args.floor))
             print(f"took {time.monotonic() - started:.1f} s")
     return 0
 
