@@ -161,6 +161,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         else:
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
+            del call  # a stream may last minutes: its parsed body is not held meanwhile
             response, usage = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
