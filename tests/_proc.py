@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,25 @@ async def eventually(predicate: Callable[[], T | Awaitable[T]], *, timeout: floa
         if time.monotonic() >= deadline:
             raise AssertionError(f"not true within {timeout} s: {what or predicate!r} (last: {value!r})")
         await asyncio.sleep(interval)
+
+
+async def run_module(module: str, *args: str, cwd: Path, timeout: float,
+                     merge_stderr: bool = False) -> tuple[int, bytes, bytes]:
+    """`python -m module args...` from `cwd` (on its path) to its end, bounded: (status, stdout,
+    stderr); killed, and TimeoutError raised, past `timeout`. `merge_stderr`: stderr goes to
+    stdout (and comes back empty)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(cwd)})
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out, err or b""
 
 
 def tail(path: Path, lines: int = 40) -> str:

@@ -6,15 +6,13 @@ Tiny workloads only: these check counts, ordering and error accounting, never sp
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from typing import Any
 
 import orjson
 import pytest
 
 from gateway.bench import Sample, chat_url, error_message, format_report, percentiles, summarize
+from tests._proc import run_module
 from tests.conftest import CLIENT_KEY, REPO, Gateway, Mock
 
 WORDS = 12  # the `mock` fixture's answer length: one content chunk per word
@@ -22,13 +20,9 @@ WORDS = 12  # the `mock` fixture's answer length: one content chunk per word
 
 async def bench(url: str, *args: str, key: str = CLIENT_KEY) -> tuple[int, str, str]:
     """Run the real command in a subprocess (its own event loop); (status, stdout, stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "bench", "--url", url, "--key", key, *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    status, out, err = await run_module("gateway", "bench", "--url", url, "--key", key, *args,
+                                        cwd=REPO, timeout=60)
+    return status, out.decode(), err.decode()
 
 
 async def bench_json(url: str, *args: str, key: str = CLIENT_KEY) -> tuple[int, dict[str, Any]]:

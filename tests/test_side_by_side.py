@@ -5,31 +5,22 @@ No figure is checked against a threshold: speed is read from a run, never assert
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 
 import orjson
 
 from bench.procs import find_binary
+from tests._proc import run_module
 from tests.conftest import REPO
 
 
 async def test_the_quick_side_by_side_run_reports_every_row(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.side_by_side", "--quick", "--json-out", str(out),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        printed, _ = await asyncio.wait_for(proc.communicate(), 240)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
+    status, printed, _ = await run_module("bench.side_by_side", "--quick", "--json-out", str(out),
+                                          cwd=REPO, timeout=240, merge_stderr=True)
     text = printed.decode()
-    assert proc.returncode == 0, text[-3000:]
+    assert status == 0, text[-3000:]
     r = orjson.loads(out.read_bytes())
     assert "failed" not in r
     for target in ("direct", "gateway", "floor"):

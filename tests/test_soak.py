@@ -3,9 +3,6 @@ no fd, socket or active stream behind; and its leak check itself, fed made-up co
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from collections import Counter
 from typing import Any
 
@@ -14,23 +11,14 @@ import pytest
 
 from bench.soak import FD_MARGIN, problems, summarize_outcomes
 from bench.soak_traffic import kinds, schedule
+from tests._proc import run_module
 from tests.conftest import REPO
 
 
 async def run_soak(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.soak", "--json", *args, cwd=REPO,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 150)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise
-    assert proc.returncode is not None, err.decode()
+    status, out, _ = await run_module("bench.soak", "--json", *args, cwd=REPO, timeout=150)
     report: dict[str, Any] = orjson.loads(out)
-    return proc.returncode, report
+    return status, report
 
 
 @pytest.mark.timeout(180)
