@@ -17,7 +17,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .auth import hash_key
 from .config import Config, load_config
-from .config.load import FLAGS_ENV, flag_variable
+from .config.env import FLAGS_ENV, flag_variable
 from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs

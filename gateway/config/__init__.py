@@ -1,8 +1,10 @@
-"""Configuration: the schema (`schema.py`) and how a file plus the env become one (`load.py`)."""
+"""Configuration: the schema (`schema.py`), the environment overrides (`env.py`) and how a file
+plus the env become one validated `Config` (`load.py`)."""
 
 from __future__ import annotations
 
-from .load import apply_env_overrides, config_from_dict, load_config
+from .env import apply_env_overrides
+from .load import config_from_dict, load_config
 from .schema import (
     Config,
     LimitsConfig,
