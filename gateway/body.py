@@ -164,8 +164,21 @@ async def read_chat(request: web.Request) -> Call:
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a string `role`")
     stream = stream_of(body)
-    for key in ("max_tokens", "max_completion_tokens"):
-        value = body.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise BadRequest(f"`{key}` must be a positive integer")
+    check_token_limits(body)
     return Call(raw, body, model, stream)
+
+
+#: the answer-length fields the APIs take; no model answers with more than `MAX_TOKENS`
+TOKEN_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+MAX_TOKENS = 2**31 - 1
+
+
+def check_token_limits(body: dict[str, Any]) -> None:
+    """An answer-length field, when given, is a positive integer of a sane size: a 400 here,
+    not a reservation (or a spend budget's worst case) sized by a number no model reaches."""
+    for key in TOKEN_LIMITS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKENS:
+            raise BadRequest(f"`{key}` must be a positive integer no larger than {MAX_TOKENS}")

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..body import Call, dumps, model_of, read_json, stream_of
+from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError
@@ -133,6 +133,7 @@ async def _read(request: web.Request, api: Api) -> Call:
     stream = stream_of(body)
     if stream and not api.streams:
         raise BadRequest("`stream` is not supported on this API")
+    check_token_limits(body)
     return Call(raw, body, model, stream)
 
 
