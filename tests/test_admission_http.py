@@ -219,3 +219,22 @@ async def test_redis_down_follows_fail_open(start_gateway: GatewayFactory, fail_
     if not fail_open:
         assert await gateway.metric("gateway_shed_total", reason="limiter_unavailable") == 1
     assert any(line["event"] == "ratelimit_backend_error" for line in gateway.log_lines())
+
+
+async def test_a_refused_request_shows_the_buckets_as_they_are_after_its_refund(
+    start_gateway: GatewayFactory,
+) -> None:
+    gateway = await start_gateway(
+        prices={"mock-*": {"input": 1.0, "output": 2.0}},
+        tenants=tenants(requests_per_minute=5, tokens_per_minute=100_000, budget_usd=0.01))
+    ok = await stream(gateway, stream=False, max_tokens=10)
+    refused = await stream(gateway, stream=False, max_tokens=50_000)  # worst case $0.1 > $0.01
+    again = await stream(gateway, stream=False, max_tokens=10)
+    assert (ok.status, refused.status, again.status) == (200, 429, 200)
+    # The refusal took one request and 50,000 tokens and gave them back: it says so.
+    assert ok.headers["x-ratelimit-remaining-requests"] == "4"
+    assert refused.headers["x-ratelimit-remaining-requests"] == "4"
+    assert again.headers["x-ratelimit-remaining-requests"] == "3"
+    assert int(refused.headers["x-ratelimit-remaining-tokens"]) >= int(
+        ok.headers["x-ratelimit-remaining-tokens"])
+    assert int(refused.headers["x-ratelimit-remaining-tokens"]) > 90_000

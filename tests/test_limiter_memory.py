@@ -140,3 +140,20 @@ def test_quota_headers() -> None:
         "x-ratelimit-remaining-tokens": "199000",
         "x-ratelimit-reset-tokens": "300ms",
     }
+
+
+@pytest.mark.parametrize(("requests", "tokens", "back_requests", "back_tokens"), [
+    (3.0, 400.0, 1, 100),   # plenty left
+    (-2.5, -150.0, 1, 50),  # in debt: remaining shows 0, the resets still know the levels
+    (9.5, 590.0, 1, 100),   # a refund never fills a bucket past its size
+])
+def test_a_refunded_quota_is_the_quota_of_the_refilled_levels(
+    requests: float, tokens: float, back_requests: int, back_tokens: int,
+) -> None:
+    t = TenantLimits("a", requests_per_minute=10, tokens_per_minute=600)
+    refunded = Quota.from_levels(t, requests, tokens).refunded(t, back_requests, back_tokens)
+    expected = Quota.from_levels(t, min(10, requests + back_requests), min(600, tokens + back_tokens))
+    assert (refunded.remaining_requests, refunded.remaining_tokens) == (
+        expected.remaining_requests, expected.remaining_tokens)
+    assert refunded.reset_requests == pytest.approx(expected.reset_requests)
+    assert refunded.reset_tokens == pytest.approx(expected.reset_tokens)

@@ -106,6 +106,15 @@ class Quota:
             tpm, max(0, math.floor(tokens)), max(0.0, (tpm - tokens) * 60 / tpm),
         )
 
+    def refunded(self, tenant: TenantLimits, requests: int, tokens: int) -> Quota:
+        """This quota once `requests` and `tokens` are given back (a refused request's refund):
+        the buckets' levels are read back from the resets, which stay exact in debt."""
+        rpm, tpm = self.limit_requests, self.limit_tokens
+        level_requests = rpm - self.reset_requests * rpm / 60
+        level_tokens = tpm - self.reset_tokens * tpm / 60
+        return Quota.from_levels(tenant, min(rpm, level_requests + requests),
+                                 min(tpm, level_tokens + tokens))
+
     @classmethod
     def full(cls, tenant: TenantLimits) -> Quota:
         return cls.from_levels(tenant, tenant.requests_per_minute, tenant.tokens_per_minute)

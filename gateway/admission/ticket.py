@@ -145,13 +145,13 @@ class Admitted:
                     self._reservation = await gate.budget.reserve(
                         tenant.name, tenant.budget_usd, tenant.budget_period, micros_to_usd(worst))
                 except GatewayError as exc:
-                    raise _with_quota(exc, ticket) from None
+                    raise self._refused(exc) from None
             if self._slot:
                 since = time.perf_counter()
                 try:
                     ticket.queue_wait = await gate.queue.acquire(tenant.priority)
                 except GatewayError as exc:
-                    raise _with_quota(exc, ticket) from None
+                    raise self._refused(exc) from None
                 finally:  # admitted, shed or gone: every wait is observed
                     gate.metrics.queue_wait.observe(time.perf_counter() - since)
                 gate.streams[tenant.name] = gate.streams.get(tenant.name, 0) + 1
@@ -160,6 +160,17 @@ class Admitted:
             await self._settle()
             raise
         return ticket
+
+    def _refused(self, exc: GatewayError) -> GatewayError:
+        """A refusal after the buckets' decision (budget, queue) still says where they stand,
+        as they will be once this request is refunded (on the way out of `__aenter__`)."""
+        admission = self._admission
+        assert admission is not None
+        quota = admission.quota.refunded(self._limits, 1 if admission.took_request else 0,
+                                         admission.reserved_tokens)
+        for name, value in quota.headers().items():
+            exc.headers.setdefault(name, value)
+        return exc
 
     async def __aexit__(self, *_: object) -> None:
         if self._holding:
@@ -184,11 +195,3 @@ class Admitted:
         else:  # over the network: a client that closes its connection once it has its
             # answer cancels the handler, maybe right here; the books are settled all the same
             await asyncio.shield(settling)
-
-
-def _with_quota(exc: GatewayError, ticket: Ticket) -> GatewayError:
-    """A refusal after the buckets' decision (budget, queue) still says where they stand: the
-    rate-limit headers go on every admitted or refused request."""
-    for name, value in ticket.headers.items():
-        exc.headers.setdefault(name, value)
-    return exc
