@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -109,20 +110,6 @@ API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=Tr
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
 
-async def responses(request: web.Request) -> web.StreamResponse:
-    return await _passthrough(request, API_RESPONSES)
-
-
-async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _passthrough(request, API_EMBEDDINGS)
-
-
-async def completions(request: web.Request) -> web.StreamResponse:
-    return await _passthrough(request, API_COMPLETIONS)
-
-
-async def count_tokens(request: web.Request) -> web.StreamResponse:
-    return await _passthrough(request, API_COUNT_TOKENS)
 
 
 async def _read(request: web.Request, api: Api) -> Call:
@@ -173,6 +160,13 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         record.usage = usage
         charge_attempts(record, ticket, [(opened, usage)])
     return response
+
+
+# The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
+responses = partial(_passthrough, api=API_RESPONSES)
+embeddings = partial(_passthrough, api=API_EMBEDDINGS)
+completions = partial(_passthrough, api=API_COMPLETIONS)
+count_tokens = partial(_passthrough, api=API_COUNT_TOKENS)
 
 
 def _body_for(call: Call) -> Callable[[Target], bytes]:

@@ -53,18 +53,6 @@ from .stages import (
 )
 
 
-async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _chat(request, OPENAI, OPENAI_SHAPE)
-
-
-async def messages(request: web.Request) -> web.StreamResponse:
-    return await _chat(request, ANTHROPIC, ANTHROPIC_SHAPE)
-
-
-async def chat_stream(request: web.Request) -> web.StreamResponse:
-    return await _chat(request, None, SIMPLE_SHAPE)
-
-
 async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape) -> web.StreamResponse:
     """`client` is the route's dialect (None: the browser's simple events)."""
     live = request.app[LIVE].current
@@ -114,6 +102,12 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         ticket.settle(usage)
         record.usage = usage
     return response
+
+
+# The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
+chat_completions = partial(_chat, client=OPENAI, shape=OPENAI_SHAPE)
+messages = partial(_chat, client=ANTHROPIC, shape=ANTHROPIC_SHAPE)
+chat_stream = partial(_chat, client=None, shape=SIMPLE_SHAPE)
 
 
 def _error_message(body: bytes) -> str:
