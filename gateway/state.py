@@ -18,7 +18,7 @@ from .breaker import Breakers
 from .config import Config
 from .metrics import Metrics
 from .record import Record
-from .relay.loop import Alarm
+from .relay.loop import Stoppable
 from .routing import Router
 from .spend import PriceTable
 from .upstream import UpstreamClient
@@ -31,7 +31,7 @@ class Runtime:
     draining: bool = False
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when nothing is in flight
-    alarms: set[Alarm] = field(default_factory=set)  # one per relaying stream
+    alarms: set[Stoppable] = field(default_factory=set)  # one per relaying or committed stream
     upstreams_reachable: bool = True
     ready_checked: float = float("-inf")  # perf_counter() of the last upstream probe
 

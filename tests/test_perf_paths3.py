@@ -64,8 +64,10 @@ async def test_a_stream_that_answers_in_time_makes_no_task_and_sends_nothing() -
     before = len(asyncio.all_tasks())
     beats: list[int] = []
     early = EarlyCommit(_Request(), "rid", {}, 0.05, lambda: beats.append(1))  # type: ignore[arg-type]
-    early.start(loop.time() + 0.05)
-    assert len(asyncio.all_tasks()) == before  # a timer, not a task
-    await early.stop()
+    registry: set[Any] = set()
+    early.start(loop.time() + 0.05, registry)
+    assert len(asyncio.all_tasks()) == before and registry == {early}  # a timer, not a task
+    await early.close()
     await asyncio.sleep(0.1)  # past `at`: the cancelled timer never fires
     assert early.response is None and not beats and len(asyncio.all_tasks()) == before
+    assert not registry  # drain no longer finds it

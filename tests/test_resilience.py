@@ -192,3 +192,45 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
         assert response.status == 200
         assert (await response.json())["object"] == "chat.completion"
     assert await gateway.exited(15) == 0
+
+
+async def test_drain_timeout_ends_a_stream_still_on_heartbeats_with_an_error_event(
+    mock: Mock, spawned: Spawn,
+) -> None:
+    # The upstream never answers; the client has its 200 and `: ping`s while failover waits.
+    gateway = spawned(mock.url, server={"drain_seconds": 0.5, "heartbeat_seconds": 0.3}, upstreams=[
+        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}])
+    async with aiohttp.ClientSession() as session:
+        response = await session.post(f"{gateway.url}/v1/chat/completions",
+                                      json=chat_body("mock-1+hang"), headers=auth())
+        assert response.status == 200
+        assert (await response.content.readany()).startswith(b": ping")
+        gateway.child.send(signal.SIGTERM)
+        body = await asyncio.wait_for(response.read(), 10)
+    events = [e for e in body.split(b"\n\n") if e and not e.startswith(b": ping")]
+    assert len(events) == 1, body  # one error event, then the end (not a silent close)
+    error = orjson.loads(events[0].removeprefix(b"data: "))
+    assert "shutting down" in error["error"]["message"]
+    assert await gateway.exited(15) == 0
+    (line,) = [orjson.loads(x) for x in gateway.stderr().splitlines()
+               if x.startswith("{") and '"event":"request"' in x.replace(" ", "")]
+    assert line["status"] == 200 and line["outcome"] != "client_disconnected"
+    assert '"streams_stopped":1' in gateway.stderr().replace(" ", "")
+
+
+async def test_drain_timeout_answers_a_stream_not_yet_committed_with_a_503(
+    mock: Mock, spawned: Spawn,
+) -> None:
+    gateway = spawned(mock.url, server={"drain_seconds": 0.3, "heartbeat_seconds": 30}, upstreams=[
+        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}])
+    async with aiohttp.ClientSession() as session:
+        pending = asyncio.create_task(session.post(
+            f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+hang"), headers=auth()))
+        await eventually(lambda: mock.state.requests, timeout=5)
+        gateway.child.send(signal.SIGTERM)
+        response = await asyncio.wait_for(pending, 10)
+        assert response.status == 503 and "Retry-After" in response.headers
+        assert "shutting down" in (await response.json())["error"]["message"]
+    assert await gateway.exited(15) == 0

@@ -27,6 +27,7 @@ from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError
+from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Write
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
@@ -138,7 +139,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         early = early_commit(request, live, record)  # heartbeats don't end failover here either
         try:
             opened = await open_upstream(request, live, record, plan, _body_for(call), early)
-        except UpstreamError as exc:
+        except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, api.shape, exc)
             raise

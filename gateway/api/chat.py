@@ -34,6 +34,7 @@ from ..codecs import (
 )
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import UpstreamAnswered, UpstreamError, UpstreamHTTPError
+from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Sink, Translating, Write
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
@@ -68,7 +69,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         early = early_commit(request, live, record)
         try:
             opened = await open_upstream(request, live, record, plan, tried, early)
-        except UpstreamError as exc:
+        except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, shape, exc)
             if isinstance(exc, UpstreamHTTPError) and client is None:  # simple events: its shape

@@ -6,6 +6,7 @@ The handler is the only writer of its record besides the middleware that made it
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -69,7 +70,7 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
     heartbeat = live.config.server.heartbeat_seconds
     commit_at = None
     if early is not None:
-        early.start(record.arrived + heartbeat)
+        early.start(record.arrived + heartbeat, request.app[RUNTIME].alarms)  # drain may stop it
     elif record.stream and heartbeat:
         commit_at = record.arrived + heartbeat
     try:
@@ -78,16 +79,26 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
             deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at,
             attempts=record.attempts)
     except UpstreamError as exc:
-        # The log names the upstream that failed last (its status and body are in `attempts`).
-        tried = [a for a in record.attempts if a.outcome != "skipped"]
-        record.upstream = tried[-1].upstream if tried else plan.targets[-1].upstream.name
+        _name_last_upstream(record, plan)
         record.retries = exc.retries
         raise
+    except asyncio.CancelledError:
+        stopped = early.interrupted() if early is not None else None
+        if stopped is None:  # the client went away
+            raise
+        _name_last_upstream(record, plan)
+        raise stopped from None  # drain ran out of time while the client had heartbeats
     finally:
         if early is not None:
-            await early.stop()
+            await early.close()
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened
+
+
+def _name_last_upstream(record: Record, plan: Plan) -> None:
+    """The log names the upstream that failed last (its status and body are in `attempts`)."""
+    tried = [a for a in record.attempts if a.outcome != "skipped"]
+    record.upstream = tried[-1].upstream if tried else plan.targets[-1].upstream.name
 
 
 async def end_committed(response: web.StreamResponse, record: Record, shape: ErrorShape,

@@ -8,22 +8,26 @@ Rules:
 - `stop()` lets a write in progress finish rather than cancelling it halfway.
 - Until `at` it is one timer: the task that writes is only made for a stream that really is
   slow (most streams' first byte comes sooner; they pay neither a task nor a loop turn).
+- Drain can stop it (`stop(reason)`, like a relay's `Alarm`): the handler's wait for an
+  upstream is cancelled, and `interrupted()` turns that cancel into `Stopped`, so the client
+  gets one error event (or, before its headers went out, a 503), never a silent close.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
-from .loop import HEARTBEAT
+from .loop import HEARTBEAT, Stoppable, Stopped
 from .stream import sse_response
 
 
 class EarlyCommit:
     __slots__ = ("_request", "_request_id", "_quota", "_interval", "_on_heartbeat", "_stopped", "_timer",
-                 "_task", "_wake", "response", "gone")
+                 "_task", "_wake", "_handler", "_cancelling", "_registry", "halted", "response", "gone")
 
     def __init__(self, request: web.Request, request_id: str, quota: dict[str, str],
                  interval: float, on_heartbeat: Callable[[], None]) -> None:
@@ -37,17 +41,46 @@ class EarlyCommit:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None  # the heartbeat task's sleep
+        self._handler: asyncio.Task[Any] | None = None  # the request's task, which drain cancels
+        self._cancelling = 0
+        self._registry: set[Stoppable] | None = None
+        #: drain's reason, once it stopped this stream
+        self.halted: str | None = None
         #: the prepared response once the headers went out (then the answer must be a stream)
         self.response: web.StreamResponse | None = None
         #: a heartbeat's write failed: the client went away
         self.gone: OSError | None = None
 
-    def start(self, at: float) -> None:
-        """Send the headers and the first heartbeat at loop time `at`, unless stopped first."""
+    def start(self, at: float, registry: set[Stoppable]) -> None:
+        """Send the headers and the first heartbeat at loop time `at`, unless stopped first.
+        Until `close()`, drain finds it in `registry` (the runtime's streams to stop)."""
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handler, self._cancelling = handler, handler.cancelling()
+        self._registry = registry
+        registry.add(self)
         self._timer = asyncio.get_running_loop().call_at(at, self._begin)
 
-    async def stop(self) -> None:
+    def stop(self, reason: str) -> None:
+        """Drain ran out of time: end the handler's wait for an upstream (see `interrupted`)."""
+        if self.halted is None and self._handler is not None:
+            self.halted = reason
+            self._handler.cancel()
+
+    def interrupted(self) -> Stopped | None:
+        """In the handler's `except CancelledError`: `Stopped` when the cancel was drain's
+        (then it is no cancel any more), None when it was someone else's (the client gone)."""
+        if self.halted is None or self._handler is None:
+            return None
+        if self._handler.uncancel() > self._cancelling:
+            return None  # cancelled from elsewhere too: that one wins
+        return Stopped(self.halted)
+
+    async def close(self) -> None:
         """No heartbeat after this returns; a started write is let finish."""
+        if self._registry is not None:
+            self._registry.discard(self)
+            self._registry = None
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()

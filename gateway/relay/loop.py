@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import aiohttp
 
@@ -26,6 +27,12 @@ from .sinks import Sink
 from .timing import Due, RelayClock
 
 HEARTBEAT = b": ping\n\n"
+
+class Stoppable(Protocol):
+    """A stream drain can end (`Runtime.alarms`): a relay's `Alarm`, or an early commit."""
+
+    def stop(self, reason: str) -> None: ...
+
 
 class Stopped(Shed):
     """The gateway stopped the stream (drain ran out of time)."""

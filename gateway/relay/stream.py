@@ -21,7 +21,7 @@ from ..errors import ClientGone, GatewayError, UpstreamError
 from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from ..sse import LineSplitter
 from ..upstream import Opened
-from .loop import HEARTBEAT, Alarm, Stopped, relay_lines
+from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
 from .resume import Guarded, NoContinuation, Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
@@ -61,7 +61,7 @@ class RelayOutcome:
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, response: web.StreamResponse, settings: StreamSettings, started: float,
-    alarms: set[Alarm], on_heartbeat: Callable[[], None],
+    alarms: set[Stoppable], on_heartbeat: Callable[[], None],
     on_cancel: Callable[[RelayOutcome], None], resume: Resume | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
