@@ -89,8 +89,12 @@ def dumps(value: Any) -> bytes:
         raise BadRequest(f"body JSON cannot be sent on: {str(exc)[:120]}") from None
 
 
-#: what `decode_body` decodes: gzip, and deflate as zlib data or raw (clients send both)
-ENCODINGS = frozenset({"", "identity", "gzip", "deflate"})
+#: what `decode_body` decodes: gzip (`x-gzip` is its old name, RFC 9110), and deflate as zlib
+#: data or raw (clients send both)
+ENCODINGS = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
+#: gzip members one body may hold: a client sends one; each further one costs a copy of the
+#: rest of the body, so many tiny members would make decoding quadratic
+MAX_GZIP_MEMBERS = 4
 
 
 def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
@@ -98,10 +102,14 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
     once decoded (else 413); a stream that is cut short or malformed is a 400."""
     if encoding in ("", "identity") or not data:
         return data
+    if encoding == "x-gzip":
+        encoding = "gzip"
     out: list[bytes] = []
     size = 0
     rest = data
     while rest:
+        if len(out) == MAX_GZIP_MEMBERS:
+            raise BadRequest(f"the request body has more than {MAX_GZIP_MEMBERS} gzip members")
         if encoding == "gzip":
             wbits = 16 + zlib.MAX_WBITS
         else:  # zlib data (RFC 1950, the standard's) starts with a CM of 8; else raw deflate
@@ -118,8 +126,8 @@ def decode_body(data: bytes, encoding: str, limit: int) -> bytes:
             raise BadRequest(f"the request body's {encoding} data is cut short")
         out.append(part)
         rest = inflater.unused_data
-        if encoding == "gzip" and not rest.strip(b"\0"):
-            break  # zero padding after the last member (as gzip.decompress allows)
+        if encoding == "gzip" and rest.count(0) == len(rest):
+            break  # zero padding after the last member (as gzip.decompress allows), no copy
         if encoding != "gzip" and rest:  # only gzip may hold several members
             raise BadRequest(f"the request body has bytes after its {encoding} data")
     return b"".join(out)
