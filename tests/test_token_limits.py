@@ -49,3 +49,22 @@ async def test_the_largest_sane_answer_length_is_admitted(start_gateway: Gateway
     assert response.status == 200, await response.text()
     assert mock.state.requests[-1].body is not None
     assert mock.state.requests[-1].body["max_tokens"] == 2**31 - 1
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/responses", {"model": "mock-1", "input": "hi", "max_output_tokens": 100_000}),
+    ("/v1/chat/completions", chat_body(stream=False, max_tokens=1, max_completion_tokens=100_000)),
+])
+async def test_admission_reserves_the_largest_answer_length_given(
+    start_gateway: GatewayFactory, mock: Mock, path: str, body: dict[str, Any],
+) -> None:
+    # A $0.01 budget fits the default answer (4,096 tokens at $2/M) but not 100,000 tokens.
+    gateway = await start_gateway(prices=PRICES, tenants=[
+        {"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "budget_usd": 0.01}])
+    response = await gateway.client.post(path, json=body, headers=auth())
+    answer = await response.json()
+    assert response.status == 429 and answer["error"]["code"] == "insufficient_quota", answer
+    assert not mock.state.requests
+    fits = await gateway.client.post(
+        "/v1/responses", json={"model": "mock-1", "input": "hi", "max_output_tokens": 100}, headers=auth())
+    assert fits.status == 200

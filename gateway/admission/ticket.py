@@ -1,7 +1,8 @@
 """Admission as one stage: take from the tenant's buckets and budget (and, for a stream, a
 slot), hand back a `Ticket`, and settle it on the way out.
 
-Reservation = prompt estimate + `max_tokens` (or `server.default_max_tokens`), clamped to
+Reservation = prompt estimate + the largest of `max_tokens`, `max_completion_tokens` and
+`max_output_tokens` (or `server.default_max_tokens`), clamped to
 the bucket; with a `budget_usd`, also that request's worst-case cost at the dearest of its
 targets' prices. `ticket.settle(usage)` charges what the answer really used; a request that
 ends without settling (refused, shed, failed before any upstream answered) is refunded in full.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..body import TOKEN_LIMITS
 from ..config import Tenant
 from ..dialects import Usage
 from ..errors import GatewayError, Shed
@@ -120,8 +122,10 @@ class Admitted:
                  models: Sequence[str], tokens: bool) -> None:
         self._gate, self._tenant, self._slot, self._tokens = gate, tenant, slot, tokens
         self._prompt = estimate_prompt_tokens(raw)
-        answer = body.get("max_tokens") or body.get("max_completion_tokens")
-        self._answer_tokens = answer if isinstance(answer, int) and answer > 0 else gate.default_max_tokens
+        # The largest answer-length field given (an upstream may honour any of them), else the
+        # default; `body.check_token_limits` has made them positive integers.
+        given = [v for k in TOKEN_LIMITS if isinstance(v := body.get(k), int) and v > 0]
+        self._answer_tokens = max(given) if given else gate.default_max_tokens
         named = body.get("model")
         self._models = tuple(models) or ((named,) if isinstance(named, str) else ())
         self._limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
