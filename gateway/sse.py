@@ -114,6 +114,12 @@ class EventParser:
         self._event = ""
         self._data: list[str] = []
 
+    @property
+    def between_events(self) -> bool:
+        """What was fed ends between two events: no line and no event is half-way (a comment
+        and a blank line written now would split nothing and dispatch nothing)."""
+        return self._lines.at_boundary and not self._lines.held
+
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         for raw in self._lines.lines(data):

@@ -192,3 +192,26 @@ async def test_balance_counts_a_stream_in_flight_until_its_relay_ends(
     assert policy.in_flight("a") + policy.in_flight("b") == 1
     await response.read()
     assert policy.in_flight("a") + policy.in_flight("b") == 0
+
+
+async def test_the_client_gets_heartbeats_while_a_continuation_is_asked_for(
+    start_gateway: GatewayFactory, mock: Mock,
+) -> None:
+    # Cut after 4 events; the continuation's first byte comes 1.2 s later: with heartbeats every
+    # 0.3 s, the client gets pings meanwhile, between whole events, and then the whole text.
+    upstreams = [_upstream(mock, "a", "openai"),
+                 _upstream(mock, "b", "openai", supports_prefill=True, first_byte_timeout_seconds=5)]
+    gateway = await start_gateway(server={"heartbeat_seconds": 0.3}, upstreams=upstreams, routes=[
+        {"model": "chat", "targets": ["a:m1+drop=4", "b:m2+delay=1.2"], "resume_midstream": True}])
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("chat", content=PROMPT),
+                                         headers=auth())
+    body = await response.read()
+    assert response.status == 200
+    head, _, tail = body.partition(b": ping\n\n")
+    assert tail, body  # at least one ping
+    assert head.endswith(b"\n\n") and b": ping" not in head  # after whole events
+    events = [(e.event, e.data) for e in EventParser().feed(body)]
+    text = "".join(orjson.loads(data)["choices"][0]["delta"].get("content") or ""
+                   for _, data in events if data != "[DONE]" and orjson.loads(data).get("choices"))
+    assert text == FULL and events[-1][1] == "[DONE]"
+    assert await _recoveries(gateway) == {"ok": 1.0}

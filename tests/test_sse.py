@@ -168,3 +168,12 @@ def test_event_parser_random_splits(cuts: list[int]) -> None:
 
 def test_event_parser_crlf_split_is_not_a_blank_line() -> None:
     assert events(EventParser(), [b"data: a\r", b"\ndata: b\r", b"\n\r\n"]) == [("message", "a\nb")]
+
+
+def test_the_parser_knows_when_its_stream_is_between_events() -> None:
+    parser = EventParser()
+    assert parser.between_events  # nothing yet
+    for piece, between in ((b"event: x\n", False), (b"data: 1\n", False), (b"\n", True),
+                           (b"da", False), (b"ta: 2\r", False), (b"\n\r\n", True), (b": ping\n\n", True)):
+        parser.feed(piece)
+        assert parser.between_events is between, piece

@@ -19,10 +19,10 @@ from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError
 from ..record import Record
-from ..relay.early import EarlyCommit
+from ..relay.early import EarlyCommit, sse_response
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
-from ..relay.stream import RelayOutcome, StreamSettings, sse_response, stream_answer
+from ..relay.stream import RelayOutcome, StreamSettings, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd

@@ -19,10 +19,22 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from .loop import HEARTBEAT, Stoppable, Stopped
-from .stream import sse_response
+
+SSE_HEADERS: dict[str, str] = {
+    hdrs.CONTENT_TYPE: "text/event-stream",
+    hdrs.CACHE_CONTROL: "no-cache",
+    X_ACCEL_BUFFERING: "no",
+}
+
+
+def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
+    """The client's event-stream response: its request id and the admission's headers."""
+    headers: dict[str, str] = {**SSE_HEADERS, REQUEST_ID: request_id, **quota}
+    return web.StreamResponse(headers=headers)
 
 
 class EarlyCommit:

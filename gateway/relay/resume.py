@@ -112,6 +112,11 @@ class ClientView:
     def streamed(self) -> str:
         return "".join(self.text)
 
+    @property
+    def between_events(self) -> bool:
+        """The client's stream ends between two events (heartbeats may go out)."""
+        return self._parser.between_events
+
     def resumable(self, sink: Sink) -> bool:
         return not (self.tool or self.finished or sink.failed)
 

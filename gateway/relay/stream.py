@@ -14,29 +14,17 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
 from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
-from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from ..sse import LineSplitter
 from ..upstream import Opened
+from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
 from .resume import Guarded, NoContinuation, Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
-
-SSE_HEADERS: dict[str, str] = {
-    hdrs.CONTENT_TYPE: "text/event-stream",
-    hdrs.CACHE_CONTROL: "no-cache",
-    X_ACCEL_BUFFERING: "no",
-}
-
-
-def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
-    """The client's event-stream response: its request id and the admission's headers."""
-    headers: dict[str, str] = {**SSE_HEADERS, REQUEST_ID: request_id, **quota}
-    return web.StreamResponse(headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +122,8 @@ async def stream_answer(
                     current.response.close()
                     current.ended()
                     try:
-                        current = await resume.reopen(current, resume.view.streamed)
+                        current = await _reopen(request, response, resume, current, settings,
+                                                alarms, on_heartbeat)
                     except NoContinuation:
                         resume.count("unavailable")
                         raise cause from None
@@ -177,6 +166,28 @@ async def stream_answer(
             current.response.close()
         current.ended()
     return response, outcome_of(status, outcome, error)
+
+
+async def _reopen(request: web.Request, response: web.StreamResponse, resume: Resume, cut: Opened,
+                  settings: StreamSettings, alarms: set[Stoppable],
+                  on_heartbeat: Callable[[], None]) -> Opened:
+    """The continuation of a cut stream. While it is asked for (retries and a slow first byte
+    included), the client gets `: ping`s every heartbeat interval when its stream is between
+    events, and drain can stop the wait (then `Stopped`)."""
+    if not settings.heartbeat or not resume.view.between_events:
+        return await resume.reopen(cut, resume.view.streamed)
+    pings = EarlyCommit(request, "", {}, settings.heartbeat, on_heartbeat)
+    pings.response = response  # prepared: pings only
+    pings.start(asyncio.get_running_loop().time() + settings.heartbeat, alarms)
+    try:
+        return await resume.reopen(cut, resume.view.streamed)
+    except asyncio.CancelledError:
+        stopped = pings.interrupted()
+        if stopped is None:  # the client went away
+            raise
+        raise stopped from None
+    finally:
+        await pings.close()
 
 
 def _sum(a: Usage, b: Usage) -> Usage:
