@@ -93,8 +93,10 @@ async def test_cut_openai_stream_is_resumed_with_the_full_text_once(
     assert prefill is not None and prefill["model"] == "m2"
     assert prefill["messages"][-1]["role"] == "assistant"
     assert FULL.startswith(prefill["messages"][-1]["content"])
-    tries = [(a["upstream"], a["outcome"]) for a in gateway.request_logs()[-1]["attempts"]]
-    assert tries == [("a", "ok"), ("b", "ok")]
+    line = gateway.request_logs()[-1]
+    tries = [(a["upstream"], a["outcome"]) for a in line["attempts"]]
+    assert tries == [("a", "cut"), ("b", "ok")]  # a answered, then was cut; b finished it
+    assert line["upstream"] == "b"
 
 
 async def test_cut_anthropic_stream_is_resumed_for_the_anthropic_sdk(

@@ -168,6 +168,13 @@ def note_relayed(record: Record, ticket: Ticket, outcome: RelayOutcome) -> None:
     ticket.settle(outcome.usage)  # after a resume: every part's usage, not the first one's
     record.usage = outcome.usage
     charge_attempts(record, ticket, outcome.parts)
+    # After a mid-stream resume: each part but the last was cut after its first byte, and the
+    # upstream that answered last is the request's.
+    for opened, _ in outcome.parts[:-1]:
+        if 0 <= opened.attempt < len(record.attempts):
+            record.attempts[opened.attempt].outcome = "cut"
+    if len(outcome.parts) > 1:
+        record.upstream = outcome.parts[-1][0].upstream.name
 
 
 def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:

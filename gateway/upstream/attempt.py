@@ -89,7 +89,9 @@ class Attempt:
 
     upstream: str
     model: str
-    outcome: str  # "ok", a `Failure.kind`, "skipped" (circuit open) or "cancelled"
+    #: "ok", a `Failure.kind`, "skipped" (circuit open), "cancelled", or "cut" (it answered,
+    #: then was cut after its first byte and the stream resumed on a later attempt)
+    outcome: str
     duration_ms: float
     status: int | None = None
     excerpt: str | None = None
