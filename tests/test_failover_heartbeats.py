@@ -181,7 +181,7 @@ async def test_a_resumed_stream_charges_each_attempt_that_streamed_at_its_own_mo
     assert (await response.read()).endswith(b"data: [DONE]\n\n")
     line = gateway.request_logs()[-1]
     cut, continued = line["attempts"]
-    assert (cut["outcome"], continued["outcome"]) == ("ok", "ok")
+    assert (cut["outcome"], continued["outcome"]) == ("cut", "ok")
     assert cut["completion_tokens"] > 0 and continued["completion_tokens"] > 0
     assert cut["prompt_tokens"] + continued["prompt_tokens"] == line["prompt_tokens"]
     assert cut["completion_tokens"] + continued["completion_tokens"] == line["completion_tokens"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from typing import Any
 
 import aiohttp
 import orjson
@@ -194,13 +195,18 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
     assert await gateway.exited(15) == 0
 
 
+def _patient_upstream(mock: Mock) -> list[dict[str, Any]]:
+    """The mock as the one upstream, waited for longer than drain lasts."""
+    return [{"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
+             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}]
+
+
 async def test_drain_timeout_ends_a_stream_still_on_heartbeats_with_an_error_event(
     mock: Mock, spawned: Spawn,
 ) -> None:
     # The upstream never answers; the client has its 200 and `: ping`s while failover waits.
-    gateway = spawned(mock.url, server={"drain_seconds": 0.5, "heartbeat_seconds": 0.3}, upstreams=[
-        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}])
+    gateway = spawned(mock.url, server={"drain_seconds": 0.5, "heartbeat_seconds": 0.3},
+                      upstreams=_patient_upstream(mock))
     async with aiohttp.ClientSession() as session:
         response = await session.post(f"{gateway.url}/v1/chat/completions",
                                       json=chat_body("mock-1+hang"), headers=auth())
@@ -222,9 +228,8 @@ async def test_drain_timeout_ends_a_stream_still_on_heartbeats_with_an_error_eve
 async def test_drain_timeout_answers_a_stream_not_yet_committed_with_a_503(
     mock: Mock, spawned: Spawn,
 ) -> None:
-    gateway = spawned(mock.url, server={"drain_seconds": 0.3, "heartbeat_seconds": 30}, upstreams=[
-        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}])
+    gateway = spawned(mock.url, server={"drain_seconds": 0.3, "heartbeat_seconds": 30},
+                      upstreams=_patient_upstream(mock))
     async with aiohttp.ClientSession() as session:
         pending = asyncio.create_task(session.post(
             f"{gateway.url}/v1/chat/completions", json=chat_body("mock-1+hang"), headers=auth()))
