@@ -6,7 +6,6 @@ The handler is the only writer of its record besides the middleware that made it
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError
 from ..record import Record
 from ..relay.early import EarlyCommit, sse_response
+from ..relay.loop import Stopped
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, stream_answer
@@ -69,28 +69,24 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
     after that)."""
     heartbeat = live.config.server.heartbeat_seconds
     commit_at = None
-    if early is not None:
-        early.start(record.arrived + heartbeat, request.app[RUNTIME].alarms)  # drain may stop it
-    elif record.stream and heartbeat:
+    if early is None and record.stream and heartbeat:
         commit_at = record.arrived + heartbeat
+    opening = request.app[UPSTREAMS].open(
+        plan, body_for, request.headers, record.request_id, stream=record.stream,
+        deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at,
+        attempts=record.attempts)
     try:
-        opened = await request.app[UPSTREAMS].open(
-            plan, body_for, request.headers, record.request_id, stream=record.stream,
-            deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at,
-            attempts=record.attempts)
+        if early is None:
+            opened = await opening
+        else:  # heartbeats from one interval after arrival; drain may stop it
+            opened = await early.around(opening, record.arrived + heartbeat, request.app[RUNTIME].alarms)
     except UpstreamError as exc:
         _name_last_upstream(record, plan)
         record.retries = exc.retries
         raise
-    except asyncio.CancelledError:
-        stopped = early.interrupted() if early is not None else None
-        if stopped is None:  # the client went away
-            raise
+    except Stopped:  # drain ran out of time while the client had heartbeats
         _name_last_upstream(record, plan)
-        raise stopped from None  # drain ran out of time while the client had heartbeats
-    finally:
-        if early is not None:
-            await early.close()
+        raise
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened
 
@@ -138,8 +134,9 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
                            opened: Opened, dialect: Dialect,
                            make_sink: Callable[[Write], Sink],
                            resume: Resume | None = None,
-                           early: EarlyCommit | None = None) -> tuple[web.StreamResponse, Usage]:
-    """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines."""
+                           early: EarlyCommit | None = None) -> web.StreamResponse:
+    """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines. How it
+    ended (usage, cost per attempt, status, TTFB) goes into the ticket and the record here."""
     app = request.app
     # The meter's usage grows as lines arrive: settled with it now, a stream the client
     # leaves midway is still charged for what was received.
@@ -156,7 +153,7 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
         on_heartbeat=app[METRICS].heartbeats.inc,
         on_cancel=lambda gone: note_relayed(record, ticket, gone), resume=resume)
     note_relayed(record, ticket, outcome)
-    return response, outcome.usage
+    return response
 
 
 def note_relayed(record: Record, ticket: Ticket, outcome: RelayOutcome) -> None:

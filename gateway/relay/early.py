@@ -1,28 +1,30 @@
 """Early commit: the 200 SSE headers and `: ping` heartbeats for a stream whose client has
 waited a heartbeat interval while the attempt policy still tries targets.
 
-Rules:
+Rules (`around(waiting, at, registry)`: heartbeats while the handler awaits `waiting`):
 - Nothing is sent before `at` (a stream whose first byte comes sooner behaves as if this
-  did not exist); from then, one `: ping` every `interval` until `stop()`.
+  did not exist); from then, one `: ping` every `interval` until `waiting` is done.
 - Only whole heartbeats are written, so the relay that follows starts at an event boundary.
-- `stop()` lets a write in progress finish rather than cancelling it halfway.
+- A write in progress is let finish rather than cancelled halfway.
 - Until `at` it is one timer: the task that writes is only made for a stream that really is
   slow (most streams' first byte comes sooner; they pay neither a task nor a loop turn).
-- Drain can stop it (`stop(reason)`, like a relay's `Alarm`): the handler's wait for an
-  upstream is cancelled, and `interrupted()` turns that cancel into `Stopped`, so the client
-  gets one error event (or, before its headers went out, a 503), never a silent close.
+- Drain can stop it (`stop(reason)`, like a relay's `Alarm`): the handler's wait is
+  cancelled and `around` raises `Stopped` instead, so the client gets one error event (or,
+  before its headers went out, a 503), never a silent close.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
 
 from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from .loop import HEARTBEAT, Stoppable, Stopped
+
+T = TypeVar("T")
 
 SSE_HEADERS: dict[str, str] = {
     hdrs.CONTENT_TYPE: "text/event-stream",
@@ -62,6 +64,19 @@ class EarlyCommit:
         self.response: web.StreamResponse | None = None
         #: a heartbeat's write failed: the client went away
         self.gone: OSError | None = None
+
+    async def around(self, waiting: Awaitable[T], at: float, registry: set[Stoppable]) -> T:
+        """`await waiting` with heartbeats from loop time `at`; `Stopped` if drain stops it."""
+        self.start(at, registry)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            stopped = self.interrupted()
+            if stopped is None:  # the client went away
+                raise
+            raise stopped from None
+        finally:
+            await self.close()
 
     def start(self, at: float, registry: set[Stoppable]) -> None:
         """Send the headers and the first heartbeat at loop time `at`, unless stopped first.

@@ -178,16 +178,8 @@ async def _reopen(request: web.Request, response: web.StreamResponse, resume: Re
         return await resume.reopen(cut, resume.view.streamed)
     pings = EarlyCommit(request, "", {}, settings.heartbeat, on_heartbeat)
     pings.response = response  # prepared: pings only
-    pings.start(asyncio.get_running_loop().time() + settings.heartbeat, alarms)
-    try:
-        return await resume.reopen(cut, resume.view.streamed)
-    except asyncio.CancelledError:
-        stopped = pings.interrupted()
-        if stopped is None:  # the client went away
-            raise
-        raise stopped from None
-    finally:
-        await pings.close()
+    return await pings.around(resume.reopen(cut, resume.view.streamed),
+                              asyncio.get_running_loop().time() + settings.heartbeat, alarms)
 
 
 def _sum(a: Usage, b: Usage) -> Usage:
