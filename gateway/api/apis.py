@@ -147,19 +147,19 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         response: web.StreamResponse
         if not record.stream:
             response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)
-        else:
+            if not api.tokens:  # count_tokens: admitted and charged by request count only
+                usage = Usage()
+            ticket.settle(usage)
+            record.usage = usage
+            charge_attempts(record, ticket, [(opened, usage)])
+        else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
             del call  # a stream may last minutes: its parsed body is not held meanwhile
-            response, usage = await stream_to_client(
+            response = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
                                else PassThrough(write, api.shape, ends, errors)), early=early)
-        if not api.tokens:
-            usage = Usage()
-        ticket.settle(usage)
-        record.usage = usage
-        charge_attempts(record, ticket, [(opened, usage)])
     return response
 
 

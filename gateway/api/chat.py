@@ -88,8 +88,10 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
         if not record.stream:
             translate = _json_translator(client, upstream, opened.target.model)
             response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
+            ticket.settle(usage)
+            record.usage = usage
             charge_attempts(record, ticket, [(opened, usage)])
-        else:
+        else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
             include_usage = _include_usage(call)
             resume = None
             if plan.resume_midstream:  # keeps the request's body, to ask a continuation
@@ -98,10 +100,8 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
             make_sink = _sink_maker(client, shape, opened, include_usage,
                                     live.config.server.max_line_bytes, ticket.prices)
             del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
-            response, usage = await stream_to_client(
+            response = await stream_to_client(
                 request, live, record, ticket, opened, upstream, make_sink, resume, early)
-        ticket.settle(usage)
-        record.usage = usage
     return response
 
 
