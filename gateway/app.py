@@ -16,6 +16,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from .admin import ADMIN_ROUTES
+from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
@@ -44,6 +45,7 @@ from .state import (
     Runtime,
     Snapshot,
 )
+from .store.runtime import install_store
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 
@@ -66,6 +68,7 @@ def build_app(
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
+    install_store(app, config, config_path)  # runtime tenants and keys, spend rows ([store])
     app[RUNTIME] = Runtime()
     if config_path:
         app[CONFIG_PATH] = config_path
@@ -89,6 +92,7 @@ def build_app(
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
+        *KEY_ROUTES,  # tenants and keys at runtime, spend, the operator's page (same rule)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)

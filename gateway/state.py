@@ -13,7 +13,7 @@ from structlog.typing import FilteringBoundLogger
 from .admission.limiter import Limiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
-from .auth import Authenticator
+from .auth import Authenticator, RuntimeKeys
 from .breaker import Breakers
 from .config import Config
 from .metrics import Metrics
@@ -65,8 +65,9 @@ class Snapshot:
     prices: PriceTable
 
     @classmethod
-    def of(cls, config: Config) -> Snapshot:
-        return cls(config, Authenticator(config.tenants), Router(config),
+    def of(cls, config: Config, runtime: RuntimeKeys | None = None) -> Snapshot:
+        """`runtime`: the store's view of issued keys and runtime tenants (one per app)."""
+        return cls(config, Authenticator(config.tenants, runtime), Router(config),
                    PriceTable.from_config(config.prices))
 
 

@@ -115,6 +115,13 @@ class PriceSpec(_Frozen):
     cache_write: NonNegative | None = None
 
 
+class StoreConfig(_Frozen):
+    """Tenants and keys created at runtime, and spend per day (opened when admin routes are on)."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"  # redis: [ratelimit].redis_url and key_prefix
+    path: Annotated[str, Field(min_length=1)] = "gateway-state.db"  # relative to the config file
+
+
 class Tenant(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     key_sha256: Sha256
@@ -142,6 +149,7 @@ class Config(_Frozen):
     routes: Annotated[tuple[RouteSpec, ...], BeforeValidator(_list_to_tuple)] = ()
     prices: dict[str, PriceSpec] = {}
     tenants: Annotated[tuple[Tenant, ...], BeforeValidator(_list_to_tuple), Field(min_length=1)]
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
