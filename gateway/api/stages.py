@@ -33,6 +33,8 @@ BodyFor = Callable[[Target], bytes]
 
 
 def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
+    """The tenant, by the request's one snapshot (`live`), which the record keeps for the trace."""
+    record.config = live.config
     tenant = live.auth.tenant_for(presented_key(request))
     record.tenant = tenant
     return tenant
