@@ -115,7 +115,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         tell(record, app[METRICS], app[LOGGER])
         note_request(app, record)  # its spend row (when the store is open)
         if (tracer := app.get(TRACER)) is not None:  # OpenTelemetry, when configured
-            tracer.trace(record, request.headers, app[LIVE].current.config)
+            tracer.trace(record, request.headers, record.config or app[LIVE].current.config)
     if not response.prepared:
         response.headers[REQUEST_ID] = request_id
         response.headers.update(record.headers)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from structlog.typing import FilteringBoundLogger
 
-from .config import Tenant
+from .config import Config, Tenant
 from .dialects import Usage
 from .logs import info_line
 from .metrics import Metrics
@@ -33,6 +33,8 @@ class Record:
     route: str
     started: float  # time.perf_counter() at arrival (durations)
     arrived: float  # the loop's time at arrival (deadlines: the loop's timers run on it)
+    #: the config snapshot the handler took (None until it took one): the trace reads it
+    config: Config | None = None
     tenant: Tenant | None = None
     model: str | None = None
     upstream: str | None = None

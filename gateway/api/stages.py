@@ -34,7 +34,9 @@ BodyFor = Callable[[Target], bytes]
 
 
 def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
-    """The tenant; the key's id and the request's `x-gateway-tags` go into the record."""
+    """The tenant, by the request's one snapshot (`live`), which the record keeps for the
+    trace; the key's id and the request's `x-gateway-tags` go into the record too."""
+    record.config = live.config
     tenant, record.key_id = live.auth.identify(presented_key(request))
     record.tenant = tenant
     record.tags = request_tags(request.headers)
