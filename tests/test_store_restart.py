@@ -109,3 +109,21 @@ async def test_a_store_that_cannot_be_opened_stops_the_start_with_one_line_and_e
         assert ("no-such-dir" if name == "sqlite" else "can't be reached") in errors[0]["error"]
         assert "Traceback" not in output
     await asyncio.sleep(0)
+
+
+async def test_a_reload_keeps_runtime_tenants_and_their_keys(mock: Mock, tmp_path: Path) -> None:
+    config, port = priced_config(mock, tmp_path)
+    gateway = await start_gateway_process(config, tmp_path, port)
+    try:
+        assert (await call("POST", f"{gateway.url}/admin/tenants", ADMIN_KEY, {"name": "rt"}))[0] == 201
+        _, key = await call("POST", f"{gateway.url}/admin/tenants/rt/keys", ADMIN_KEY, {})
+        config.write_text(config.read_text().replace("priority = 10", "priority = 11"))
+        status, body = await call("POST", f"{gateway.url}/admin/reload", ADMIN_KEY)
+        assert status == 200, body
+        status, _ = await call("POST", f"{gateway.url}/v1/chat/completions", key["key"], chat_body(stream=False))
+        assert status == 200
+        _, listed = await call("GET", f"{gateway.url}/admin/tenants", ADMIN_KEY)
+        by_name = {t["name"]: t for t in listed["tenants"]}
+        assert by_name["rt"]["source"] == "runtime" and by_name["tenant-b"]["priority"] == 11
+    finally:
+        await gateway.stop()
