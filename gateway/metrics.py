@@ -110,6 +110,8 @@ class Metrics:
         self.stream_resumes = Counter(
             "gateway_stream_resumes", "Subscriptions that came back with a Last-Event-ID",
             ["result"], registry=r)
+        for result in ("replayed", "unknown"):  # a series each from the start
+            self.stream_resumes.labels(result)
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads by result", ["result"], registry=r)
         self.client_errors = Counter(
