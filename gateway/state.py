@@ -17,6 +17,7 @@ from .auth import Authenticator
 from .breaker import Breakers
 from .config import Config
 from .metrics import Metrics
+from .prices import builtin_prices
 from .record import Record
 from .relay.loop import Stoppable
 from .routing import Router
@@ -66,8 +67,9 @@ class Snapshot:
 
     @classmethod
     def of(cls, config: Config) -> Snapshot:
+        """`[prices]` over the shipped price table (read again at each reload)."""
         return cls(config, Authenticator(config.tenants), Router(config),
-                   PriceTable.from_config(config.prices))
+                   PriceTable.from_config(config.prices, builtin_prices()))
 
 
 @dataclass(slots=True)
