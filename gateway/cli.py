@@ -96,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .check import describe
+    from .check import describe, price_warnings
+    from .prices import builtin_prices
+    from .spend import PriceTable
 
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     try:
@@ -105,7 +107,10 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{path}: ok\n\n{describe(config)}")
+    prices = PriceTable.from_config(config.prices, builtin_prices())
+    print(f"{path}: ok\n\n{describe(config, prices)}")
+    for warning in price_warnings(config, prices):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
