@@ -16,6 +16,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from .admin import ADMIN_ROUTES
+from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
@@ -44,6 +45,7 @@ from .state import (
     Runtime,
     Snapshot,
 )
+from .store.runtime import install_store
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 from .upstream.health import follow_config
@@ -67,6 +69,7 @@ def build_app(
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
+    install_store(app, config, config_path)  # runtime tenants and keys, spend rows ([store])
     app[RUNTIME] = Runtime()
     if config_path:
         app[CONFIG_PATH] = config_path
@@ -90,6 +93,7 @@ def build_app(
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
+        *KEY_ROUTES,  # tenants and keys at runtime, spend, the operator's page (same rule)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)
@@ -174,9 +178,8 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
-    live = app[LIVE]
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget, prices=lambda: live.current.prices)
+                     budget)
     await _publish_budgets(app, budget)
     yield
     await limiter.close()
@@ -209,15 +212,19 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     if runtime.draining:
         return web.json_response({"status": "draining"}, status=503)
+    # One snapshot: the upstreams of the config in force now (a reload may have swapped them).
+    upstreams = request.app[LIVE].current.config.upstreams
     # Every upstream refused our key on its last attempt: reachable, but nothing can answer.
-    names = {u.name for u in request.app[LIVE].current.config.upstreams}
+    names = {u.name for u in upstreams}
     if names and names <= request.app[UPSTREAMS].refused_credentials():
         return web.json_response({"status": "upstream credentials refused"}, status=503)
-    if time.perf_counter() >= runtime.ready_checked + READY_PROBE_SECONDS:
-        upstreams = request.app[CONFIG].upstreams
+    # The last probe's verdict holds for the upstreams it probed: a reload that changed them
+    # probes the new list at once.
+    stale = time.perf_counter() >= runtime.ready_checked + READY_PROBE_SECONDS
+    if stale or runtime.ready_probed is not upstreams:
         results = await asyncio.gather(*(reachable(u) for u in upstreams))
         runtime.upstreams_reachable = any(results)
-        runtime.ready_checked = time.perf_counter()
+        runtime.ready_checked, runtime.ready_probed = time.perf_counter(), upstreams
     if not runtime.upstreams_reachable:
         return web.json_response({"status": "no upstream reachable"}, status=503)
     return web.json_response({"status": "ready"})

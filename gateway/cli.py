@@ -7,6 +7,7 @@ Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import os
 import sys
@@ -23,6 +24,8 @@ from .errors import ConfigError
 from .logs import make_logger, route_library_logs
 from .safety import unsafe_to_serve
 from .server import run, serve
+from .store.base import StoreUnavailable
+from .store.runtime import probe_store
 from .workers import serve_workers
 
 
@@ -156,16 +159,23 @@ def _serve(args: argparse.Namespace) -> int:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
             if (problem := unsafe_to_serve(config)) is not None:
                 raise ConfigError(problem)
+            asyncio.run(probe_store(config, path))  # unreachable: one line, exit 2 (not per worker)
             if config.server.workers > 1:
                 return serve_workers(config, logger, args.loop, config_path=path)
             runner_factory = lambda: serve(config, logger, config_path=path)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))
         return 2
+    except StoreUnavailable as exc:
+        logger.error("store_unavailable", error=str(exc))
+        return 2
     try:
         run(runner_factory, args.loop)
     except ConfigError as exc:  # demo: its config is built once the mock has a port
         logger.error("config_error", error=str(exc))
+        return 2
+    except StoreUnavailable as exc:  # gone between the probe and the start
+        logger.error("store_unavailable", error=str(exc))
         return 2
     except Exception as exc:  # e.g. the port is taken: one line, not a traceback
         logger.error("startup_failed", error=f"{type(exc).__name__}: {exc}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from structlog.typing import FilteringBoundLogger
 
-from .config import Tenant
+from .config import Config, Tenant
 from .dialects import Usage
 from .logs import info_line
 from .metrics import Metrics
@@ -33,6 +33,8 @@ class Record:
     route: str
     started: float  # time.perf_counter() at arrival (durations)
     arrived: float  # the loop's time at arrival (deadlines: the loop's timers run on it)
+    #: the config snapshot the handler took (None until it took one): the trace reads it
+    config: Config | None = None
     tenant: Tenant | None = None
     model: str | None = None
     upstream: str | None = None
@@ -49,6 +51,8 @@ class Record:
     midstream_error: bool = False  # failed after the first byte
     attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
     ticket: Ticket | None = None  # admission's: its cost is known once the ticket is given back
+    key_id: str | None = None  # which of the tenant's keys (auth.Authenticator.identify)
+    tags: tuple[str, ...] = ()  # x-gateway-tags: the log line and spend rows, never metric labels
 
 
 def _short(value: str | None) -> str | None:
@@ -114,6 +118,8 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         fields["unpriced"] = True
     if record.translated:
         fields["translated"] = True
+    if record.tags:
+        fields["tags"] = list(record.tags)
     if record.queue_wait is not None:
         fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
     if record.error:

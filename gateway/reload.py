@@ -29,7 +29,7 @@ RESTART_ONLY = (
     ("server", "keepalive_timeout_seconds"), ("server", "max_connections"),
     ("limits", "max_concurrent_streams"), ("limits", "max_queue"), ("limits", "queue_timeout_seconds"),
     ("ratelimit", "backend"), ("ratelimit", "redis_url"), ("ratelimit", "fail_open"),
-    ("ratelimit", "key_prefix"),
+    ("ratelimit", "key_prefix"), ("store", "backend"), ("store", "path"),
 )
 
 
@@ -66,7 +66,7 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
         if not path:
             raise ConfigError("<none>: the gateway was started without a config file: nothing to reload")
         new = load_config(path, os.environ if env is None else env, warn=warnings.append)
-        snapshot = Snapshot.of(new)
+        snapshot = Snapshot.of(new, live.current.auth.runtime)  # runtime tenants and keys stay
     except ConfigError as exc:
         metrics.config_reloads.labels("failed").inc()
         logger.error("config_reload_failed", error=str(exc))

@@ -13,9 +13,9 @@ from structlog.typing import FilteringBoundLogger
 from .admission.limiter import Limiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
-from .auth import Authenticator
+from .auth import Authenticator, RuntimeKeys
 from .breaker import Breakers
-from .config import Config
+from .config import Config, UpstreamSpec
 from .metrics import Metrics
 from .record import Record
 from .relay.loop import Stoppable
@@ -34,6 +34,7 @@ class Runtime:
     alarms: set[Stoppable] = field(default_factory=set)  # one per relaying or committed stream
     upstreams_reachable: bool = True
     ready_checked: float = float("-inf")  # perf_counter() of the last upstream probe
+    ready_probed: tuple[UpstreamSpec, ...] = ()  # the upstreams it probed
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -65,8 +66,9 @@ class Snapshot:
     prices: PriceTable
 
     @classmethod
-    def of(cls, config: Config) -> Snapshot:
-        return cls(config, Authenticator(config.tenants), Router(config),
+    def of(cls, config: Config, runtime: RuntimeKeys | None = None) -> Snapshot:
+        """`runtime`: the store's view of issued keys and runtime tenants (one per app)."""
+        return cls(config, Authenticator(config.tenants, runtime), Router(config),
                    PriceTable.from_config(config.prices))
 
 

@@ -9,12 +9,14 @@ import os
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bench.procs import find_binary
 from tests._proc import run_module
 from tests.conftest import REPO
 
 
+@pytest.mark.timeout(300)  # the run's own bound is 240 s; a busy machine needs more than 60
 async def test_the_quick_side_by_side_run_reports_every_row(tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     status, printed, _ = await run_module("bench.side_by_side", "--quick", "--json-out", str(out),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,8 +67,7 @@ class Gate:
     """The app's admission stage: limiter + spend budget + stream queue."""
 
     def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int,
-                 budget: Budget | None = None,
-                 prices: Callable[[], PriceTable] = lambda: PriceTable({})):
+                 budget: Budget | None = None):
         self.limiter = limiter
         self.queue = queue
         #: every backend in this process's memory (settling never waits on I/O)
@@ -77,18 +76,18 @@ class Gate:
         self.budget = budget
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
-        self.prices = prices  # the live config's prices, read once per request
         self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
     def admit(
         self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
-        models: Sequence[str] = (), tokens: bool = True,
+        prices: PriceTable | None = None, models: Sequence[str] = (), tokens: bool = True,
     ) -> Admitted:
-        """`async with gate.admit(...) as ticket:`. `models`: every model the request may be
-        charged at (its targets'); by default the one the body names. The worst case is
-        reserved at the dearest of them. `tokens=False`: admitted by request count only
-        (reserves no tokens)."""
-        return Admitted(self, tenant, body, raw, slot, models, tokens)
+        """`async with gate.admit(...) as ticket:`. `prices`: the request's snapshot's (the
+        worst case is reserved and the answer charged at them; None: nothing is priced).
+        `models`: every model the request may be charged at (its targets'); by default the
+        one the body names. The worst case is reserved at the dearest of them.
+        `tokens=False`: admitted by request count only (reserves no tokens)."""
+        return Admitted(self, tenant, body, raw, slot, prices, models, tokens)
 
     async def settle_books(self, tenant: Tenant, limits: TenantLimits, admission: Admission,
                            used: int, unanswered: bool, reservation: Reservation | None,
@@ -115,12 +114,14 @@ class Admitted:
     on the way in) gives back the slot and settles the books. A plain object rather than an
     `asynccontextmanager`: a stream holds it for its whole life (no generator frame)."""
 
-    __slots__ = ("_gate", "_tenant", "_slot", "_tokens", "_prompt", "_answer_tokens", "_models",
+    __slots__ = ("_gate", "_tenant", "_slot", "_prices", "_tokens", "_prompt", "_answer_tokens",
+                 "_models",
                  "_limits", "_admission", "_ticket", "_reservation", "_holding")
 
     def __init__(self, gate: Gate, tenant: Tenant, body: dict[str, Any], raw: bytes, slot: bool,
-                 models: Sequence[str], tokens: bool) -> None:
+                 prices: PriceTable | None, models: Sequence[str], tokens: bool) -> None:
         self._gate, self._tenant, self._slot, self._tokens = gate, tenant, slot, tokens
+        self._prices = prices
         self._prompt = estimate_prompt_tokens(raw)
         # The largest answer-length field given (an upstream may honour any of them), else the
         # default; `body.check_token_limits` has made them positive integers.
@@ -140,7 +141,7 @@ class Admitted:
         admission = self._admission = await gate.limiter.admit(
             self._limits, prompt + answer_tokens if self._tokens else 0)
         ticket = self._ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
-                                       model=models[0] if models else None, prices=gate.prices())
+                                       model=models[0] if models else None, prices=self._prices)
         try:
             if gate.budget is not None and tenant.budget_usd is not None:
                 prices = ticket.prices or PriceTable({})

@@ -133,7 +133,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     record.model, record.stream = call.model, call.stream
     plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
-    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True,
+    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
                                        tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         early = early_commit(request, live, record)  # heartbeats don't end failover here either

@@ -27,14 +27,19 @@ from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..tags import request_tags
 from ..upstream import Opened
 
 BodyFor = Callable[[Target], bytes]
 
 
 def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
-    tenant = live.auth.tenant_for(presented_key(request))
+    """The tenant, by the request's one snapshot (`live`), which the record keeps for the
+    trace; the key's id and the request's `x-gateway-tags` go into the record too."""
+    record.config = live.config
+    tenant, record.key_id = live.auth.identify(presented_key(request))
     record.tenant = tenant
+    record.tags = request_tags(request.headers)
     return tenant
 
 

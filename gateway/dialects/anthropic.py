@@ -16,17 +16,16 @@ class AnthropicDialect(Dialect):
     name = "anthropic"
     path = "/messages"
 
-    def url(self, upstream: UpstreamSpec, path: str = "") -> str:
+    auth_header = X_API_KEY
+
+    def api_root(self, upstream: UpstreamSpec) -> str:
         # base_url may be given with or without the /v1 the SDKs add themselves.
         base = upstream.base_url.rstrip("/")
-        return base + ("" if base.endswith("/v1") else "/v1") + (path or "/messages")
+        return base + ("" if base.endswith("/v1") else "/v1")
 
     end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
     error_markers = (b"event: error",)
     default_headers = {ANTHROPIC_VERSION: API_VERSION}
-
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {X_API_KEY: key}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

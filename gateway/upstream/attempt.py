@@ -128,9 +128,13 @@ def upstream_headers(
         headers.popall(name, None)
     for name, value in dialect.default_headers.items():
         headers.setdefault(name, value)
+    if upstream.headers:  # the operator's static headers win over a client's of the same name
+        headers.update(upstream.headers)
     key = upstream.api_key.get_secret_value()
     if key:  # a local server (vLLM, Ollama) may take none: then no credentials are sent
-        headers.update(dialect.auth_headers(key))
+        # Last: no client header (all credential names were dropped) and no static one (the
+        # config refuses credential names there) can stand in for the provider key.
+        headers.update(dialect.auth_headers(key, upstream.auth_header))
     headers[hdrs.CONTENT_TYPE] = "application/json"
     headers[REQUEST_ID] = request_id
     if stream:  # a compressed stream would sit in the inflater's window: ask for none
