@@ -49,6 +49,7 @@ from .store.runtime import install_store
 from .streams.hub import streams_ctx
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
+from .upstream.health import follow_config
 
 READY_PROBE_SECONDS = 2.0
 GAUGE_SECONDS = 0.5
@@ -139,6 +140,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAMS] = UpstreamClient(
         session, app[METRICS], breakers=breakers, logger=app[LOGGER],
         max_response_bytes=app[CONFIG].server.max_response_bytes)
+    # Every concrete target of the config has its breaker (and gauge series) from the start.
+    follow_config(app[METRICS], breakers, app[LIVE].current.config, set())
     yield
     await session.close()
 

@@ -1,5 +1,5 @@
-"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config` (also
-`python -m gateway`).
+"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config`, and `keys`
+and `spend` against a running gateway (`admin_cli.py`) (also `python -m gateway`).
 
 Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit status 2.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from .admin_cli import add_parsers as add_admin_parsers
 from .auth import hash_key
 from .config import Config, load_config
 from .config.env import FLAGS_ENV, flag_variable
@@ -90,11 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
     check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     check.set_defaults(run=_check_config)
+    add_admin_parsers(sub)  # keys create|list|revoke, spend: a running gateway's admin API
     return parser
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .check import describe
+    from .check import describe, price_warnings
+    from .prices import builtin_prices
+    from .spend import PriceTable
 
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     try:
@@ -103,7 +107,10 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{path}: ok\n\n{describe(config)}")
+    prices = PriceTable.from_config(config.prices, builtin_prices())
+    print(f"{path}: ok\n\n{describe(config, prices)}")
+    for warning in price_warnings(config, prices):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -17,6 +17,7 @@ from .auth import Authenticator, RuntimeKeys
 from .breaker import Breakers
 from .config import Config, UpstreamSpec
 from .metrics import Metrics
+from .prices import builtin_prices
 from .record import Record
 from .relay.loop import Stoppable
 from .routing import Router
@@ -67,9 +68,10 @@ class Snapshot:
 
     @classmethod
     def of(cls, config: Config, runtime: RuntimeKeys | None = None) -> Snapshot:
-        """`runtime`: the store's view of issued keys and runtime tenants (one per app)."""
+        """`runtime`: the store's view of issued keys and runtime tenants (one per app).
+        Prices: `[prices]` over the shipped price table (read again at each reload)."""
         return cls(config, Authenticator(config.tenants, runtime), Router(config),
-                   PriceTable.from_config(config.prices))
+                   PriceTable.from_config(config.prices, builtin_prices()))
 
 
 @dataclass(slots=True)

@@ -185,7 +185,8 @@ def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened
     request's cost is the sum of its parts, so the line's total and its attempts agree."""
     total: int | None = None
     for opened, usage in parts:
-        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
+        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) \
+            if ticket.prices is not None else None
         if micros is not None:
             total = (total or 0) + micros
         if not 0 <= opened.attempt < len(record.attempts):
