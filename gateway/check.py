@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .config import Config
+from .config import Config, UpstreamSpec
+from .models import is_glob
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -20,6 +21,15 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _money(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
+
+
+def _listing(upstream: UpstreamSpec) -> str:
+    """Where `/v1/models` takes this upstream's names from."""
+    globs = [p for p in upstream.models if is_glob(p)]
+    if not globs:
+        return "its concrete names"
+    return (f"the provider's list matching {', '.join(globs)} "
+            f"(GET /models every {upstream.models_refresh_seconds:g}s)")
 
 
 def describe(config: Config) -> str:
@@ -40,7 +50,8 @@ def describe(config: Config) -> str:
         (pattern, ", ".join((u.name, *u.fallbacks)), "fallback", "-", "no")
         for u in config.upstreams for pattern in u.models
     ]
-    upstreams = [(u.name, u.dialect, u.base_url, u.api_key_env or "-") for u in config.upstreams]
+    upstreams = [(u.name, u.dialect, u.base_url, u.api_key_env or "-", _listing(u))
+                 for u in config.upstreams]
     prices = [
         (pattern, _money(p.input), _money(p.output), _money(p.cache_read), _money(p.cache_write))
         for pattern, p in config.prices.items()
@@ -50,7 +61,8 @@ def describe(config: Config) -> str:
                             tenants),
         "routes (first match wins)\n" + table(
             ("model", "targets", "strategy", "on_context_overflow", "resume_midstream"), routes),
-        "upstreams\n" + table(("name", "dialect", "base_url", "api_key_env"), upstreams),
+        "upstreams\n" + table(("name", "dialect", "base_url", "api_key_env", "/v1/models lists"),
+                               upstreams),
         "prices (USD per 1M tokens, first match wins)\n" + (table(
             ("model", "input", "output", "cache_read", "cache_write"), prices) if prices else "(none)"),
     ]

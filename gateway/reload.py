@@ -16,6 +16,7 @@ from aiohttp import web
 from .breaker import Breakers
 from .config import Config, load_config
 from .errors import ConfigError
+from .models import MODEL_LISTS
 from .state import BREAKERS, LIVE, LOGGER, METRICS, Snapshot
 
 CONFIG_PATH = web.AppKey("config_path", str)  # the file the app was started from
@@ -76,6 +77,8 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
     old = live.current.config
     live.current = snapshot
     metrics.follow(new, follow_breakers(app[BREAKERS], new))
+    if (lists := app.get(MODEL_LISTS)) is not None:
+        lists.wake()  # a new or changed upstream's model list is asked for now
     metrics.config_reloads.labels("ok").inc()
     for warning in warnings:
         logger.warning("config_warning", warning=warning)
