@@ -16,6 +16,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from .admin import ADMIN_ROUTES
+from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
@@ -45,8 +46,10 @@ from .state import (
     Runtime,
     Snapshot,
 )
+from .store.runtime import install_store
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
+from .upstream.health import follow_config
 
 READY_PROBE_SECONDS = 2.0
 GAUGE_SECONDS = 0.5
@@ -67,6 +70,7 @@ def build_app(
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
+    install_store(app, config, config_path)  # runtime tenants and keys, spend rows ([store])
     app[RUNTIME] = Runtime()
     if config_path:
         app[CONFIG_PATH] = config_path
@@ -91,6 +95,7 @@ def build_app(
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
+        *KEY_ROUTES,  # tenants and keys at runtime, spend, the operator's page (same rule)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)
@@ -133,6 +138,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAMS] = UpstreamClient(
         session, app[METRICS], breakers=breakers, logger=app[LOGGER],
         max_response_bytes=app[CONFIG].server.max_response_bytes)
+    # Every concrete target of the config has its breaker (and gauge series) from the start.
+    follow_config(app[METRICS], breakers, app[LIVE].current.config, set())
     yield
     await session.close()
 

@@ -51,6 +51,8 @@ class Record:
     midstream_error: bool = False  # failed after the first byte
     attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
     ticket: Ticket | None = None  # admission's: its cost is known once the ticket is given back
+    key_id: str | None = None  # which of the tenant's keys (auth.Authenticator.identify)
+    tags: tuple[str, ...] = ()  # x-gateway-tags: the log line and spend rows, never metric labels
 
 
 def _short(value: str | None) -> str | None:
@@ -116,6 +118,8 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         fields["unpriced"] = True
     if record.translated:
         fields["translated"] = True
+    if record.tags:
+        fields["tags"] = list(record.tags)
     if record.queue_wait is not None:
         fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
     if record.error:

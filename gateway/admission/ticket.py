@@ -21,6 +21,7 @@ from ..config import Tenant
 from ..dialects import Usage
 from ..errors import GatewayError, Shed
 from ..metrics import Metrics
+from ..prices import require_prices
 from ..spend import PriceTable, micros_to_usd
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
@@ -144,7 +145,12 @@ class Admitted:
                                        model=models[0] if models else None, prices=self._prices)
         try:
             if gate.budget is not None and tenant.budget_usd is not None:
-                prices = ticket.prices or PriceTable({})
+                prices = ticket.prices if ticket.prices is not None else PriceTable({})
+                if self._tokens:  # a budget can't be enforced on an unpriced model: 403
+                    try:
+                        require_prices(prices, models)
+                    except GatewayError as exc:
+                        raise self._refused(exc) from None
                 worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
                 try:
                     self._reservation = await gate.budget.reserve(

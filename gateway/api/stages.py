@@ -27,16 +27,19 @@ from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..tags import request_tags
 from ..upstream import Opened
 
 BodyFor = Callable[[Target], bytes]
 
 
 def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
-    """The tenant, by the request's one snapshot (`live`), which the record keeps for the trace."""
+    """The tenant, by the request's one snapshot (`live`), which the record keeps for the
+    trace; the key's id and the request's `x-gateway-tags` go into the record too."""
     record.config = live.config
-    tenant = live.auth.tenant_for(presented_key(request))
+    tenant, record.key_id = live.auth.identify(presented_key(request))
     record.tenant = tenant
+    record.tags = request_tags(request.headers)
     return tenant
 
 
@@ -182,7 +185,8 @@ def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened
     request's cost is the sum of its parts, so the line's total and its attempts agree."""
     total: int | None = None
     for opened, usage in parts:
-        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) if ticket.prices else None
+        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) \
+            if ticket.prices is not None else None
         if micros is not None:
             total = (total or 0) + micros
         if not 0 <= opened.attempt < len(record.attempts):

@@ -79,6 +79,15 @@ class RateLimitConfig(_Frozen):
     key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "gw:"
 
 
+class StreamsConfig(_Frozen):
+    """Resumable streams (`/api/chat/streams`, the GET form of `/api/chat/stream`)."""
+
+    backend: Literal["memory", "redis"] = "memory"  # "redis": ratelimit.redis_url, any worker resumes
+    keep_seconds: Positive = 300  # events kept after a stream ends
+    abandon_seconds: Positive = 60  # a generation nobody watched for this long is cancelled
+    max_bytes: PositiveInt = 4_194_304  # events kept per stream; past it one error event ends it
+
+
 class UpstreamSpec(_Frozen):
     name: Annotated[str, Field(min_length=1, pattern=r"^[^:\s]+$")]
     dialect: Literal["openai", "anthropic"]
@@ -135,6 +144,13 @@ class PriceSpec(_Frozen):
     cache_write: NonNegative | None = None
 
 
+class StoreConfig(_Frozen):
+    """Tenants and keys created at runtime, and spend per day (opened when admin routes are on)."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"  # redis: [ratelimit].redis_url and key_prefix
+    path: Annotated[str, Field(min_length=1)] = "gateway-state.db"  # relative to the config file
+
+
 class Tenant(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     key_sha256: Sha256
@@ -158,10 +174,12 @@ class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
+    streams: StreamsConfig = StreamsConfig()
     upstreams: Annotated[tuple[UpstreamSpec, ...], BeforeValidator(_list_to_tuple), Field(min_length=1)]
     routes: Annotated[tuple[RouteSpec, ...], BeforeValidator(_list_to_tuple)] = ()
     prices: dict[str, PriceSpec] = {}
     tenants: Annotated[tuple[Tenant, ...], BeforeValidator(_list_to_tuple), Field(min_length=1)]
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
