@@ -27,6 +27,7 @@ from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -83,7 +84,8 @@ def build_app(
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
-    app.cleanup_ctx.extend([_client_session, _limiter])
+    app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
