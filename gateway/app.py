@@ -27,6 +27,7 @@ from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -87,7 +88,8 @@ def build_app(
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
-    app.cleanup_ctx.extend([_client_session, _limiter, streams_ctx])
+    app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
@@ -177,13 +179,17 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 
         limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
                                prefix=config.key_prefix + "rl:")
+
+        def on_unsettled(tenant: str, micros: int) -> None:
+            logger.error("budget_settle_failed", tenant=tenant, cost_usd=micros / 1_000_000)
+
         budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
-                                     prefix=config.key_prefix)
+                                     on_unsettled=on_unsettled, prefix=config.key_prefix)
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget)
+                     budget, app[LOGGER])
     await _publish_budgets(app, budget)
     yield
     await limiter.close()

@@ -129,6 +129,9 @@ class Metrics:
         self.closed_connections = Counter(
             "gateway_client_connections_closed", "Client connections the gateway closed",
             ["reason"], registry=r)
+        self.models_refresh = Counter(
+            "gateway_models_refresh", "Provider model-list refreshes by result", ["upstream", "result"],
+            registry=r)
         self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r,
                                 multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)
