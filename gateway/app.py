@@ -175,13 +175,17 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 
         limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
                                prefix=config.key_prefix + "rl:")
+
+        def on_unsettled(tenant: str, micros: int) -> None:
+            logger.error("budget_settle_failed", tenant=tenant, cost_usd=micros / 1_000_000)
+
         budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
-                                     prefix=config.key_prefix)
+                                     on_unsettled=on_unsettled, prefix=config.key_prefix)
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget)
+                     budget, app[LOGGER])
     await _publish_budgets(app, budget)
     yield
     await limiter.close()

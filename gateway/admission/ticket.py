@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
 from ..body import CHOICE_FIELDS, TOKEN_LIMITS
 from ..config import Tenant
 from ..dialects import Usage
@@ -26,6 +28,7 @@ from ..errors import GatewayError, Shed
 from ..metrics import Metrics
 from ..prices import require_prices
 from ..spend import PriceTable, micros_to_usd
+from .anomaly import MAX_USAGE_TOKENS, clamp_cost, clamp_usage
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
 from .queue import StreamQueue
@@ -71,7 +74,7 @@ class Gate:
     """The app's admission stage: limiter + spend budget + stream queue."""
 
     def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, logger: FilteringBoundLogger | None = None):
         self.limiter = limiter
         self.queue = queue
         #: every backend in this process's memory (settling never waits on I/O)
@@ -80,6 +83,7 @@ class Gate:
         self.budget = budget
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
+        self.logger = logger  # for the anomalies settling finds (usage no model reaches)
         self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
     def admit(
@@ -202,11 +206,17 @@ class Admitted:
     async def _settle(self) -> None:
         gate, ticket, admission = self._gate, self._ticket, self._admission
         assert ticket is not None and admission is not None
-        # The cost first, with no await before it: a cancelled request still has it.
+        # The cost first, with no await before it: a cancelled request still has it. Usage past
+        # what any model reaches is clamped (and charged as the clamp), and said in a log line.
+        if ticket.usage is not None and (reported := clamp_usage(ticket.usage)) is not None:
+            if gate.logger is not None:
+                gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=ticket.model,
+                                    reported=reported, clamped_to=MAX_USAGE_TOKENS)
         if ticket.split_cost_micros is not None:
-            ticket.cost_micros = ticket.split_cost_micros
+            ticket.cost_micros = clamp_cost(ticket.split_cost_micros)
         elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
-            ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
+            cost = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
+            ticket.cost_micros = None if cost is None else clamp_cost(cost)
         used = ticket.usage.total if ticket.usage is not None else 0
         settling = gate.settle_books(self._tenant, self._limits, admission, used, ticket.usage is None,
                                 self._reservation, ticket.cost_micros or 0)
