@@ -2,17 +2,19 @@
 operator types the admin key, the tab keeps it (sessionStorage), and the page calls the
 admin API with it. 404 like every admin route when no admin key is configured.
 
-`GET /admin/upstreams`: what the page shows of upstream health (see `health.py`)."""
+`GET /admin/upstreams`: what the page shows of upstream health (`health.upstream_health`)."""
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
 from .admin import authorize
-from .health import HEALTH, breaker_states
-from .state import BREAKERS, LIVE
+from .breaker import TargetHealth
+from .health import upstream_health
+from .state import LIVE
 
 #: as the page's own meta tag, plus no framing (a page that holds the admin key)
 PAGE_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
@@ -29,17 +31,21 @@ async def admin_page(request: web.Request) -> web.Response:
 
 
 async def upstreams(request: web.Request) -> web.Response:
+    """Each upstream: up or not, credentials refused, and each target's breaker with its last
+    error (`health.upstream_health`)."""
     authorize(request)
-    health = request.app.get(HEALTH)
-    config = request.app[LIVE].current.config
-    states = breaker_states(request.app) if BREAKERS in request.app else {}
-    data = []
-    for upstream in config.upstreams:
-        last = health.last.get(upstream.name) if health is not None else None
-        data.append({"name": upstream.name, "dialect": upstream.dialect, **states.get(upstream.name, {}),
-                     "last_error": last.public() if last is not None else None})
-    return web.json_response({"data": data})
+    dialects = {u.name: u.dialect for u in request.app[LIVE].current.config.upstreams}
+    return web.json_response({"data": [
+        {"name": u.name, "dialect": dialects.get(u.name), "up": u.up,
+         "credentials_refused": u.credentials_refused, "targets": [_target(t) for t in u.targets]}
+        for u in upstream_health(request.app)]})
 
+
+def _target(t: TargetHealth) -> dict[str, Any]:
+    age = t.last_error_age_seconds
+    return {"model": t.model, "state": str(t.state), "consecutive_failures": t.consecutive_failures,
+            "last_error": t.last_error, "last_error_age_seconds": None if age is None else round(age, 3),
+            "retry_in_seconds": round(t.retry_in_seconds, 3)}
 
 
 PAGE_ROUTES = [web.get("/admin/", admin_page, allow_head=False),

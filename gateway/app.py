@@ -27,6 +27,7 @@ from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -48,6 +49,7 @@ from .state import (
 from .store.runtime import install_store
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
+from .upstream.health import follow_config
 
 READY_PROBE_SECONDS = 2.0
 GAUGE_SECONDS = 0.5
@@ -82,7 +84,8 @@ def build_app(
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
-    app.cleanup_ctx.extend([_client_session, _limiter])
+    app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
@@ -135,6 +138,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAMS] = UpstreamClient(
         session, app[METRICS], breakers=breakers, logger=app[LOGGER],
         max_response_bytes=app[CONFIG].server.max_response_bytes)
+    # Every concrete target of the config has its breaker (and gauge series) from the start.
+    follow_config(app[METRICS], breakers, app[LIVE].current.config, set())
     yield
     await session.close()
 
@@ -170,13 +175,17 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 
         limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
                                prefix=config.key_prefix + "rl:")
+
+        def on_unsettled(tenant: str, micros: int) -> None:
+            logger.error("budget_settle_failed", tenant=tenant, cost_usd=micros / 1_000_000)
+
         budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
-                                     prefix=config.key_prefix)
+                                     on_unsettled=on_unsettled, prefix=config.key_prefix)
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget)
+                     budget, app[LOGGER])
     await _publish_budgets(app, budget)
     yield
     await limiter.close()

@@ -32,6 +32,7 @@ DESIGN_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "gateway_ratelimit_backend_errors": ("counter", frozenset()),
     "gateway_client_errors": ("counter", frozenset({"status"})),
     "gateway_client_connections_closed": ("counter", frozenset({"reason"})),
+    "gateway_target_breaker_open": ("gauge", frozenset({"upstream", "model"})),
 }
 
 

@@ -19,7 +19,6 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from ..config import Config
-from ..health import HEALTH, UpstreamHealth
 from ..record import Record
 from ..state import LIVE, LOGGER, Snapshot
 from .base import Store, StoreUnavailable
@@ -65,7 +64,6 @@ def install_store(app: web.Application, config: Config, config_path: str | None)
     view = KeyView()
     app[LIVE].current = Snapshot.of(config, view)
     app[STORE] = StoreState(make_store(config, config_path), view)
-    app[HEALTH] = UpstreamHealth()  # for the operator's page
     app.cleanup_ctx.append(_store_ctx)
 
 
@@ -160,11 +158,8 @@ async def _write_pending(state: StoreState) -> None:
 
 def note_request(app: web.Application, record: Record) -> None:
     """A request that an upstream answered adds to its spend row (the middleware calls this
-    once per request, after its log line). The cost is the one its budget was charged.
-    Its failed attempts are each upstream's last error on the operator's page."""
+    once per request, after its log line). The cost is the one its budget was charged."""
     state = app.get(STORE)
-    if record.attempts and (health := app.get(HEALTH)) is not None:
-        health.note(record.attempts)
     ticket = record.ticket
     if state is None or ticket is None or ticket.usage is None or record.tenant is None:
         return
