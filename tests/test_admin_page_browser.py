@@ -142,8 +142,10 @@ async def test_the_operator_manages_tenants_and_keys_and_sees_spend_and_upstream
         await expect(page.locator("#legend")).to_contain_text("search")
         # upstream health: the closed port's breaker is open, with its last error
         await expect(page.locator('#upstreams tr[data-upstream="backup"]')).to_contain_text("open")
-        await expect(page.locator('#upstreams tr[data-upstream="backup"]')).to_contain_text("connect")
-        await expect(page.locator('#upstreams tr[data-upstream="mock"]')).to_contain_text("closed")
+        await expect(page.locator('#upstreams tr[data-upstream="backup"]')).to_contain_text("ClientConnectorError")
+        await expect(page.locator('#upstreams tr[data-upstream="backup"]')).to_contain_text("down")
+        await expect(page.locator('#upstreams tr[data-upstream="mock"]')).to_contain_text("closed mock-1")
+        await expect(page.locator('#upstreams tr[data-upstream="mock"]')).to_contain_text("up")
         # a new tenant, then a key for it, shown once and copied
         await page.click("#new-tenant-box summary")
         await page.fill("#t-name", "web-app")
