@@ -1,5 +1,5 @@
-"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config` (also
-`python -m gateway`).
+"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config`, and `keys`
+and `spend` against a running gateway (`admin_cli.py`) (also `python -m gateway`).
 
 Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit status 2.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from .admin_cli import add_parsers as add_admin_parsers
 from .auth import hash_key
 from .config import Config, load_config
 from .config.env import FLAGS_ENV, flag_variable
@@ -90,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
     check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     check.set_defaults(run=_check_config)
+    add_admin_parsers(sub)  # keys create|list|revoke, spend: a running gateway's admin API
     return parser
 
 

@@ -10,7 +10,8 @@ Rules:
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
   event (`RESPONSES_SHAPE`), numbered after the last event the upstream sent.
-- count_tokens is admitted by request count only and charges no tokens.
+- count_tokens is admitted by request count only and charges no tokens (nor budget); embeddings
+  reserve their input only (they generate no tokens).
 """
 
 from __future__ import annotations
@@ -102,13 +103,14 @@ class Api:
     required: str  # the body field besides `model` that must be there
     streams: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
+    answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
     ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
     errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
                     errors=(b"event: error",))
-API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
+API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
@@ -136,7 +138,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
+                                       tokens=api.tokens, answer=api.answers, models=plan.models) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         early = early_commit(request, live, record)  # heartbeats don't end failover here either
         try:

@@ -65,7 +65,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
     record.model, record.stream = call.model, call.stream or client is None
     plan = live.router.route(tenant, call.model)
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       models=[t.model for t in plan.targets]) as ticket:
+                                       models=plan.models) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
         early = early_commit(request, live, record)

@@ -80,6 +80,7 @@ async def stream_answer(
     metered = [(opened, meter)]  # each streamed attempt's own meter
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
+    failure: str | None = None  # the provider's failure of the current attempt (its breaker's)
 
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
@@ -112,6 +113,8 @@ async def stream_answer(
                 except (ClientGone, Stopped):
                     raise
                 except GatewayError as exc:
+                    if isinstance(exc, UpstreamError):
+                        failure = exc.message  # the current attempt's, for its breaker
                     if resume is None or not resume.view.resumable(first_sink):
                         if cause is not None and resume is not None:
                             resume.count("failed")
@@ -120,7 +123,8 @@ async def stream_answer(
                     if ttfb is None and alarm.first_forward is not None:  # before a continuation's
                         ttfb = alarm.first_forward - started
                     current.response.close()
-                    current.ended()
+                    current.ended(failure=exc.message)  # a cut counts against its target
+                    failure = None
                     try:
                         current = await _reopen(request, response, resume, current, settings,
                                                 alarms, on_heartbeat)
@@ -142,6 +146,8 @@ async def stream_answer(
             raise
         except GatewayError as exc:
             outcome, error = exc.outcome, exc.message
+            if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
+                failure = failure or exc.message
             if isinstance(exc, Stopped):
                 outcome = "shed"
             await alarm.bounded(first_sink.error(exc))
@@ -164,7 +170,7 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
-        current.ended()
+        current.ended(ok=clean, failure=failure)
     return response, outcome_of(status, outcome, error)
 
 

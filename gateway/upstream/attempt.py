@@ -49,8 +49,9 @@ class Opened:
     deadline: float  # loop time at which the whole exchange must end
     retries: int = 0
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
-    #: the policy's hook, called once when the stream's relay ends (its in-flight count)
-    on_end: Callable[[], None] | None = None
+    #: the policy's hook, called once when the stream's relay ends (its in-flight count and
+    #: its breaker's verdict): (a complete answer, the provider's failure or None)
+    on_end: Callable[[bool, str | None], None] | None = None
     #: this attempt's index in the request's `attempts` (to charge it there), -1 when none
     attempt: int = -1
 
@@ -58,11 +59,13 @@ class Opened:
     def upstream(self) -> UpstreamSpec:
         return self.target.upstream
 
-    def ended(self) -> None:
-        """The relay is done with this stream: tell the policy, once."""
+    def ended(self, *, ok: bool = False, failure: str | None = None) -> None:
+        """The relay is done with this stream: tell the policy, once. `ok`: the answer was
+        complete; `failure`: the provider failed it (cut, stall, malformed, truncated), which
+        counts against the target's breaker; neither: no verdict (the client left, drain)."""
         hook, self.on_end = self.on_end, None
         if hook is not None:
-            hook()
+            hook(ok, failure)
 
 
 @dataclass(slots=True)
@@ -78,9 +81,10 @@ class Failure:
 
     @property
     def counts_against_upstream(self) -> bool:
-        """Does it count towards the circuit breaker? A 4xx is about the request (or the
-        gateway's key), not about the upstream's health."""
-        return self.kind in ("connect", "timeout", "status")
+        """Does it count towards the target's circuit breaker? Connect errors, resets,
+        timeouts, 5xx and 429 are the provider's; any other 4xx (a prompt too long, a
+        content-policy refusal) is about the request, a 401/403 about the gateway's key."""
+        return self.kind in ("connect", "timeout", "status", "ratelimited")
 
 
 @dataclass(slots=True)
