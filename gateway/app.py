@@ -48,6 +48,7 @@ from .state import (
     Snapshot,
 )
 from .store.runtime import install_store
+from .streams.hub import streams_ctx
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 from .upstream.health import follow_config
@@ -66,7 +67,10 @@ def build_app(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware],
         # Request bodies are decoded by `body.decode_body` (bounded, every ending checked):
         # this reaches every runner's connection handler (`serve`'s, the tests').
-        handler_args={"auto_decompress": False})
+        # A request line may be as long as a body (the GET form of /api/chat/stream carries its
+        # messages in the URL; one over max_body_bytes is refused in its route's shape, 414).
+        handler_args={"auto_decompress": False,
+                      "max_line_size": max(8190, 2 * config.server.max_body_bytes)})
     app[CONFIG] = config
     app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()
@@ -88,7 +92,7 @@ def build_app(
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
     app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
-    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx])
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
@@ -119,7 +123,7 @@ def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
     for route in list(app.router.routes()):
-        if route.method in ("GET", "POST"):
+        if route.method in ("GET", "POST", "DELETE"):
             cors.add(route)
 
 

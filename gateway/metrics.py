@@ -118,6 +118,14 @@ class Metrics:
         self.midstream_recoveries = Counter(
             "gateway_midstream_recoveries", "Streams cut after the first byte and continued elsewhere",
             ["route", "result"], registry=r)
+        self.resumable_streams = Gauge(
+            "gateway_resumable_streams", "Resumable streams by state", ["state"], registry=r,
+            multiprocess_mode="livesum")
+        self.stream_resumes = Counter(
+            "gateway_stream_resumes", "Subscriptions that came back with a Last-Event-ID",
+            ["result"], registry=r)
+        for result in ("replayed", "unknown"):  # a series each from the start
+            self.stream_resumes.labels(result)
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads by result", ["result"], registry=r)
         self.client_errors = Counter(
