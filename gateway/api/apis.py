@@ -28,6 +28,8 @@ from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError
+from ..exact_usage import asking_usage, client_asked
+from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Write
 from ..routing import Target
@@ -140,7 +142,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         early = early_commit(request, live, record)  # heartbeats don't end failover here either
         try:
-            opened = await open_upstream(request, live, record, plan, _body_for(call), early)
+            opened = await open_upstream(request, live, record, plan, _body_for(call, api), early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, api.shape, exc)
@@ -157,12 +159,18 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
+            sink = HiddenUsage if _hides_usage(api, call) else PassThrough
             del call  # a stream may last minutes: its parsed body is not held meanwhile
             response = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
-                               else PassThrough(write, api.shape, ends, errors)), early=early)
+                               else sink(write, api.shape, ends, errors)), early=early)
     return response
+
+
+def _hides_usage(api: Api, call: Call) -> bool:
+    """A completions stream the client did not ask usage of: asked anyway, then not forwarded."""
+    return api is API_COMPLETIONS and call.stream and not client_asked(call.body)
 
 
 # The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
@@ -172,8 +180,10 @@ completions = partial(_passthrough, api=API_COMPLETIONS)
 count_tokens = partial(_passthrough, api=API_COUNT_TOKENS)
 
 
-def _body_for(call: Call) -> Callable[[Target], bytes]:
+def _body_for(call: Call, api: Api) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
+        if _hides_usage(api, call):  # exact usage: asked for, and hidden from the client
+            return dumps({**asking_usage(call.body), "model": target.model})
         if target.model == call.model:
             return call.raw  # pass-through: the client's bytes, as they are
         return dumps({**call.body, "model": target.model})
