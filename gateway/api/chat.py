@@ -161,13 +161,14 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
         model = opened.target.model
         codec = SimpleCodec(upstream.name, None if prices is None else partial(prices.cost, model))
     elif client is upstream:
-        return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
+        return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers,
+                                         upstream.end_bytes)
     elif client is OPENAI:
         codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
     else:
         codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
-    return lambda write: Translating(write, shape, codec, max_line_bytes)
+    return lambda write: Translating(write, shape, codec, max_line_bytes, upstream.end_event)
 
 
 def _include_usage(call: Call) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
+from ..markers import Marker
 from .base import Dialect, Usage
 
 API_VERSION = "2023-06-01"
@@ -23,8 +24,14 @@ class AnthropicDialect(Dialect):
         base = upstream.base_url.rstrip("/")
         return base + ("" if base.endswith("/v1") else "/v1")
 
-    end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
-    error_markers = (b"event: error",)
+    end_markers = (Marker(b"event: message_stop"), Marker(b"event:message_stop"),
+                   Marker(b'data: {"type":"message_stop"', whole=False),
+                   Marker(b'data: {"type": "message_stop"', whole=False))
+    error_markers = (Marker(b"event: error"), Marker(b"event:error"),
+                     Marker(b'data: {"type":"error"', whole=False),
+                     Marker(b'data: {"type": "error"', whole=False))
+    end_bytes = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    end_event = ("message_stop", '{"type":"message_stop"}')
     default_headers = {ANTHROPIC_VERSION: API_VERSION}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
