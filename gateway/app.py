@@ -27,6 +27,7 @@ from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -46,6 +47,7 @@ from .state import (
     Snapshot,
 )
 from .store.runtime import install_store
+from .streams.hub import streams_ctx
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
 from .upstream.health import follow_config
@@ -63,7 +65,10 @@ def build_app(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware],
         # Request bodies are decoded by `body.decode_body` (bounded, every ending checked):
         # this reaches every runner's connection handler (`serve`'s, the tests').
-        handler_args={"auto_decompress": False})
+        # A request line may be as long as a body (the GET form of /api/chat/stream carries its
+        # messages in the URL; one over max_body_bytes is refused in its route's shape, 414).
+        handler_args={"auto_decompress": False,
+                      "max_line_size": max(8190, 2 * config.server.max_body_bytes)})
     app[CONFIG] = config
     app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()
@@ -83,7 +88,8 @@ def build_app(
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
-    app.cleanup_ctx.extend([_client_session, _limiter])
+    app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
@@ -114,7 +120,7 @@ def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
     for route in list(app.router.routes()):
-        if route.method in ("GET", "POST"):
+        if route.method in ("GET", "POST", "DELETE"):
             cors.add(route)
 
 
@@ -173,13 +179,17 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 
         limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
                                prefix=config.key_prefix + "rl:")
+
+        def on_unsettled(tenant: str, micros: int) -> None:
+            logger.error("budget_settle_failed", tenant=tenant, cost_usd=micros / 1_000_000)
+
         budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
-                                     prefix=config.key_prefix)
+                                     on_unsettled=on_unsettled, prefix=config.key_prefix)
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget)
+                     budget, app[LOGGER])
     await _publish_budgets(app, budget)
     yield
     await limiter.close()

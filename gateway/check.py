@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
-from .config import Config, Tenant
+from .config import Config, Tenant, UpstreamSpec
 from .spend import PriceTable
 
 
@@ -26,6 +26,15 @@ def _money(value: float | None) -> str:
 
 def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")
+
+
+def _listing(upstream: UpstreamSpec) -> str:
+    """Where `/v1/models` takes this upstream's names from."""
+    globs = [p for p in upstream.models if _is_glob(p)]
+    if not globs:
+        return "its concrete names"
+    return (f"the provider's list matching {', '.join(globs)} "
+            f"(GET /models every {upstream.models_refresh_seconds:g}s)")
 
 
 def route_targets(config: Config) -> list[tuple[str, str, str]]:
@@ -105,7 +114,8 @@ def describe(config: Config, table_of_prices: PriceTable | None = None) -> str:
         (pattern, ", ".join((u.name, *u.fallbacks)), "fallback", "-", "no")
         for u in config.upstreams for pattern in u.models
     ]
-    upstreams = [(u.name, u.dialect, u.base_url, u.api_key_env or "-") for u in config.upstreams]
+    upstreams = [(u.name, u.dialect, u.base_url, u.api_key_env or "-", _listing(u))
+                 for u in config.upstreams]
     prices = [
         (pattern, _money(p.input), _money(p.output), _money(p.cache_read), _money(p.cache_write))
         for pattern, p in config.prices.items()
@@ -115,7 +125,8 @@ def describe(config: Config, table_of_prices: PriceTable | None = None) -> str:
                             tenants),
         "routes (first match wins)\n" + table(
             ("model", "targets", "strategy", "on_context_overflow", "resume_midstream"), routes),
-        "upstreams\n" + table(("name", "dialect", "base_url", "api_key_env"), upstreams),
+        "upstreams\n" + table(("name", "dialect", "base_url", "api_key_env", "/v1/models lists"),
+                               upstreams),
         "prices (USD per 1M tokens, first match wins)\n" + (table(
             ("model", "input", "output", "cache_read", "cache_write"), prices) if prices else "(none)"),
     ]

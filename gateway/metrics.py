@@ -113,6 +113,14 @@ class Metrics:
         self.midstream_recoveries = Counter(
             "gateway_midstream_recoveries", "Streams cut after the first byte and continued elsewhere",
             ["route", "result"], registry=r)
+        self.resumable_streams = Gauge(
+            "gateway_resumable_streams", "Resumable streams by state", ["state"], registry=r,
+            multiprocess_mode="livesum")
+        self.stream_resumes = Counter(
+            "gateway_stream_resumes", "Subscriptions that came back with a Last-Event-ID",
+            ["result"], registry=r)
+        for result in ("replayed", "unknown"):  # a series each from the start
+            self.stream_resumes.labels(result)
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads by result", ["result"], registry=r)
         self.client_errors = Counter(
@@ -121,6 +129,9 @@ class Metrics:
         self.closed_connections = Counter(
             "gateway_client_connections_closed", "Client connections the gateway closed",
             ["reason"], registry=r)
+        self.models_refresh = Counter(
+            "gateway_models_refresh", "Provider model-list refreshes by result", ["upstream", "result"],
+            registry=r)
         self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r,
                                 multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .config import Config, load_config
 from .errors import ConfigError
+from .models import MODEL_LISTS
 from .state import BREAKERS, LIVE, LOGGER, METRICS, UPSTREAMS, Snapshot
 from .upstream.health import follow_config
 
@@ -77,6 +78,8 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
     live.current = snapshot
     upstreams = app.get(UPSTREAMS)
     follow_config(metrics, app[BREAKERS], new, upstreams.refused_credentials() if upstreams else set())
+    if (lists := app.get(MODEL_LISTS)) is not None:
+        lists.wake()  # a new or changed upstream's model list is asked for now
     metrics.config_reloads.labels("ok").inc()
     for warning in warnings:
         logger.warning("config_warning", warning=warning)

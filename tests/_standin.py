@@ -9,6 +9,7 @@ list when `anthropic-version` is sent, paginated by `page_size` with `after_id`)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from multidict import CIMultiDict
 
 SEEN = web.AppKey("seen", list)  # list[Seen]
 SETTINGS = web.AppKey("settings", dict)  # dict[str, Any]
+RELEASE = web.AppKey("release", asyncio.Event)  # set when the stand-in stops: hung answers end
 
 
 @dataclass
@@ -94,6 +96,8 @@ async def _any(request: web.Request) -> web.StreamResponse:
                                   CIMultiDict(request.headers), body))
     settings = request.app[SETTINGS]
     if request.method == "GET" and request.path.endswith("/models"):
+        if settings.get("models_hang"):
+            await request.app[RELEASE].wait()  # no answer until the stand-in stops
         if settings.get("models_status", 200) != 200:
             return web.json_response({"error": {"message": "down"}}, status=settings["models_status"])
         names: list[str] = list(settings.get("models", ()))
@@ -131,13 +135,15 @@ async def _any(request: web.Request) -> web.StreamResponse:
 
 @asynccontextmanager
 async def standin(**settings: Any) -> AsyncIterator[StandIn]:
-    """`models=[...]`, `page_size=N`, `models_status=503`, `id_prefix="models/"`; the
+    """`models=[...]`, `page_size=N`, `models_status=503`, `models_hang=True`,
+    `id_prefix="models/"`; the
     settings dict stays live (a test may change it between refreshes)."""
     app = web.Application()
     app[SEEN] = []
     app[SETTINGS] = settings
+    app[RELEASE] = release = asyncio.Event()
     app.router.add_route("*", "/{tail:.*}", _any)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -145,4 +151,5 @@ async def standin(**settings: Any) -> AsyncIterator[StandIn]:
     try:
         yield StandIn(runner, f"http://127.0.0.1:{port}", settings)
     finally:
+        release.set()
         await runner.cleanup()

@@ -2,10 +2,13 @@
 slot), hand back a `Ticket`, and settle it on the way out.
 
 Reservation = prompt estimate + the largest of `max_tokens`, `max_completion_tokens` and
-`max_output_tokens` (or `server.default_max_tokens`), clamped to
-the bucket; with a `budget_usd`, also that request's worst-case cost at the dearest of its
-targets' prices. `ticket.settle(usage)` charges what the answer really used; a request that
-ends without settling (refused, shed, failed before any upstream answered) is refunded in full.
+`max_output_tokens` (or `server.default_max_tokens`) times the answers asked for (the larger
+of `n` and `best_of`), clamped to the bucket; with a `budget_usd`, also that request's
+worst-case cost at the dearest of its targets' prices (its overflow plan's included). An API
+with no answer of its own (embeddings) reserves the prompt only; one admitted by request
+count only (count_tokens) reserves no tokens and no budget. `ticket.settle(usage)` charges
+what the answer really used; a request that ends without settling (refused, shed, failed
+before any upstream answered) is refunded in full.
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..body import TOKEN_LIMITS
+from structlog.typing import FilteringBoundLogger
+
+from ..body import CHOICE_FIELDS, TOKEN_LIMITS
 from ..config import Tenant
 from ..dialects import Usage
 from ..errors import GatewayError, Shed
 from ..metrics import Metrics
 from ..prices import require_prices
 from ..spend import PriceTable, micros_to_usd
+from .anomaly import MAX_USAGE_TOKENS, clamp_cost, clamp_usage
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
 from .queue import StreamQueue
@@ -68,7 +74,7 @@ class Gate:
     """The app's admission stage: limiter + spend budget + stream queue."""
 
     def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int,
-                 budget: Budget | None = None):
+                 budget: Budget | None = None, logger: FilteringBoundLogger | None = None):
         self.limiter = limiter
         self.queue = queue
         #: every backend in this process's memory (settling never waits on I/O)
@@ -77,18 +83,21 @@ class Gate:
         self.budget = budget
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
+        self.logger = logger  # for the anomalies settling finds (usage no model reaches)
         self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
 
     def admit(
         self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
         prices: PriceTable | None = None, models: Sequence[str] = (), tokens: bool = True,
+        answer: bool = True,
     ) -> Admitted:
         """`async with gate.admit(...) as ticket:`. `prices`: the request's snapshot's (the
         worst case is reserved and the answer charged at them; None: nothing is priced).
         `models`: every model the request may be charged at (its targets'); by default the
         one the body names. The worst case is reserved at the dearest of them.
-        `tokens=False`: admitted by request count only (reserves no tokens)."""
-        return Admitted(self, tenant, body, raw, slot, prices, models, tokens)
+        `tokens=False`: admitted by request count only (reserves no tokens and no budget).
+        `answer=False`: the API answers no generated tokens (embeddings): the prompt only."""
+        return Admitted(self, tenant, body, raw, slot, prices, models, tokens, answer)
 
     async def settle_books(self, tenant: Tenant, limits: TenantLimits, admission: Admission,
                            used: int, unanswered: bool, reservation: Reservation | None,
@@ -120,14 +129,19 @@ class Admitted:
                  "_limits", "_admission", "_ticket", "_reservation", "_holding")
 
     def __init__(self, gate: Gate, tenant: Tenant, body: dict[str, Any], raw: bytes, slot: bool,
-                 prices: PriceTable | None, models: Sequence[str], tokens: bool) -> None:
+                 prices: PriceTable | None, models: Sequence[str], tokens: bool,
+                 answer: bool = True) -> None:
         self._gate, self._tenant, self._slot, self._tokens = gate, tenant, slot, tokens
         self._prices = prices
         self._prompt = estimate_prompt_tokens(raw)
         # The largest answer-length field given (an upstream may honour any of them), else the
         # default; `body.check_token_limits` has made them positive integers.
         given = [v for k in TOKEN_LIMITS if isinstance(v := body.get(k), int) and v > 0]
-        self._answer_tokens = max(given) if given else gate.default_max_tokens
+        # Each of the `n` (or `best_of`) answers may be that long: the worst case is all of them
+        # (`body.check_token_limits` has bounded them to MAX_CHOICES).
+        choices = max([v for k in CHOICE_FIELDS if isinstance(v := body.get(k), int) and v > 0],
+                      default=1)
+        self._answer_tokens = (max(given) if given else gate.default_max_tokens) * choices if answer else 0
         named = body.get("model")
         self._models = tuple(models) or ((named,) if isinstance(named, str) else ())
         self._limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
@@ -144,13 +158,12 @@ class Admitted:
         ticket = self._ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
                                        model=models[0] if models else None, prices=self._prices)
         try:
-            if gate.budget is not None and tenant.budget_usd is not None:
+            if gate.budget is not None and tenant.budget_usd is not None and self._tokens:
                 prices = ticket.prices if ticket.prices is not None else PriceTable({})
-                if self._tokens:  # a budget can't be enforced on an unpriced model: 403
-                    try:
-                        require_prices(prices, models)
-                    except GatewayError as exc:
-                        raise self._refused(exc) from None
+                try:  # a budget can't be enforced on an unpriced model: 403
+                    require_prices(prices, models)
+                except GatewayError as exc:
+                    raise self._refused(exc) from None
                 worst = max((prices.worst_case_micros(m, prompt, answer_tokens) for m in models), default=0)
                 try:
                     self._reservation = await gate.budget.reserve(
@@ -193,11 +206,17 @@ class Admitted:
     async def _settle(self) -> None:
         gate, ticket, admission = self._gate, self._ticket, self._admission
         assert ticket is not None and admission is not None
-        # The cost first, with no await before it: a cancelled request still has it.
+        # The cost first, with no await before it: a cancelled request still has it. Usage past
+        # what any model reaches is clamped (and charged as the clamp), and said in a log line.
+        if ticket.usage is not None and (reported := clamp_usage(ticket.usage)) is not None:
+            if gate.logger is not None:
+                gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=ticket.model,
+                                    reported=reported, clamped_to=MAX_USAGE_TOKENS)
         if ticket.split_cost_micros is not None:
-            ticket.cost_micros = ticket.split_cost_micros
+            ticket.cost_micros = clamp_cost(ticket.split_cost_micros)
         elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
-            ticket.cost_micros = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
+            cost = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
+            ticket.cost_micros = None if cost is None else clamp_cost(cost)
         used = ticket.usage.total if ticket.usage is not None else 0
         settling = gate.settle_books(self._tenant, self._limits, admission, used, ticket.usage is None,
                                 self._reservation, ticket.cost_micros or 0)

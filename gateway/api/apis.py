@@ -10,7 +10,8 @@ Rules:
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
   event (`RESPONSES_SHAPE`), numbered after the last event the upstream sent.
-- count_tokens is admitted by request count only and charges no tokens.
+- count_tokens is admitted by request count only and charges no tokens (nor budget); embeddings
+  reserve their input only (they generate no tokens).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError
+from ..exact_usage import asking_usage, client_asked
 from ..markers import Marker
+from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Write
 from ..routing import Target
@@ -107,13 +110,14 @@ class Api:
     required: str  # the body field besides `model` that must be there
     streams: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
+    answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
     ends: tuple[Marker, ...] = ()  # a stream's end markers, when not the dialect's
     errors: tuple[Marker, ...] = ()  # a stream's error markers, when not the dialect's
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSES_ENDS,
                     errors=RESPONSES_ERRORS)
-API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
+API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
@@ -141,11 +145,11 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
+                                       tokens=api.tokens, answer=api.answers, models=plan.models) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         early = early_commit(request, live, record)  # heartbeats don't end failover here either
         try:
-            opened = await open_upstream(request, live, record, plan, _body_for(call), early)
+            opened = await open_upstream(request, live, record, plan, _body_for(call, api), early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, api.shape, exc)
@@ -162,15 +166,21 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
+            sink = HiddenUsage if _hides_usage(api, call) else PassThrough
             del call  # a stream may last minutes: its parsed body is not held meanwhile
             response = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
                 # A completions stream complete without its `[DONE]` gets it from the gateway;
                 # a Responses stream has no finish before its end event.
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
-                               else PassThrough(write, api.shape, ends, errors, api.dialect.end_bytes)),
+                               else sink(write, api.shape, ends, errors, api.dialect.end_bytes)),
                 early=early)
     return response
+
+
+def _hides_usage(api: Api, call: Call) -> bool:
+    """A completions stream the client did not ask usage of: asked anyway, then not forwarded."""
+    return api is API_COMPLETIONS and call.stream and not client_asked(call.body)
 
 
 # The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
@@ -180,8 +190,10 @@ completions = partial(_passthrough, api=API_COMPLETIONS)
 count_tokens = partial(_passthrough, api=API_COUNT_TOKENS)
 
 
-def _body_for(call: Call) -> Callable[[Target], bytes]:
+def _body_for(call: Call, api: Api) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
+        if _hides_usage(api, call):  # exact usage: asked for, and hidden from the client
+            return dumps({**asking_usage(call.body), "model": target.model})
         if target.model == call.model:
             return call.raw  # pass-through: the client's bytes, as they are
         return dumps({**call.body, "model": target.model})

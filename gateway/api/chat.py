@@ -34,6 +34,8 @@ from ..codecs import (
 )
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import UpstreamAnswered, UpstreamError, UpstreamHTTPError
+from ..exact_usage import asking_usage, client_asked
+from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Sink, Translating, Write
 from ..routing import Target
@@ -63,7 +65,7 @@ async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape)
     record.model, record.stream = call.model, call.stream or client is None
     plan = live.router.route(tenant, call.model)
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       models=[t.model for t in plan.targets]) as ticket:
+                                       models=plan.models) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
         early = early_commit(request, live, record)
@@ -132,6 +134,8 @@ def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Ca
         if client is None:
             return dumps({**upstream.simple_request(call.body), "model": target.model})
         if upstream is client:
+            if call.stream and upstream is OPENAI and not client_asked(call.body):
+                return dumps({**asking_usage(call.body), "model": target.model})  # exact usage
             if target.model == call.model:
                 return call.raw  # pass-through: the client's bytes, as they are
             return dumps({**call.body, "model": target.model})
@@ -161,8 +165,10 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
         model = opened.target.model
         codec = SimpleCodec(upstream.name, None if prices is None else partial(prices.cost, model))
     elif client is upstream:
-        return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers,
-                                         upstream.end_bytes)
+        # OpenAI: the usage the gateway asked for is not forwarded when the client did not ask
+        sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
+        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers,
+                                  upstream.end_bytes)
     elif client is OPENAI:
         codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
@@ -172,5 +178,4 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
 
 
 def _include_usage(call: Call) -> bool:
-    options = call.body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+    return client_asked(call.body)

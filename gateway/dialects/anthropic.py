@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from ..markers import Marker
-from .base import Dialect, Usage
+from .base import Dialect, Usage, model_ids
 
 API_VERSION = "2023-06-01"
+MODELS_PAGE = 1000  # the largest page the models list gives
 
 
 class AnthropicDialect(Dialect):
@@ -23,6 +25,20 @@ class AnthropicDialect(Dialect):
         # base_url may be given with or without the /v1 the SDKs add themselves.
         base = upstream.base_url.rstrip("/")
         return base + ("" if base.endswith("/v1") else "/v1")
+
+    def models_url(self, upstream: UpstreamSpec, after: str | None = None) -> str:
+        # Paginated: up to 1000 a page, the next one after the last id of this one.
+        url = self.url(upstream, "/models")
+        page = urlencode({"limit": MODELS_PAGE, **({"after_id": after} if after else {})})
+        return f"{url}{'&' if '?' in url else '?'}{page}"
+
+    def parse_models(self, body: object) -> tuple[list[str], str | None]:
+        # {"data": [{"type": "model", "id"}, ...], "has_more", "first_id", "last_id"}
+        names = model_ids(body)
+        assert isinstance(body, dict)  # model_ids checked it
+        last = body.get("last_id") or (names[-1] if names else None)
+        more = body.get("has_more") is True and isinstance(last, str) and bool(names)
+        return names, last if more else None
 
     end_markers = (Marker(b"event: message_stop"), Marker(b"event:message_stop"),
                    Marker(b'data: {"type":"message_stop"', whole=False),

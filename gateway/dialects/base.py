@@ -51,6 +51,16 @@ class Dialect(ABC):
         name = header or self.auth_header
         return {hdrs.AUTHORIZATION: f"Bearer {key}"} if name == "authorization" else {name: key}
 
+    def models_url(self, upstream: UpstreamSpec, after: str | None = None) -> str:
+        """The URL of the upstream's model list (`after`: the next page's cursor)."""
+        return self.url(upstream, "/models")
+
+    def parse_models(self, body: object) -> tuple[list[str], str | None]:
+        """The model names one page of the list gives, and the next page's cursor (None: it
+        was the last). OpenAI's shape, one page: `{"object": "list", "data": [{"id"}, ...]}`;
+        Gemini's OpenAI endpoint names them `models/gemini-...`, which chat takes bare."""
+        return [name.removeprefix("models/") for name in model_ids(body)], None
+
     #: headers sent upstream unless the client sent its own
     default_headers: dict[str, str] = {}
     #: the lines that end a stream, and that start the upstream's own error event (matched on
@@ -85,6 +95,15 @@ class Dialect(ABC):
     @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
+
+
+def model_ids(body: object) -> list[str]:
+    """The `id` of every entry of a model list's `data`; ValueError when it is no list."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("the model list has no `data` array")
+    return [entry["id"] for entry in data
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]]
 
 
 class UsageMeter:
