@@ -74,6 +74,11 @@ class Metrics:
         # With workers, gauges are summed (or min/max) over the live workers' files.
         self.active_streams = Gauge("gateway_active_streams", "Streams holding a slot", registry=r,
                                     multiprocess_mode="livesum")
+        # Per tenant, with the tenant's own name (only an authenticated tenant holds a slot, so
+        # the values are the tenants the operator made): /admin/tenants reads it summed over
+        # the workers.
+        self.tenant_streams = Gauge("gateway_tenant_active_streams", "Streams holding a slot, per tenant",
+                                    ["tenant"], registry=r, multiprocess_mode="livesum")
         self.queue_depth = Gauge("gateway_queue_depth", "Requests waiting for a slot", registry=r,
                                  multiprocess_mode="livesum")
         self.queue_wait = Histogram(

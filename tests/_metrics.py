@@ -35,6 +35,7 @@ DESIGN_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "gateway_client_errors": ("counter", frozenset({"status"})),
     "gateway_client_connections_closed": ("counter", frozenset({"reason"})),
     "gateway_target_breaker_open": ("gauge", frozenset({"upstream", "model"})),
+    "gateway_tenant_active_streams": ("gauge", frozenset({"tenant"})),
 }
 
 
