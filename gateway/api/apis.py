@@ -29,6 +29,7 @@ from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError
 from ..exact_usage import asking_usage, client_asked
+from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Write
@@ -48,7 +49,7 @@ from .stages import (
 
 class ResponsesDialect(OpenAIDialect):
     """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSE_ENDS`)."""
+    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")
@@ -69,8 +70,14 @@ def _int(value: object) -> int:
 
 
 RESPONSES = ResponsesDialect()
-#: A Responses stream ends at one of these events; its error event is `event: error`.
-RESPONSE_ENDS = (b"response.completed", b"response.failed", b"response.incomplete")
+#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
+#: names its type first); its error event is `event: error`. On line starts only.
+RESPONSES_ENDS = tuple(
+    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
+    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
+                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
+RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
+                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -79,7 +86,7 @@ class ResponsesPassThrough(PassThrough):
     """Pass-through that notes the last `sequence_number` the upstream's events carried (one
     search from the end of each read), so the gateway's own error event comes after them."""
 
-    def __init__(self, write: Write, ends: tuple[bytes, ...], errors: tuple[bytes, ...]) -> None:
+    def __init__(self, write: Write, ends: tuple[Marker, ...], errors: tuple[Marker, ...]) -> None:
         super().__init__(write, RESPONSES_SHAPE, ends, errors)
         self.next_sequence_number = 0
 
@@ -104,12 +111,12 @@ class Api:
     streams: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
     answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
-    ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
-    errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
+    ends: tuple[Marker, ...] = ()  # a stream's end markers, when not the dialect's
+    errors: tuple[Marker, ...] = ()  # a stream's error markers, when not the dialect's
 
 
-API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
-                    errors=(b"event: error",))
+API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSES_ENDS,
+                    errors=RESPONSES_ERRORS)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
@@ -163,8 +170,11 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             del call  # a stream may last minutes: its parsed body is not held meanwhile
             response = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
+                # A completions stream complete without its `[DONE]` gets it from the gateway;
+                # a Responses stream has no finish before its end event.
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
-                               else sink(write, api.shape, ends, errors)), early=early)
+                               else sink(write, api.shape, ends, errors, api.dialect.end_bytes)),
+                early=early)
     return response
 
 

@@ -163,8 +163,8 @@ class Guarded(Sink):
             await self.inner.lines(complete[:bad])
         raise UpstreamError(MALFORMED)
 
-    def end(self) -> None:
-        self.inner.end()
+    def end(self) -> bytes:
+        return self.inner.end()
 
     async def error(self, exc: GatewayError) -> None:
         await self.inner.error(exc)
@@ -215,9 +215,13 @@ class Splice(Sink):
         if failure is not None:
             raise UpstreamError(failure)
 
-    def end(self) -> None:
-        if not self.done:
-            raise UpstreamError(TRUNCATED)
+    def end(self) -> bytes:
+        if self.done:
+            return b""
+        if self._stop is not None:  # the continuation finished without its end marker
+            self.done = True
+            return self._ending()
+        raise UpstreamError(TRUNCATED)
 
     def _note_stop(self, data: dict[str, Any]) -> None:
         choices = data.get("choices")

@@ -44,6 +44,9 @@ class RelayOutcome:
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
+    #: what the upstream that ended the stream got wrong although the answer is whole, for
+    #: `gateway_upstream_errors_total{kind}`: "no_end_marker" (the gateway wrote it)
+    anomaly: str | None = None
 
 
 async def stream_answer(
@@ -81,6 +84,7 @@ async def stream_answer(
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     failure: str | None = None  # the provider's failure of the current attempt (its breaker's)
+    anomaly: str | None = None
 
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
@@ -89,7 +93,7 @@ async def stream_answer(
             first = alarm.first_forward - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
-        return RelayOutcome(total, first, status, outcome, error, parts)
+        return RelayOutcome(total, first, status, outcome, error, parts, anomaly)
 
     alarms.add(alarm)
     try:
@@ -105,7 +109,10 @@ async def stream_answer(
                         LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
                     if forwarded is not None and ttfb is None:
                         ttfb = forwarded - started
-                    sink.end()
+                    closing = sink.end()
+                    if closing:  # complete without its end marker: the gateway ends it
+                        await alarm.bounded(write(closing))
+                        anomaly = "no_end_marker"
                     clean = True
                     if cause is not None and resume is not None:
                         resume.count("ok")
