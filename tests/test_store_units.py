@@ -96,3 +96,10 @@ def test_the_view_finds_issued_keys_refuses_expired_ones_and_notes_use_once_a_mi
     clock.now += 1
     view.identify(digest("one"), {})
     assert view.take_used() == {"key_1": clock.wall}
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote() -> None:
+    rows = grouped([(("2026-12-07", "a", "k", "=HYPERLINK(1)", ""), [1, 0, 0, 0]),
+                    (("2026-12-07", "a", "k", "@sum", ""), [1, 0, 0, 0])], "model")
+    lines = as_csv(rows, "model").splitlines()
+    assert lines[1].startswith("2026-12-07,'=HYPERLINK(1),") and lines[2].startswith("2026-12-07,'@sum,")
