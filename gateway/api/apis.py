@@ -93,13 +93,14 @@ class ResponsesPassThrough(PassThrough):
         self.next_sequence_number = 0
         self.ids = ids  # notes whose the stream's response id is
 
-    def watch(self, complete: bytes) -> None:
-        super().watch(complete)
+    def watch(self, complete: bytes) -> bytes:
+        out = super().watch(complete)
         if self.ids is not None:
             self.ids.feed(complete)
         at = complete.rfind(_SEQUENCE_KEY)
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
+        return out
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
