@@ -1,8 +1,9 @@
 """The Redis backend of the event log: each stream is a Redis Stream, so a subscriber that
 reconnects through another worker or replica resumes exactly where it stopped.
 
-Keys (under `prefix`): `{id}` the Redis Stream (entry id `0-<seq>`, field `e` = the event's
-bytes), `{id}:m` a hash (`t` = the creating tenant), `{id}:w` set while a subscriber in another
+Keys (under `prefix`): `{id}` the Redis Stream (entry id `0-<seq of its last event>`, field
+`e` = the bytes of the events since the entry before: one XADD per stream per round trip),
+`{id}:m` a hash (`t` = the creating tenant), `{id}:w` set while a subscriber in another
 process watches it (for the generation's abandon check).
 
 Rules:
@@ -151,7 +152,12 @@ class RedisLog(EventLog):
     async def _flush(self, batch: list[tuple[str, int, bytes]]) -> None:
         pipe = self.writes.pipeline(transaction=False)
         touched: dict[str, bool] = {}  # stream id -> ended
+        run: list[bytes] = []  # consecutive events of one stream: ONE entry, id `0-<last seq>`
+        run_id, run_seq = "", 0
         for stream_id, seq, event in batch:
+            if run and (stream_id != run_id or seq <= 0):
+                pipe.xadd(self.key(run_id), {"e": b"".join(run)}, id=f"0-{run_seq}")
+                run = []
             key = self.key(stream_id)
             if seq == -1:
                 pipe.set(key + ":w", b"1", px=self.abandon_ms)
@@ -161,8 +167,11 @@ class RedisLog(EventLog):
             if seq == 0:
                 pipe.hset(key + ":m", "t", event)
             else:
-                pipe.xadd(key, {"e": event}, id=f"0-{seq}")
+                run.append(event)
+                run_id, run_seq = stream_id, seq
             touched[stream_id] = touched.get(stream_id, False) or (seq > 0 and is_terminal(event))
+        if run:
+            pipe.xadd(self.key(run_id), {"e": b"".join(run)}, id=f"0-{run_seq}")
         for stream_id, ended in touched.items():
             key, ms = self.key(stream_id), self.keep_ms if ended else self.live_ms
             pipe.pexpire(key, ms)
@@ -253,7 +262,7 @@ class _RemoteReader(Reader):
                     last = _entries(await self._log.reads.xrevrange(self._key, count=1))
                     if last and last[0][0] == BROKEN_ID:
                         raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-                    if last and is_terminal(last[0][1]):
+                    if last and last[0][1] and is_terminal(last[0][1][-1]):
                         self._end = _seq(last[0][0])
                         if self._end <= after:
                             return Batch(after + 1, [], True)
@@ -266,21 +275,26 @@ class _RemoteReader(Reader):
         except (redis.RedisError, OSError, TimeoutError) as exc:
             raise Unavailable(f"the stream log is unavailable ({type(exc).__name__})") from None
         events: list[bytes] = []
-        for entry_id, event in _entries(found[0][1]):
+        for entry_id, entry in _entries(found[0][1]):
             if entry_id == BROKEN_ID:
                 raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-            if _seq(entry_id) != after + 1 + len(events):
+            top = _seq(entry_id)  # the entry holds events top-len+1 .. top
+            if top - len(entry) + 1 > after + 1 + len(events):
                 raise Unavailable("the stream's log in Redis has a gap")
-            events.append(event)
+            events.extend(entry[len(entry) - (top - after - len(events)):])
         ended = bool(events) and is_terminal(events[-1])
         if ended:
             self._end = after + len(events)
         return Batch(after + 1, events, ended)
 
 
-def _entries(raw: Any) -> list[tuple[bytes, bytes]]:
-    """XRANGE / XREAD entries as (entry id, the event's bytes)."""
-    return [(bytes(entry_id), bytes(fields.get(b"e", b""))) for entry_id, fields in raw]
+def _entries(raw: Any) -> list[tuple[bytes, list[bytes]]]:
+    """XRANGE / XREAD entries as (entry id, its events: one or more, each with its blank line)."""
+    return [(bytes(entry_id), _split(bytes(fields.get(b"e", b"")))) for entry_id, fields in raw]
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [part + b"\n\n" for part in data.split(b"\n\n") if part]
 
 
 def _seq(entry_id: bytes) -> int:
