@@ -33,6 +33,7 @@ from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Write
+from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
@@ -86,15 +87,20 @@ class ResponsesPassThrough(PassThrough):
     """Pass-through that notes the last `sequence_number` the upstream's events carried (one
     search from the end of each read), so the gateway's own error event comes after them."""
 
-    def __init__(self, write: Write, ends: tuple[Marker, ...], errors: tuple[Marker, ...]) -> None:
+    def __init__(self, write: Write, ends: tuple[Marker, ...], errors: tuple[Marker, ...],
+                 ids: StreamIdWatch | None = None) -> None:
         super().__init__(write, RESPONSES_SHAPE, ends, errors)
         self.next_sequence_number = 0
+        self.ids = ids  # notes whose the stream's response id is
 
-    def watch(self, complete: bytes) -> None:
-        super().watch(complete)
+    def watch(self, complete: bytes) -> bytes:
+        out = super().watch(complete)
+        if self.ids is not None:
+            self.ids.feed(complete)
         at = complete.rfind(_SEQUENCE_KEY)
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
+        return out
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
@@ -142,6 +148,8 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     tenant = authenticate(request, live, record)
     call = await _read(request, api)
     record.model, record.stream = call.model, call.stream
+    if api is API_RESPONSES:  # another tenant's response id is a 404 (response_owners.py)
+        await check_previous(request.app, tenant.name, call.body)
     plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
@@ -158,6 +166,8 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         response: web.StreamResponse
         if not record.stream:
             response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)
+            if api is API_RESPONSES:
+                remember_answer(request.app, tenant.name, response.status, opened.first)
             if not api.tokens:  # count_tokens: admitted and charged by request count only
                 usage = Usage()
             ticket.settle(usage)
@@ -172,7 +182,9 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
                 request, live, record, ticket, opened, api.dialect,
                 # A completions stream complete without its `[DONE]` gets it from the gateway;
                 # a Responses stream has no finish before its end event.
-                lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
+                lambda write: (ResponsesPassThrough(write, ends, errors,
+                                                    watch_stream(request.app, tenant.name))
+                               if api.shape is RESPONSES_SHAPE
                                else sink(write, api.shape, ends, errors, api.dialect.end_bytes)),
                 early=early)
     return response

@@ -19,7 +19,7 @@ class HiddenUsage(PassThrough):
         self._after_dropped = False
 
     async def lines(self, complete: bytes) -> None:
-        self.watch(complete)
+        complete = self.watch(complete)
         forward, self._after_dropped = without_usage_only(complete, self._after_dropped)
         if forward:
             await self.write(forward)

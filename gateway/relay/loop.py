@@ -75,8 +75,7 @@ async def relay_lines(
                 alarm.writing = True
                 try:
                     if passes:  # the response's own write, no sink coroutine in between
-                        sink.watch(complete)
-                        await write(complete)
+                        await write(sink.watch(complete))
                     else:
                         await sink.lines(complete)
                 finally:

@@ -204,14 +204,14 @@ class Splice(Sink):
                 continue
             message = self.dialect.stream_error(event.event, data)
             if message is not None:
-                failure = f"upstream error: {message}"
+                failure = f"upstream error: {self.mask.text(message)}"
                 break
             self._note_stop(data)
             text = self.dialect.text_delta(event.event, data)
             if text:
                 out.append(self._text(text))
         if out:
-            await self.write(b"".join(out))
+            await self.write(self.mask.events(b"".join(out)))
         if failure is not None:
             raise UpstreamError(failure)
 

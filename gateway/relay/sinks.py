@@ -17,6 +17,7 @@ from ..errors import GatewayError, UpstreamError
 from ..markers import EndWatch, Marker, has_finish
 from ..shapes import ANTHROPIC_TYPES, OPENAI_TYPES, ErrorShape
 from ..sse import EventParser
+from ..upstream.mask import NO_MASK, StreamMask
 
 Write = Callable[[bytes], Awaitable[None]]
 
@@ -25,20 +26,24 @@ class Sink:
     """`lines(complete)` for each read, then `end()` at a clean EOF (raises when the answer
     is truncated), or `error(exc)` once when the stream fails."""
 
-    #: True when `lines(complete)` is exactly `watch(complete)` then `write(complete)`: the
-    #: relay then does those two itself (one coroutine less per read on the hot path).
+    #: True when `lines(complete)` is exactly `write(watch(complete))`: the relay then does
+    #: that itself (one coroutine less per read on the hot path).
     passes = False
 
     def __init__(self, write: Write, shape: ErrorShape) -> None:
         self.write = write
         self.shape = shape
         self.failed = False
+        #: the upstream's key(s) out of everything this sink writes (set by the relay)
+        self.mask: StreamMask = NO_MASK
 
     async def lines(self, complete: bytes) -> None:
         raise NotImplementedError
 
-    def watch(self, complete: bytes) -> None:
-        """What a `passes` sink notes about bytes it forwards unchanged."""
+    def watch(self, complete: bytes) -> bytes:
+        """What a `passes` sink notes about the bytes it forwards; returns them as they go
+        out (the same object, unless a key of the upstream's had to be masked)."""
+        return complete
 
     def end(self) -> bytes:
         """The upstream ended: raise `UpstreamError` unless the answer is complete. Returns
@@ -73,17 +78,19 @@ class PassThrough(Sink):
         self._between = True  # the bytes forwarded so far end between two events
 
     async def lines(self, complete: bytes) -> None:
-        self.watch(complete)
-        await self.write(complete)
+        await self.write(self.watch(complete))
 
-    def watch(self, complete: bytes) -> None:
+    def watch(self, complete: bytes) -> bytes:
         watch = self._watch
-        if watch.done:
-            return
-        watch.feed(complete)
-        if watch.failed:
-            self.failed = True  # the client has the upstream's error event already
-        self._between = complete.endswith(_BLANK)
+        if not watch.done:
+            watch.feed(complete)
+            self._between = complete.endswith(_BLANK)
+            if watch.failed:
+                # The client gets the upstream's error event (and whatever follows it) with
+                # every key-looking token masked: an upstream may echo the key it was sent.
+                self.failed = True
+                return self.mask.errors(complete)
+        return self.mask.events(complete)
 
     def end(self) -> bytes:
         watch = self._watch
@@ -119,12 +126,13 @@ class Translating(Sink):
         if not self._finished and self._end_event is not None and has_finish(complete):
             self._finished = True
         out = b"".join(self.codec.feed(event.event, event.data) for event in self._parser.feed(complete))
-        if out:
-            await self.write(out)
-        if self.codec.failure is not None:
+        failure = self.codec.failure
+        if out:  # an error event in the client's dialect quotes the upstream's message: masked
+            await self.write(self.mask.events(out) if failure is None else self.mask.errors(out))
+        if failure is not None:
             self.failed = True  # the client has the upstream's error event already
-            failure = self.codec.failure
-            raise UpstreamError(failure if failure == NOT_JSON else f"upstream error: {failure}")
+            raise UpstreamError(failure if failure == NOT_JSON
+                                else f"upstream error: {self.mask.text(failure)}")
 
     def end(self) -> bytes:
         if self.codec.done:

@@ -20,6 +20,7 @@ from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
+from ..upstream.mask import StreamMask
 from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
 from .resume import Guarded, NoContinuation, Resume, Splice
@@ -75,6 +76,7 @@ async def stream_answer(
 
     write: Write = response.write if resume is None else resume.view.watch(response.write)
     first_sink = make_sink(write)
+    mask = first_sink.mask = StreamMask([upstream.api_key.get_secret_value()])
     sink: Sink = first_sink if resume is None else Guarded(first_sink)
     clock = RelayClock(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
@@ -145,6 +147,8 @@ async def stream_answer(
                     usage, meter = before, UsageMeter(current.dialect, 0)
                     metered.append((current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
+                    sink.mask = StreamMask([*mask.secrets, current.upstream.api_key.get_secret_value()])
+                    mask = sink.mask
                     clock = RelayClock(
                         heartbeat=settings.heartbeat, idle=current.upstream.idle_timeout_seconds,
                         deadline=alarm.deadline, now=loop.time(), first_byte=current.first_byte_deadline,
@@ -152,6 +156,8 @@ async def stream_answer(
         except ClientGone:
             raise
         except GatewayError as exc:
+            # What reaches the client's error event and the log line: no upstream key in it.
+            exc.message = mask.text(exc.message)
             outcome, error = exc.outcome, exc.message
             if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
                 failure = failure or exc.message
