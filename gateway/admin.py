@@ -78,7 +78,7 @@ async def _tenant(request: web.Request, tenant: Tenant) -> dict[str, Any]:
                    "tokens_per_minute": tenant.tokens_per_minute},
         "remaining": remaining,
         "budget": budget,
-        "active_streams": gate.streams.get(tenant.name, 0),
+        "active_streams": gate.streams_by_tenant().get(tenant.name, 0),  # every worker's
     }
 
 

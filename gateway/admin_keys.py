@@ -93,6 +93,10 @@ async def change_tenant(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     if _is_config_tenant(request, name):
         return problem(409, f"tenant {name!r} is defined in the config file: change it there")
+    try:  # the latest fields (another replica may have changed them within the second)
+        await refresh(state, request.app[LOGGER])
+    except StoreUnavailable as exc:
+        return _unavailable(request, exc)
     row = state.view.rows.get(name)
     if row is None:
         return problem(404, f"no runtime tenant {name!r}")

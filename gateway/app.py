@@ -20,6 +20,7 @@ from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
+from .admission.share import worker_share
 from .admission.ticket import Gate
 from .breaker import Breakers
 from .config import Config
@@ -29,6 +30,7 @@ from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
 from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
+from .response_owners import response_owners_ctx
 from .routes import ROUTES
 from .state import (
     BREAKERS,
@@ -58,9 +60,10 @@ GAUGE_SECONDS = 0.5
 
 def build_app(
     config: Config, logger: FilteringBoundLogger | None = None, *, demo_key: str | None = None,
-    config_path: str | None = None,
+    config_path: str | None = None, worker: int = 0,
 ) -> web.Application:
-    """`config_path`: the file `config` came from, which a reload re-reads."""
+    """`config_path`: the file `config` came from, which a reload re-reads. `worker`: this
+    process's index among `server.workers` (it holds its share of the stream limits)."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware],
         # Request bodies are decoded by `body.decode_body` (bounded, every ending checked):
@@ -80,16 +83,17 @@ def build_app(
         app[CONFIG_PATH] = config_path
     if demo_key is not None:
         app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
-    app[QUEUE] = queue = StreamQueue(
-        config.limits.max_concurrent_streams, config.limits.max_queue,
-        config.limits.queue_timeout_seconds)
+    limits, workers = config.limits, config.server.workers
+    app[QUEUE] = queue = StreamQueue(  # the limits hold for all workers together: a share each
+        worker_share(limits.max_concurrent_streams, workers, worker),
+        worker_share(limits.max_queue, workers, worker), limits.queue_timeout_seconds)
     if metrics.multiprocess:  # callbacks can't cross processes: each worker writes its own
         app.cleanup_ctx.append(_publish_gauges)
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
     app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
-    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx, response_owners_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:

@@ -10,12 +10,14 @@ import argparse
 import asyncio
 import getpass
 import os
+import secrets
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from . import __version__
 from .admin_cli import add_parsers as add_admin_parsers
 from .auth import hash_key
 from .config import Config, load_config
@@ -24,7 +26,7 @@ from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
 from .safety import unsafe_to_serve
-from .server import run, serve
+from .server import PortInUse, run, serve
 from .store.base import StoreUnavailable
 from .store.runtime import probe_store
 from .workers import serve_workers
@@ -43,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-gateway", description="LLM Stream Gateway: a zero-buffering SSE gateway.")
+    parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the gateway")
@@ -86,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
 
     hashing = sub.add_parser("hash-key", help="print the sha256 to put in key_sha256")
     hashing.add_argument("key", nargs="?", help="the key (default: read from stdin)")
+    hashing.add_argument("--new", metavar="PATH",
+                         help="make a new random key, write it to PATH (created 0600, never "
+                              "overwritten; keep it outside the repo) and print its hash")
     hashing.set_defaults(run=_hash_key)
 
     check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
@@ -115,6 +121,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _hash_key(args: argparse.Namespace) -> int:
+    if args.new:
+        return _new_key_file(args.new)
     key = args.key
     if key is None:
         key = getpass.getpass("key: ") if sys.stdin.isatty() else sys.stdin.readline()
@@ -122,6 +130,24 @@ def _hash_key(args: argparse.Namespace) -> int:
     if not key:
         print("llm-gateway hash-key: empty key", file=sys.stderr)
         return 2
+    print(hash_key(key))
+    return 0
+
+
+def _new_key_file(path: str) -> int:
+    """A fresh key only its owner can read: O_EXCL so an existing file is never replaced, and
+    mode 0600 from the start (no moment when it is readable by others)."""
+    key = "gw-" + secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"llm-gateway hash-key: {path} exists: not overwritten", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"llm-gateway hash-key: {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(key + "\n")
     print(hash_key(key))
     return 0
 
@@ -184,7 +210,11 @@ def _serve(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # gone between the probe and the start
         logger.error("store_unavailable", error=str(exc))
         return 2
-    except Exception as exc:  # e.g. the port is taken: one line, not a traceback
+    except PortInUse as exc:  # a plain line a person reads first, then the JSON one
+        print(f"llm-gateway: {exc}", file=sys.stderr, flush=True)
+        logger.error("startup_failed", error=str(exc), port=exc.port)
+        return 1
+    except Exception as exc:  # one line, not a traceback
         logger.error("startup_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0

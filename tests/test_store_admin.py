@@ -162,12 +162,17 @@ async def test_admin_key_rules_hold_on_the_new_routes(start_gateway: GatewayFact
     gateway = await admin_gateway(start_gateway)
     routes = [("POST", "/admin/tenants"), ("PATCH", "/admin/tenants/x"), ("DELETE", "/admin/tenants/x"),
               ("POST", "/admin/tenants/x/keys"), ("GET", "/admin/tenants/x/keys"),
-              ("DELETE", "/admin/keys/x"), ("GET", "/admin/spend")]
+              ("DELETE", "/admin/keys/x"), ("GET", "/admin/spend"), ("GET", "/admin/upstreams")]
     for method, path in routes:
         assert (await plain.client.request(method, path, headers=auth(ADMIN_KEY))).status == 404, path
         for headers in ({}, auth("wrong"), auth(CLIENT_KEY)):
             assert (await gateway.client.request(method, path, headers=headers)).status == 401, path
     assert (await plain.client.get("/admin/")).status == 404
+    # the page itself holds no data: it is served without a key, which it asks the operator for
+    page = await gateway.client.get("/admin/")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-store"
 
 
 async def test_a_key_issued_to_a_config_tenant_serves_it_and_an_expired_key_is_401(
@@ -184,3 +189,21 @@ async def test_a_key_issued_to_a_config_tenant_serves_it_and_an_expired_key_is_4
 
 async def _refused(gateway: Gateway, key: str) -> bool:
     return await chat(gateway, key) == 401
+
+
+async def test_a_stream_in_flight_finishes_when_its_key_is_revoked(start_gateway: GatewayFactory) -> None:
+    gateway = await admin_gateway(start_gateway)
+    await post(gateway, "/admin/tenants", {"name": "streamer"})
+    _, key = await post(gateway, "/admin/tenants/streamer/keys", {})
+    # paced: ten words at five a second, so the stream is still going when the key is revoked
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("mock-1+tps=5,words=10"),
+                                         headers=auth(key["key"]))
+    assert response.status == 200
+    first = await response.content.readline()
+    assert first.startswith(b"data: ")
+    revoked = await gateway.client.delete(f"/admin/keys/{key['id']}", headers=auth(ADMIN_KEY))
+    assert revoked.status == 204
+    assert await chat(gateway, key["key"]) == 401  # new requests: refused at once
+    rest = await response.content.read()
+    assert rest.rstrip().endswith(b"data: [DONE]")  # the stream in flight: finished as it started
+    assert b"error" not in rest

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,11 @@ from .anomaly import MAX_USAGE_TOKENS, clamp_cost, clamp_usage
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
 from .queue import StreamQueue
+from .share import gauge_by_label
+
+#: how long the whole gateway's per-tenant stream counts (read from every worker's metrics
+#: files) are reused: an admin page lists many tenants
+STREAMS_READ_SECONDS = 0.25
 
 
 def estimate_prompt_tokens(raw_body: bytes) -> int:
@@ -85,6 +90,19 @@ class Gate:
         self.default_max_tokens = default_max_tokens
         self.logger = logger  # for the anomalies settling finds (usage no model reaches)
         self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
+        self._gateway_streams: tuple[float, Mapping[str, int]] = (-STREAMS_READ_SECONDS, {})
+
+    def streams_by_tenant(self) -> Mapping[str, int]:
+        """Streams holding a slot now per tenant, for the whole gateway: this process's, or
+        with workers every live worker's (`gateway_tenant_active_streams`, summed)."""
+        if not self.metrics.multiprocess:
+            return self.streams
+        read_at, streams = self._gateway_streams
+        now = time.perf_counter()
+        if now - read_at >= STREAMS_READ_SECONDS:
+            streams = gauge_by_label(self.metrics.exposed, "gateway_tenant_active_streams", "tenant")
+            self._gateway_streams = (now, streams)
+        return streams
 
     def admit(
         self, tenant: Tenant, body: dict[str, Any], raw: bytes, *, slot: bool,
@@ -179,6 +197,7 @@ class Admitted:
                 finally:  # admitted, shed or gone: every wait is observed
                     gate.metrics.queue_wait.observe(time.perf_counter() - since)
                 gate.streams[tenant.name] = gate.streams.get(tenant.name, 0) + 1
+                gate.metrics.tenant_streams.labels(tenant.name).inc()
                 self._holding = True
         except BaseException:
             await self._settle()
@@ -201,6 +220,7 @@ class Admitted:
             self._holding = False
             self._gate.queue.release()
             self._gate.streams[self._tenant.name] -= 1
+            self._gate.metrics.tenant_streams.labels(self._tenant.name).dec()
         await self._settle()
 
     async def _settle(self) -> None:

@@ -7,7 +7,6 @@ Rules:
   renames it), to the upstream's path for this API; the answer comes back as it is.
 - Only targets of the API's dialect are used, but for `/v1/responses`, which also reaches
   Anthropic-dialect targets, translated both ways (`responses_claude.py`, the codecs).
-- Completions streams always ask for usage, hidden when the client did not (`exact_usage.py`).
 - Same stages as chat: auth, admission, retries and fallbacks, metrics, the log line.
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
@@ -31,9 +30,11 @@ from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError, UpstreamError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
 from ..relay.sinks import PassThrough, Sink, Write
+from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
@@ -52,7 +53,7 @@ from .stages import (
 
 class ResponsesDialect(OpenAIDialect):
     """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSE_ENDS`)."""
+    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")
@@ -73,8 +74,14 @@ def _int(value: object) -> int:
 
 
 RESPONSES = ResponsesDialect()
-#: A Responses stream ends at one of these events; its error event is `event: error`.
-RESPONSE_ENDS = (b"response.completed", b"response.failed", b"response.incomplete")
+#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
+#: names its type first); its error event is `event: error`. On line starts only.
+RESPONSES_ENDS = tuple(
+    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
+    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
+                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
+RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
+                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -83,15 +90,20 @@ class ResponsesPassThrough(PassThrough):
     """Pass-through that notes the last `sequence_number` the upstream's events carried (one
     search from the end of each read), so the gateway's own error event comes after them."""
 
-    def __init__(self, write: Write, ends: tuple[bytes, ...], errors: tuple[bytes, ...]) -> None:
+    def __init__(self, write: Write, ends: tuple[Marker, ...], errors: tuple[Marker, ...],
+                 ids: StreamIdWatch | None = None) -> None:
         super().__init__(write, RESPONSES_SHAPE, ends, errors)
         self.next_sequence_number = 0
+        self.ids = ids  # notes whose the stream's response id is
 
-    def watch(self, complete: bytes) -> None:
-        super().watch(complete)
+    def watch(self, complete: bytes) -> bytes:
+        out = super().watch(complete)
+        if self.ids is not None:
+            self.ids.feed(complete)
         at = complete.rfind(_SEQUENCE_KEY)
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
+        return out
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
@@ -108,12 +120,12 @@ class Api:
     streams: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
     answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
-    ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
-    errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
+    ends: tuple[Marker, ...] = ()  # a stream's end markers, when not the dialect's
+    errors: tuple[Marker, ...] = ()  # a stream's error markers, when not the dialect's
 
 
-API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
-                    errors=(b"event: error",))
+API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSES_ENDS,
+                    errors=RESPONSES_ERRORS)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
@@ -139,6 +151,8 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     tenant = authenticate(request, live, record)
     call = await _read(request, api)
     record.model, record.stream = call.model, call.stream
+    if api is API_RESPONSES:  # another tenant's response id is a 404 (response_owners.py)
+        await check_previous(request.app, tenant.name, call.body)
     translates = api is API_RESPONSES  # to Anthropic targets too (responses_claude.py)
     plan = live.router.route(tenant, call.model, None if translates else api.dialect.name, api=request.path)
     plan = replace(plan, targets=tuple(replace(t, path=api.path) if t.upstream.dialect == api.dialect.name
@@ -167,6 +181,8 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
         if not record.stream:
             answer = claude.answer(opened.target.model) if claude is not None and translated else None
             response, usage = json_answer(opened, ticket.prompt_estimate, metered, answer)
+            if api is API_RESPONSES and not translated:  # the gateway keeps no translated answer
+                remember_answer(request.app, tenant.name, response.status, opened.first)
             if not api.tokens:  # count_tokens: admitted and charged by request count only
                 usage = Usage()
             ticket.settle(usage)
@@ -181,9 +197,12 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
                 make_sink = claude.sink(opened.target.model, live.config.server.max_line_bytes)
             else:
                 def make_sink(write: Write) -> Sink:
+                    # A completions stream complete without its `[DONE]` gets it from the
+                    # gateway; a Responses stream has no finish before its end event.
                     if api.shape is RESPONSES_SHAPE:
-                        return ResponsesPassThrough(write, ends, errors)
-                    return sink(write, api.shape, ends, errors)
+                        ids = watch_stream(request.app, tenant.name)
+                        return ResponsesPassThrough(write, ends, errors, ids)
+                    return sink(write, api.shape, ends, errors, api.dialect.end_bytes)
             response = await stream_to_client(request, live, record, ticket, opened, metered, make_sink,
                                               early=early)
     return response

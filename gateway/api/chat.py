@@ -167,13 +167,14 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
     elif client is upstream:
         # OpenAI: the usage the gateway asked for is not forwarded when the client did not ask
         sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
-        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers)
+        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers,
+                                  upstream.end_bytes)
     elif client is OPENAI:
         codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
     else:
         codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
-    return lambda write: Translating(write, shape, codec, max_line_bytes)
+    return lambda write: Translating(write, shape, codec, max_line_bytes, upstream.end_event)
 
 
 def _include_usage(call: Call) -> bool:

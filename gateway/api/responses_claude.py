@@ -20,6 +20,7 @@ from ..body import Call, dumps
 from ..codecs import translate_error_body
 from ..codecs.anthropic_to_responses import AnthropicToResponses, message_to_response
 from ..codecs.responses_request import Echo, responses_to_messages
+from ..dialects import ANTHROPIC
 from ..relay.sinks import Sink, Translating, Write
 from ..routing import Plan, Target
 from ..shapes import RESPONSES_SHAPE
@@ -47,7 +48,8 @@ class ResponsesToClaude:
 
     def sink(self, model: str, max_line_bytes: int) -> Callable[[Write], Sink]:
         codec = AnthropicToResponses(model, self._echo, self.id)
-        return lambda write: Translating(write, RESPONSES_SHAPE, codec, max_line_bytes)
+        end = ANTHROPIC.end_event  # a complete answer that came without message_stop still ends
+        return lambda write: Translating(write, RESPONSES_SHAPE, codec, max_line_bytes, end)
 
     @staticmethod
     def error_body(body: bytes, status: int) -> bytes:

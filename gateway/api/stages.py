@@ -158,6 +158,9 @@ async def stream_to_client(request: web.Request, live: Snapshot, record: Record,
         on_heartbeat=app[METRICS].heartbeats.inc,
         on_cancel=lambda gone: note_relayed(record, ticket, gone), resume=resume)
     note_relayed(record, ticket, outcome)
+    if outcome.anomaly is not None and outcome.parts:  # the upstream that ended the stream
+        metrics = app[METRICS]
+        metrics.upstream_errors.labels(outcome.parts[-1][0].upstream.name, outcome.anomaly).inc()
     return response
 
 

@@ -193,6 +193,10 @@ class Config(_Frozen):
         if self.server.workers > 1 and self.ratelimit.backend != "redis":
             raise _KeyProblem("server.workers", "more than 1 worker needs ratelimit.backend = \"redis\" "
                               "(limits held in one process's memory would not be shared)")
+        if self.server.workers > self.limits.max_concurrent_streams:  # split between workers
+            raise _KeyProblem("server.workers", f"{self.server.workers} workers need "
+                              "limits.max_concurrent_streams of at least as many (each worker "
+                              "holds its share of the gateway's streams)")
 
     def _check_upstreams(self) -> None:
         names = [u.name for u in self.upstreams]
