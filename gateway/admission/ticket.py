@@ -60,10 +60,14 @@ class Ticket:
     #: the summed cost of several attempts that streamed (a mid-stream resume), each priced
     #: at its own model; when set it is the request's cost
     split_cost_micros: int | None = None
+    #: the usage as the upstream reported it, when a count was past what any model reaches
+    #: (`anomaly.clamp_usage`: the usage itself is clamped, so the log line and costs agree)
+    clamped_from: dict[str, int] | None = None
 
     def settle(self, usage: Usage) -> None:
         """Charge `usage` when the ticket is given back (an upstream answered)."""
         self.usage = usage
+        self.clamped_from = clamp_usage(usage) or self.clamped_from
 
     @property
     def cost_usd(self) -> float | None:
@@ -228,10 +232,11 @@ class Admitted:
         assert ticket is not None and admission is not None
         # The cost first, with no await before it: a cancelled request still has it. Usage past
         # what any model reaches is clamped (and charged as the clamp), and said in a log line.
-        if ticket.usage is not None and (reported := clamp_usage(ticket.usage)) is not None:
-            if gate.logger is not None:
-                gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=ticket.model,
-                                    reported=reported, clamped_to=MAX_USAGE_TOKENS)
+        if ticket.usage is not None:  # settled earlier; a meter may have counted on since
+            ticket.clamped_from = clamp_usage(ticket.usage) or ticket.clamped_from
+        if ticket.clamped_from is not None and gate.logger is not None:
+            gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=ticket.model,
+                                reported=ticket.clamped_from, clamped_to=MAX_USAGE_TOKENS)
         if ticket.split_cost_micros is not None:
             ticket.cost_micros = clamp_cost(ticket.split_cost_micros)
         elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:

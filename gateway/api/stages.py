@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..admission.anomaly import clamp_usage
 from ..admission.ticket import Ticket
 from ..auth import presented_key
 from ..config import Tenant
@@ -188,6 +189,7 @@ def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened
     request's cost is the sum of its parts, so the line's total and its attempts agree."""
     total: int | None = None
     for opened, usage in parts:
+        clamp_usage(usage)  # a count no model reaches is charged as the clamp (admission/anomaly.py)
         micros = ticket.prices.usage_cost_micros(opened.target.model, usage) \
             if ticket.prices is not None else None
         if micros is not None:
