@@ -53,7 +53,12 @@ class PreviousResponseNotFound(GatewayError):
 class Owners(Protocol):
     def remember(self, response_id: str, tenant: str) -> None:
         """Note `tenant` as the owner of `response_id` (never waits: Redis is written in the
-        background)."""
+        background; for a stream's id, written long before the stream ends)."""
+        ...
+
+    async def save(self, response_id: str, tenant: str) -> None:
+        """`remember`, done when it returns (a JSON answer's id: the client may name it in its
+        next request as soon as it has the answer)."""
         ...
 
     async def owner(self, response_id: str) -> str | None:
@@ -73,6 +78,9 @@ class MemoryOwners:
         self._owners.move_to_end(response_id)
         while len(self._owners) > self._limit:
             self._owners.popitem(last=False)
+
+    async def save(self, response_id: str, tenant: str) -> None:
+        self.remember(response_id, tenant)
 
     async def owner(self, response_id: str) -> str | None:
         found = self._owners.get(response_id)
@@ -98,6 +106,9 @@ class RedisOwners:
         task = asyncio.get_running_loop().create_task(self._write(response_id, tenant))
         self._writes.add(task)  # held until done: a task nobody references may be collected
         task.add_done_callback(self._writes.discard)
+
+    async def save(self, response_id: str, tenant: str) -> None:
+        await self._write(response_id, tenant)
 
     async def _write(self, response_id: str, tenant: str) -> None:
         try:
@@ -148,7 +159,7 @@ async def check_previous(app: web.Application, tenant: str, body: dict[str, Any]
         raise PreviousResponseNotFound(f"Previous response with id '{previous[:128]}' not found.")
 
 
-def remember_answer(app: web.Application, tenant: str, status: int, body: bytes) -> None:
+async def remember_answer(app: web.Application, tenant: str, status: int, body: bytes) -> None:
     """A JSON answer's `id` (a 2xx answer only: an error body has none of its own)."""
     if not 200 <= status < 300:
         return
@@ -158,7 +169,7 @@ def remember_answer(app: web.Application, tenant: str, status: int, body: bytes)
         return
     response_id = parsed.get("id") if isinstance(parsed, dict) else None
     if isinstance(response_id, str) and response_id:
-        app[RESPONSE_OWNERS].remember(response_id, tenant)
+        await app[RESPONSE_OWNERS].save(response_id, tenant)
 
 
 class StreamIdWatch:

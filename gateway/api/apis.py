@@ -182,7 +182,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             answer = claude.answer(opened.target.model) if claude is not None and translated else None
             response, usage = json_answer(opened, ticket.prompt_estimate, metered, answer)
             if api is API_RESPONSES and not translated:  # the gateway keeps no translated answer
-                remember_answer(request.app, tenant.name, response.status, opened.first)
+                await remember_answer(request.app, tenant.name, response.status, opened.first)
             if not api.tokens:  # count_tokens: admitted and charged by request count only
                 usage = Usage()
             ticket.settle(usage)
