@@ -5,7 +5,8 @@
 Rules:
 - The client's bytes go upstream as they are (only the model name is rewritten when a route
   renames it), to the upstream's path for this API; the answer comes back as it is.
-- Only targets of the API's dialect are used: there is no translation for these APIs.
+- Only targets of the API's dialect are used, but for `/v1/responses`, which also reaches
+  Anthropic-dialect targets, translated both ways (`responses_claude.py`, the codecs).
 - Same stages as chat: auth, admission, retries and fallbacks, metrics, the log line.
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
@@ -27,17 +28,19 @@ from aiohttp import web
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
-from ..errors import BadRequest, GatewayError, UpstreamError
+from ..errors import BadRequest, GatewayError, UpstreamError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
 from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.loop import Stopped
-from ..relay.sinks import PassThrough, Write
+from ..relay.sinks import PassThrough, Sink, Write
 from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import GATE, LIVE, RECORD
+from .responses_claude import ResponsesToClaude
 from .stages import (
+    Tried,
     authenticate,
     charge_attempts,
     early_commit,
@@ -150,23 +153,35 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
     record.model, record.stream = call.model, call.stream
     if api is API_RESPONSES:  # another tenant's response id is a 404 (response_owners.py)
         await check_previous(request.app, tenant.name, call.body)
-    plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
-    plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
+    translates = api is API_RESPONSES  # to Anthropic targets too (responses_claude.py)
+    plan = live.router.route(tenant, call.model, None if translates else api.dialect.name, api=request.path)
+    plan = replace(plan, targets=tuple(replace(t, path=api.path) if t.upstream.dialect == api.dialect.name
+                                       else t for t in plan.targets))
+    claude = ResponsesToClaude.for_plan(call, plan, live.config.server.default_max_tokens) \
+        if translates else None  # what can't be carried is a 400 here, before admission
     async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
                                        tokens=api.tokens, answer=api.answers, models=plan.models) as ticket:
         record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
         early = early_commit(request, live, record)  # heartbeats don't end failover here either
+        tried = Tried(_body_for(call, api, claude))
         try:
-            opened = await open_upstream(request, live, record, plan, _body_for(call, api), early)
+            opened = await open_upstream(request, live, record, plan, tried, early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, api.shape, exc)
+            if isinstance(exc, UpstreamHTTPError) and claude is not None and tried.target is not None \
+                    and tried.target.upstream.dialect == ANTHROPIC.name:  # its 4xx, in OpenAI's shape
+                record.translated = True
+                exc.body, exc.content_type = claude.error_body(exc.body, exc.status), "application/json"
             raise
         ticket.model = opened.target.model  # only the attempt that answered is charged
+        translated = record.translated = claude is not None and opened.dialect is ANTHROPIC
+        metered = ANTHROPIC if translated else api.dialect  # usage is read in the upstream's dialect
         response: web.StreamResponse
         if not record.stream:
-            response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)
-            if api is API_RESPONSES:
+            answer = claude.answer(opened.target.model) if claude is not None and translated else None
+            response, usage = json_answer(opened, ticket.prompt_estimate, metered, answer)
+            if api is API_RESPONSES and not translated:  # the gateway keeps no translated answer
                 remember_answer(request.app, tenant.name, response.status, opened.first)
             if not api.tokens:  # count_tokens: admitted and charged by request count only
                 usage = Usage()
@@ -177,16 +192,19 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
             sink = HiddenUsage if _hides_usage(api, call) else PassThrough
-            del call  # a stream may last minutes: its parsed body is not held meanwhile
-            response = await stream_to_client(
-                request, live, record, ticket, opened, api.dialect,
-                # A completions stream complete without its `[DONE]` gets it from the gateway;
-                # a Responses stream has no finish before its end event.
-                lambda write: (ResponsesPassThrough(write, ends, errors,
-                                                    watch_stream(request.app, tenant.name))
-                               if api.shape is RESPONSES_SHAPE
-                               else sink(write, api.shape, ends, errors, api.dialect.end_bytes)),
-                early=early)
+            del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
+            if claude is not None and translated:
+                make_sink = claude.sink(opened.target.model, live.config.server.max_line_bytes)
+            else:
+                def make_sink(write: Write) -> Sink:
+                    # A completions stream complete without its `[DONE]` gets it from the
+                    # gateway; a Responses stream has no finish before its end event.
+                    if api.shape is RESPONSES_SHAPE:
+                        ids = watch_stream(request.app, tenant.name)
+                        return ResponsesPassThrough(write, ends, errors, ids)
+                    return sink(write, api.shape, ends, errors, api.dialect.end_bytes)
+            response = await stream_to_client(request, live, record, ticket, opened, metered, make_sink,
+                                              early=early)
     return response
 
 
@@ -202,8 +220,10 @@ completions = partial(_passthrough, api=API_COMPLETIONS)
 count_tokens = partial(_passthrough, api=API_COUNT_TOKENS)
 
 
-def _body_for(call: Call, api: Api) -> Callable[[Target], bytes]:
+def _body_for(call: Call, api: Api, claude: ResponsesToClaude | None) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
+        if claude is not None and target.upstream.dialect == ANTHROPIC.name:
+            return claude.body_for(target)  # /v1/responses, translated
         if _hides_usage(api, call):  # exact usage: asked for, and hidden from the client
             return dumps({**asking_usage(call.body), "model": target.model})
         if target.model == call.model:
