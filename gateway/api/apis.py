@@ -23,24 +23,19 @@ from typing import Any
 
 from aiohttp import web
 
+from ..admission.ticket import Ticket
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
+from ..config import Tenant
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
-from ..errors import BadRequest, GatewayError, UpstreamError
-from ..relay.loop import Stopped
+from ..errors import BadRequest, GatewayError
 from ..relay.sinks import PassThrough, Write
-from ..routing import Target
+from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
-from ..state import GATE, LIVE, RECORD
-from .stages import (
-    authenticate,
-    charge_attempts,
-    early_commit,
-    end_committed,
-    json_answer,
-    open_upstream,
-    stream_to_client,
-)
+from ..state import Snapshot
+from ..upstream import Opened
+from .pipeline import SinkMaker, UpstreamRoute, run
+from .stages import BodyFor
 
 
 class ResponsesDialect(OpenAIDialect):
@@ -93,81 +88,62 @@ class ResponsesPassThrough(PassThrough):
 
 
 @dataclass(frozen=True, slots=True)
-class Api:
+class Api(UpstreamRoute):
+    """A pass-through API: only targets of its dialect serve it, never translated."""
+
     dialect: Dialect  # of the upstreams that serve it; it also meters usage and ends streams
     path: str  # the upstream's path, after its base URL (Anthropic's after /v1)
     shape: ErrorShape
     required: str  # the body field besides `model` that must be there
-    streams: bool = False
+    streams_allowed: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
     ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
     errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
 
+    async def read(self, request: web.Request) -> Call:
+        raw, body = await read_json(request)
+        model = model_of(body)
+        if body.get(self.required) is None:
+            raise BadRequest(f"`{self.required}` is required")
+        stream = stream_of(body)
+        if stream and not self.streams_allowed:
+            raise BadRequest("`stream` is not supported on this API")
+        check_token_limits(body)
+        return Call(raw, body, model, stream)
 
-API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSE_ENDS,
-                    errors=(b"event: error",))
+    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+        plan = live.router.route(tenant, call.model, self.dialect.name, api=path)
+        return replace(plan, targets=tuple(replace(t, path=self.path) for t in plan.targets))
+
+    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+        return _body_for(call)
+
+    def meters(self, opened: Opened) -> Dialect:
+        return self.dialect
+
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot) -> SinkMaker:
+        ends = self.ends or self.dialect.end_markers
+        errors = self.errors or self.dialect.error_markers
+        if self.shape is RESPONSES_SHAPE:
+            return lambda write: ResponsesPassThrough(write, ends, errors)
+        shape = self.shape
+        return lambda write: PassThrough(write, shape, ends, errors)
+
+
+API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
+                    ends=RESPONSE_ENDS, errors=(b"event: error",))
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
-API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
+API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
 
 
 
-async def _read(request: web.Request, api: Api) -> Call:
-    raw, body = await read_json(request)
-    model = model_of(body)
-    if body.get(api.required) is None:
-        raise BadRequest(f"`{api.required}` is required")
-    stream = stream_of(body)
-    if stream and not api.streams:
-        raise BadRequest("`stream` is not supported on this API")
-    check_token_limits(body)
-    return Call(raw, body, model, stream)
-
-
-async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
-    live = request.app[LIVE].current
-    record = request[RECORD]
-    tenant = authenticate(request, live, record)
-    call = await _read(request, api)
-    record.model, record.stream = call.model, call.stream
-    plan = live.router.route(tenant, call.model, api.dialect.name, api=request.path)
-    plan = replace(plan, targets=tuple(replace(t, path=api.path) for t in plan.targets))
-    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       tokens=api.tokens, models=[t.model for t in plan.targets]) as ticket:
-        record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
-        early = early_commit(request, live, record)  # heartbeats don't end failover here either
-        try:
-            opened = await open_upstream(request, live, record, plan, _body_for(call), early)
-        except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
-            if early is not None and early.response is not None:  # the client has its 200
-                return await end_committed(early.response, record, api.shape, exc)
-            raise
-        ticket.model = opened.target.model  # only the attempt that answered is charged
-        response: web.StreamResponse
-        if not record.stream:
-            response, usage = json_answer(opened, ticket.prompt_estimate, api.dialect)
-            if not api.tokens:  # count_tokens: admitted and charged by request count only
-                usage = Usage()
-            ticket.settle(usage)
-            record.usage = usage
-            charge_attempts(record, ticket, [(opened, usage)])
-        else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
-            ends = api.ends or api.dialect.end_markers
-            errors = api.errors or api.dialect.error_markers
-            del call  # a stream may last minutes: its parsed body is not held meanwhile
-            response = await stream_to_client(
-                request, live, record, ticket, opened, api.dialect,
-                lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
-                               else PassThrough(write, api.shape, ends, errors)), early=early)
-    return response
-
-
 # The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
-responses = partial(_passthrough, api=API_RESPONSES)
-embeddings = partial(_passthrough, api=API_EMBEDDINGS)
-completions = partial(_passthrough, api=API_COMPLETIONS)
-count_tokens = partial(_passthrough, api=API_COUNT_TOKENS)
+responses = partial(run, route=API_RESPONSES)
+embeddings = partial(run, route=API_EMBEDDINGS)
+completions = partial(run, route=API_COMPLETIONS)
+count_tokens = partial(run, route=API_COUNT_TOKENS)
 
 
 def _body_for(call: Call) -> Callable[[Target], bytes]:

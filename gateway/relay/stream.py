@@ -1,6 +1,6 @@
 """One stream, start to end: send the SSE headers, run the relay into a sink, end it with
 exactly one error event when it fails, and return how it went as a value (when the handler
-is cancelled instead, hand it to the caller's `on_cancel` before the cancel propagates).
+is cancelled instead, the cancel carries it: `relayed(exc)`).
 
 The upstream response is closed on every exit (cancel included), released only after a
 clean end, so a client that goes away closes the upstream at once. With a `Resume`, a stream
@@ -49,8 +49,7 @@ class RelayOutcome:
 async def stream_answer(
     request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
     *, response: web.StreamResponse, settings: StreamSettings, started: float,
-    alarms: set[Stoppable], on_heartbeat: Callable[[], None],
-    on_cancel: Callable[[RelayOutcome], None], resume: Resume | None = None,
+    alarms: set[Stoppable], on_heartbeat: Callable[[], None], resume: Resume | None = None,
 ) -> tuple[web.StreamResponse, RelayOutcome]:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
@@ -58,8 +57,9 @@ async def stream_answer(
     went out while failover went on (already prepared).
 
     Every ending returns its outcome, except a cancel (the client went away and the server
-    cancelled the handler): the cancel must propagate, so that outcome (a 499 that still
-    has its first byte's time, usage and parts) goes to `on_cancel` just before it does."""
+    cancelled the handler): the cancel must propagate, so it carries that outcome (a 499
+    that still has its first byte's time, usage and parts): `relayed(exc)`. Each part's
+    upstream is closed here; the handler tells the policy they ended (`parts`)."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
     alarm = Alarm(loop, opened.deadline)
@@ -107,28 +107,27 @@ async def stream_answer(
                     sink.end()
                     clean = True
                     if cause is not None and resume is not None:
-                        resume.count("ok")
+                        resume.continuation.count("ok")
                     break
                 except (ClientGone, Stopped):
                     raise
                 except GatewayError as exc:
                     if resume is None or not resume.view.resumable(first_sink):
                         if cause is not None and resume is not None:
-                            resume.count("failed")
+                            resume.continuation.count("failed")
                         raise cause or exc from None
                     cause = cause or exc
                     if ttfb is None and alarm.first_forward is not None:  # before a continuation's
                         ttfb = alarm.first_forward - started
                     current.response.close()
-                    current.ended()
                     try:
                         current = await _reopen(request, response, resume, current, settings,
                                                 alarms, on_heartbeat)
                     except NoContinuation:
-                        resume.count("unavailable")
+                        resume.continuation.count("unavailable")
                         raise cause from None
                     except UpstreamError:
-                        resume.count("failed")
+                        resume.continuation.count("failed")
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
                     usage, meter = before, UsageMeter(current.dialect, 0)
@@ -150,9 +149,9 @@ async def stream_answer(
         outcome, status = "client_disconnected", 499
         error = exc.message if isinstance(exc, ClientGone) else None
         _abort(request)
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         if not alarm.write_cancelled():  # the client went away: the handler is cancelled
-            on_cancel(outcome_of(499, "client_disconnected", None))
+            setattr(exc, _RELAYED, outcome_of(499, "client_disconnected", None))
             raise
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
@@ -164,8 +163,16 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
-        current.ended()
     return response, outcome_of(status, outcome, error)
+
+
+_RELAYED = "gateway_relayed"
+
+
+def relayed(exc: BaseException) -> RelayOutcome | None:
+    """The outcome a cancelled `stream_answer` carries on its `CancelledError`."""
+    found = getattr(exc, _RELAYED, None)
+    return found if isinstance(found, RelayOutcome) else None
 
 
 async def _reopen(request: web.Request, response: web.StreamResponse, resume: Resume, cut: Opened,
@@ -174,11 +181,12 @@ async def _reopen(request: web.Request, response: web.StreamResponse, resume: Re
     """The continuation of a cut stream. While it is asked for (retries and a slow first byte
     included), the client gets `: ping`s every heartbeat interval when its stream is between
     events, and drain can stop the wait (then `Stopped`)."""
+    asked = resume.continuation.reopen(cut, resume.view.streamed)
     if not settings.heartbeat or not resume.view.between_events:
-        return await resume.reopen(cut, resume.view.streamed)
+        return await asked
     pings = EarlyCommit(request, "", {}, settings.heartbeat, on_heartbeat)
     pings.response = response  # prepared: pings only
-    return await pings.around(resume.reopen(cut, resume.view.streamed),
+    return await pings.around(asked,
                               asyncio.get_running_loop().time() + settings.heartbeat, alarms)
 
 

@@ -17,8 +17,9 @@ Rules:
   target left (then it is tried anyway, `force=True`). Only connect errors, timeouts and 5xx
   count against an upstream; a 4xx is about the request. A cancelled attempt releases its
   permit, so a cancelled probe does not wedge the breaker.
-- Every attempt, backoff and fallback together end by the request's `deadline`; every
-  attempt is appended to `attempts` for the request's log line.
+- Every attempt, backoff and fallback together end by the request's `deadline`. What was
+  tried comes back as a value: `Opened.attempts`, or `tries_of(exc)` on whatever `open`
+  raised (a failure, a cancel); this module never writes a request's record.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -42,7 +43,7 @@ from ..errors import UpstreamError, UpstreamTimeout
 from ..metrics import Metrics
 from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
-from .attempt import Attempt, Failure, Opened, attempt
+from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
 from .order import order_targets
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -61,7 +62,7 @@ class _Request:
     stream: bool
     deadline: float
     commit_at: float | None
-    attempts: list[Attempt]
+    attempts: list[Attempt] = field(default_factory=list)
     retries: int = 0
     failure: Failure | None = None
 
@@ -81,7 +82,7 @@ class UpstreamClient:
         self._sleep = sleep
         self._jitter = jitter
         # Attempts in flight per upstream (opening, reading a non-stream answer, or a stream
-        # until its relay ends: `Opened.ended()`), for "balance".
+        # until the handler says its relay ended: `ended(opened)`), for "balance".
         self._in_flight: dict[str, int] = {}
         # Upstreams whose last verdict on the gateway's key was a 401/403 (for `/readyz`).
         self._refused: set[str] = set()
@@ -97,21 +98,29 @@ class UpstreamClient:
     async def open(
         self, plan: Plan | Sequence[Target], body_for: Callable[[Target], bytes],
         client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
-        deadline: float, commit_at: float | None = None, attempts: list[Attempt] | None = None,
+        deadline: float, commit_at: float | None = None,
     ) -> Opened:
-        """Open `plan` (a bare target list is a "fallback" plan). `attempts`, when given, is
-        the caller's list that every try is appended to, also when this raises."""
+        """Open `plan` (a bare target list is a "fallback" plan). Every try comes back in
+        `Opened.attempts`, or on what this raises (`tries_of(exc)`, a cancel included)."""
         if not isinstance(plan, Plan):
             plan = Plan("", tuple(plan))
-        state = _Request(body_for, client_headers, request_id, stream, deadline, commit_at,
-                         attempts if attempts is not None else [])
+        state = _Request(body_for, client_headers, request_id, stream, deadline, commit_at)
         try:
             opened = await self._open_plan(plan, state)
-        except UpstreamError as exc:
-            exc.retries = state.retries
+        except BaseException as exc:
+            if isinstance(exc, UpstreamError):
+                exc.retries = state.retries
+            carry_tries(exc, Tries(tuple(state.attempts), state.retries))
             raise
-        opened.retries = state.retries
+        opened.retries, opened.attempts = state.retries, tuple(state.attempts)
         return opened
+
+    def ended(self, opened: Opened) -> None:
+        """The relay is done with a stream `open` gave: it leaves the upstream's in-flight
+        count (once, however often it is told)."""
+        if opened.counted:
+            opened.counted = False
+            self._done(opened.upstream.name)
 
     async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
         loop = asyncio.get_running_loop()
@@ -176,7 +185,7 @@ class UpstreamClient:
                 max_response_bytes=self._max_response_bytes)
         finally:
             if state.stream and isinstance(result, Opened):
-                result.on_end = lambda: self._done(name)  # counted until the relay ends
+                result.counted = True  # in flight until the handler says its relay ended
             else:
                 self._done(name)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -188,7 +197,6 @@ class UpstreamClient:
                 self._tell(upstream, breaker.record_success(permit))
                 state.attempts.append(
                     Attempt(name, target.model, "ok", duration_ms, result.response.status))
-                result.attempt = len(state.attempts) - 1
             else:
                 if result.kind == "refused":
                     self._refused.add(name)
