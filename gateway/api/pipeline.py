@@ -27,6 +27,7 @@ from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError, UpstreamHTTPError
 from ..record import Record
+from ..relay.client import HttpStream
 from ..relay.early import sse_response
 from ..relay.loop import Stopped
 from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
@@ -124,9 +125,9 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         dialect = route.meters(opened)
         record.translated = route.translates(opened)
         if not record.stream:
-            response, usage = json_answer(opened, ticket.prompt_estimate, dialect, route.json(opened))
+            answer, usage = json_answer(opened, ticket.prompt_estimate, dialect, route.json(opened))
             charge = settle_answer(record, ticket, opened, usage if route.tokens else Usage())
-            return response
+            return answer
         continuation: Continue | None = None
         resume: Resume | None = None
         if plan.resume_midstream and (view := route.view(call)) is not None:
@@ -140,11 +141,11 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         meter = UsageMeter(dialect, ticket.prompt_estimate)
         outcome: RelayOutcome | None = None
         server = live.config.server
+        sse = (early.response if early is not None and early.response is not None
+               else sse_response(record.request_id, ticket.headers))
         try:
-            stream, outcome = await stream_answer(
-                request, opened, make_sink, meter,
-                response=(early.response if early is not None and early.response is not None
-                          else sse_response(record.request_id, ticket.headers)),
+            outcome = await stream_answer(
+                HttpStream(request, sse), opened, make_sink, meter,
                 settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
                 started=record.started, alarms=app[RUNTIME].alarms,
                 on_heartbeat=app[METRICS].heartbeats.inc,
@@ -159,7 +160,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
             upstreams.ended(opened)
             for part in continuation.opened if continuation is not None else ():
                 upstreams.ended(part)
-        return stream
+        return sse
     finally:
         await admitted.leave(charge)
 

@@ -14,12 +14,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from aiohttp import web
-
 from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
+from .client import ClientStream
 from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
 from .resume import Guarded, NoContinuation, Resume, Splice
@@ -47,14 +46,14 @@ class RelayOutcome:
 
 
 async def stream_answer(
-    request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
-    *, response: web.StreamResponse, settings: StreamSettings, started: float,
+    client: ClientStream, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
+    *, settings: StreamSettings, started: float,
     alarms: set[Stoppable], on_heartbeat: Callable[[], None], resume: Resume | None = None,
-) -> tuple[web.StreamResponse, RelayOutcome]:
+) -> RelayOutcome:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
-    `response`: the client's (`sse_response()`), or the one whose headers (and heartbeats)
-    went out while failover went on (already prepared).
+    `client`: where the stream goes (`HttpStream`: an SSE response, maybe one whose headers
+    and heartbeats went out while failover went on).
 
     Every ending returns its outcome, except a cancel (the client went away and the server
     cancelled the handler): the cancel must propagate, so it carries that outcome (a 499
@@ -67,10 +66,10 @@ async def stream_answer(
     outcome, error, status = "ok", None, 200
 
     async def heartbeat() -> None:
-        await response.write(HEARTBEAT)
+        await client.write(HEARTBEAT)
         on_heartbeat()
 
-    write: Write = response.write if resume is None else resume.view.watch(response.write)
+    write: Write = client.write if resume is None else resume.view.watch(client.write)
     first_sink = make_sink(write)
     sink: Sink = first_sink if resume is None else Guarded(first_sink)
     clock = RelayClock(
@@ -93,8 +92,7 @@ async def stream_answer(
     alarms.add(alarm)
     try:
         try:
-            if not response.prepared:
-                await alarm.bounded(response.prepare(request))
+            await alarm.bounded(client.begin())
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
             while True:
@@ -121,8 +119,8 @@ async def stream_answer(
                         ttfb = alarm.first_forward - started
                     current.response.close()
                     try:
-                        current = await _reopen(request, response, resume, current, settings,
-                                                alarms, on_heartbeat)
+                        current = await _reopen(client, resume, current, settings, alarms,
+                                                on_heartbeat)
                     except NoContinuation:
                         resume.continuation.count("unavailable")
                         raise cause from None
@@ -144,18 +142,18 @@ async def stream_answer(
             if isinstance(exc, Stopped):
                 outcome = "shed"
             await alarm.bounded(first_sink.error(exc))
-        await alarm.bounded(response.write_eof())
+        await alarm.bounded(client.finish())
     except (ConnectionResetError, ClientGone) as exc:
         outcome, status = "client_disconnected", 499
         error = exc.message if isinstance(exc, ClientGone) else None
-        _abort(request)
+        client.abort()
     except asyncio.CancelledError as exc:
         if not alarm.write_cancelled():  # the client went away: the handler is cancelled
             setattr(exc, _RELAYED, outcome_of(499, "client_disconnected", None))
             raise
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
-        _abort(request)
+        client.abort()
     finally:
         alarms.discard(alarm)
         alarm.close()
@@ -163,7 +161,7 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
-    return response, outcome_of(status, outcome, error)
+    return outcome_of(status, outcome, error)
 
 
 _RELAYED = "gateway_relayed"
@@ -175,17 +173,15 @@ def relayed(exc: BaseException) -> RelayOutcome | None:
     return found if isinstance(found, RelayOutcome) else None
 
 
-async def _reopen(request: web.Request, response: web.StreamResponse, resume: Resume, cut: Opened,
-                  settings: StreamSettings, alarms: set[Stoppable],
-                  on_heartbeat: Callable[[], None]) -> Opened:
+async def _reopen(client: ClientStream, resume: Resume, cut: Opened, settings: StreamSettings,
+                  alarms: set[Stoppable], on_heartbeat: Callable[[], None]) -> Opened:
     """The continuation of a cut stream. While it is asked for (retries and a slow first byte
     included), the client gets `: ping`s every heartbeat interval when its stream is between
     events, and drain can stop the wait (then `Stopped`)."""
     asked = resume.continuation.reopen(cut, resume.view.streamed)
     if not settings.heartbeat or not resume.view.between_events:
         return await asked
-    pings = EarlyCommit(request, "", {}, settings.heartbeat, on_heartbeat)
-    pings.response = response  # prepared: pings only
+    pings = EarlyCommit.pinging(client.write, settings.heartbeat, on_heartbeat)
     return await pings.around(asked,
                               asyncio.get_running_loop().time() + settings.heartbeat, alarms)
 
@@ -195,11 +191,3 @@ def _sum(a: Usage, b: Usage) -> Usage:
     return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
                  a.reported or b.reported, a.cache_read_tokens + b.cache_read_tokens,
                  a.cache_write_tokens + b.cache_write_tokens)
-
-
-def _abort(request: web.Request) -> None:
-    """A client that stopped reading (or reset) gets its connection aborted, not closed: a
-    close would wait to flush a buffer it never reads, holding the socket on."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()
