@@ -20,9 +20,10 @@ from .config import Tenant
 from .errors import Shed
 from .reload import reload_everywhere
 from .state import GATE, LIVE
+from .store.runtime import STORE
 
 
-def _authorize(request: web.Request) -> None:
+def authorize(request: web.Request) -> None:
     stored = request.app[LIVE].current.config.server.admin_key_sha256
     if not stored:
         raise web.HTTPNotFound()
@@ -36,9 +37,14 @@ def _authorize(request: web.Request) -> None:
 
 
 async def tenants(request: web.Request) -> web.Response:
-    _authorize(request)
+    authorize(request)
     config = request.app[LIVE].current.config
-    return web.json_response({"tenants": [await _tenant(request, t) for t in config.tenants]})
+    listed = [(t, "config") for t in config.tenants]
+    if (store := request.app.get(STORE)) is not None:  # runtime ones: those the file doesn't shadow
+        names = {t.name for t in config.tenants}
+        listed += [(t, "runtime") for t in store.view.tenants.values() if t.name not in names]
+    return web.json_response({"tenants": [{**await _tenant(request, t), "source": source}
+                                          for t, source in listed]})
 
 
 async def _tenant(request: web.Request, tenant: Tenant) -> dict[str, Any]:
@@ -72,13 +78,13 @@ async def _tenant(request: web.Request, tenant: Tenant) -> dict[str, Any]:
                    "tokens_per_minute": tenant.tokens_per_minute},
         "remaining": remaining,
         "budget": budget,
-        "active_streams": gate.streams.get(tenant.name, 0),
+        "active_streams": gate.streams_by_tenant().get(tenant.name, 0),  # every worker's
     }
 
 
 async def reload(request: web.Request) -> web.Response:
     """200 when the new config took effect, 400 with the one-line problem when it did not."""
-    _authorize(request)
+    authorize(request)
     problem = reload_everywhere(request.app)
     if problem is not None:
         return web.json_response({"status": "failed", "error": problem}, status=400)

@@ -16,9 +16,11 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from structlog.typing import FilteringBoundLogger
 
 from .admin import ADMIN_ROUTES
+from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
 from .admission.queue import StreamQueue
+from .admission.share import worker_share
 from .admission.ticket import Gate
 from .breaker import Breakers
 from .config import Config
@@ -26,6 +28,7 @@ from .errors import GatewayError
 from .logs import make_logger
 from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
 from .routes import ROUTES
 from .state import (
@@ -44,8 +47,11 @@ from .state import (
     Runtime,
     Snapshot,
 )
+from .store.runtime import install_store
+from .streams.hub import streams_ctx
 from .ui import DEMO_KEY_APPKEY, index_page
 from .upstream import UpstreamClient, reachable
+from .upstream.health import follow_config
 
 READY_PROBE_SECONDS = 2.0
 GAUGE_SECONDS = 0.5
@@ -53,33 +59,40 @@ GAUGE_SECONDS = 0.5
 
 def build_app(
     config: Config, logger: FilteringBoundLogger | None = None, *, demo_key: str | None = None,
-    config_path: str | None = None,
+    config_path: str | None = None, worker: int = 0,
 ) -> web.Application:
-    """`config_path`: the file `config` came from, which a reload re-reads."""
+    """`config_path`: the file `config` came from, which a reload re-reads. `worker`: this
+    process's index among `server.workers` (it holds its share of the stream limits)."""
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[gateway_middleware],
         # Request bodies are decoded by `body.decode_body` (bounded, every ending checked):
         # this reaches every runner's connection handler (`serve`'s, the tests').
-        handler_args={"auto_decompress": False})
+        # A request line may be as long as a body (the GET form of /api/chat/stream carries its
+        # messages in the URL; one over max_body_bytes is refused in its route's shape, 414).
+        handler_args={"auto_decompress": False,
+                      "max_line_size": max(8190, 2 * config.server.max_body_bytes)})
     app[CONFIG] = config
     app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
     app[LIVE] = Live(Snapshot.of(config))
+    install_store(app, config, config_path)  # runtime tenants and keys, spend rows ([store])
     app[RUNTIME] = Runtime()
     if config_path:
         app[CONFIG_PATH] = config_path
     if demo_key is not None:
         app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
-    app[QUEUE] = queue = StreamQueue(
-        config.limits.max_concurrent_streams, config.limits.max_queue,
-        config.limits.queue_timeout_seconds)
+    limits, workers = config.limits, config.server.workers
+    app[QUEUE] = queue = StreamQueue(  # the limits hold for all workers together: a share each
+        worker_share(limits.max_concurrent_streams, workers, worker),
+        worker_share(limits.max_queue, workers, worker), limits.queue_timeout_seconds)
     if metrics.multiprocess:  # callbacks can't cross processes: each worker writes its own
         app.cleanup_ctx.append(_publish_gauges)
     else:
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
-    app.cleanup_ctx.extend([_client_session, _limiter])
+    app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
@@ -89,6 +102,7 @@ def build_app(
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         *ADMIN_ROUTES,  # 404 unless server.admin_key_sha256 is set (see admin.py)
+        *KEY_ROUTES,  # tenants and keys at runtime, spend, the operator's page (same rule)
     ])
     if config.server.ui:
         app.router.add_get("/", index_page)
@@ -109,7 +123,7 @@ def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
     for route in list(app.router.routes()):
-        if route.method in ("GET", "POST"):
+        if route.method in ("GET", "POST", "DELETE"):
             cors.add(route)
 
 
@@ -131,6 +145,8 @@ async def _client_session(app: web.Application) -> AsyncIterator[None]:
     app[UPSTREAMS] = UpstreamClient(
         session, app[METRICS], breakers=breakers, logger=app[LOGGER],
         max_response_bytes=app[CONFIG].server.max_response_bytes)
+    # Every concrete target of the config has its breaker (and gauge series) from the start.
+    follow_config(app[METRICS], breakers, app[LIVE].current.config, set())
     yield
     await session.close()
 
@@ -166,13 +182,17 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 
         limiter = RedisLimiter(config.redis_url, fail_open=config.fail_open, on_error=on_error,
                                prefix=config.key_prefix + "rl:")
+
+        def on_unsettled(tenant: str, micros: int) -> None:
+            logger.error("budget_settle_failed", tenant=tenant, cost_usd=micros / 1_000_000)
+
         budget: Budget = RedisBudget(config.redis_url, fail_open=config.fail_open, on_error=on_error,
-                                     prefix=config.key_prefix)
+                                     on_unsettled=on_unsettled, prefix=config.key_prefix)
     else:
         limiter, budget = MemoryLimiter(), MemoryBudget()
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
-                     budget)
+                     budget, app[LOGGER])
     await _publish_budgets(app, budget)
     yield
     await limiter.close()

@@ -179,6 +179,12 @@ async def read_chat(request: web.Request) -> Call:
 #: the answer-length fields the APIs take; no model answers with more than `MAX_TOKENS`
 TOKEN_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 MAX_TOKENS = 2**31 - 1
+#: the fields that ask for several answers to one prompt (`n` on chat and completions,
+#: `best_of` on /v1/completions: it generates that many and returns `n`); the worst case is
+#: that many answers of the answer-length each, so they are bounded: at most `MAX_CHOICES`
+#: (OpenAI's own limit for `n`)
+CHOICE_FIELDS = ("n", "best_of")
+MAX_CHOICES = 128
 
 
 def check_token_limits(body: dict[str, Any]) -> None:
@@ -190,3 +196,9 @@ def check_token_limits(body: dict[str, Any]) -> None:
             continue
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOKENS:
             raise BadRequest(f"`{key}` must be a positive integer no larger than {MAX_TOKENS}")
+    for key in CHOICE_FIELDS:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_CHOICES:
+            raise BadRequest(f"`{key}` must be a positive integer no larger than {MAX_CHOICES}")

@@ -1,4 +1,5 @@
-"""Circuit breakers, one per upstream: pure state machines with the clock passed in.
+"""Circuit breakers, one per target (upstream, model): pure state machines with the clock
+passed in, and the registry that keeps them (`Breakers`).
 
 Rules:
 - closed: every request is let through; `failures_to_trip` failures in a row (a success in
@@ -14,15 +15,23 @@ Rules:
 - Reports are matched to the permit `allow()` handed out: a report from a request let through
   before the breaker last opened is stale (its upstream state is old news) and is ignored, as
   is any report after the first for the same permit.
-- `is_up` is True only while closed: the upstream counts as down from the trip until a probe
-  succeeds, so `gateway_upstream_up` changes exactly twice per outage.
+- `is_up` is True only while closed: the target counts as down from the trip until a probe
+  succeeds, so its gauge changes exactly twice per outage.
+- A stream's verdict comes when it ends, not when it opens: `answered(permit)` at its first
+  byte closes a breaker whose probe (or forced request) it is, and the permit stays out for
+  the verdict (`record_success` at a complete answer, `record_failure` at a cut).
+- Each failure's detail is kept as `last_error` (for the operator's page).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+#: breakers kept at most (a route that keeps the client's model name under a glob makes one
+#: per name a client sends): past it, the oldest healthy one is forgotten first
+MAX_BREAKERS = 2048
 
 
 class BreakerState(StrEnum):
@@ -61,10 +70,10 @@ class Permit:
 
 
 class CircuitBreaker:
-    """The breaker of one upstream. Not thread-safe; one event loop owns it."""
+    """The breaker of one target. Not thread-safe; one event loop owns it."""
 
     __slots__ = ("failures_to_trip", "cooldown_seconds", "_clock", "_state", "_failures",
-                 "_opened_at", "_probe", "_probe_at", "_epoch")
+                 "_opened_at", "_probe", "_probe_at", "_epoch", "last_error", "last_error_at")
 
     def __init__(self, failures_to_trip: int, cooldown_seconds: float, clock: Callable[[], float]) -> None:
         if failures_to_trip < 0 or cooldown_seconds < 0:
@@ -79,6 +88,9 @@ class CircuitBreaker:
         self._probe_at = 0.0
         # Bumped every time the breaker opens: permits from an earlier epoch are stale.
         self._epoch = 0
+        #: the detail of the last failure that counted, and when (the clock's time)
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
 
     @property
     def state(self) -> BreakerState:
@@ -122,6 +134,17 @@ class CircuitBreaker:
             return Permit(probe=False, forced=force, epoch=self._epoch)
         return None
 
+    def answered(self, permit: Permit) -> Transition | None:
+        """A stream's first byte: a probe's (or forced request's) good news closes the breaker
+        now; the permit stays out for the stream's verdict (success, failure or release)."""
+        if permit.done or permit.epoch != self._epoch or self._state is BreakerState.CLOSED:
+            return None
+        if permit is self._probe or permit.forced:
+            self._probe = None
+            self._failures = 0
+            return self._move(BreakerState.CLOSED, "probe_succeeded" if permit.probe else "forced_succeeded")
+        return None
+
     def record_success(self, permit: Permit) -> Transition | None:
         """The request answered well: count it, close the breaker if it was the probe."""
         if not self._take(permit):
@@ -135,10 +158,12 @@ class CircuitBreaker:
             return self._move(BreakerState.CLOSED, "probe_succeeded" if permit.probe else "forced_succeeded")
         return None
 
-    def record_failure(self, permit: Permit) -> Transition | None:
+    def record_failure(self, permit: Permit, error: str | None = None) -> Transition | None:
         """The request failed on the upstream's side: count it, open the breaker if due."""
         if not self._take(permit):
             return None
+        if error is not None:
+            self.last_error, self.last_error_at = error, self._clock()
         if self._state is BreakerState.CLOSED:
             self._failures += 1
             if self.failures_to_trip and self._failures >= self.failures_to_trip:
@@ -177,34 +202,91 @@ class CircuitBreaker:
         return transition
 
 
+@dataclass(frozen=True, slots=True)
+class TargetHealth:
+    """One target's breaker, as the operator's page shows it."""
+
+    upstream: str
+    model: str
+    state: BreakerState
+    consecutive_failures: int
+    last_error: str | None
+    #: seconds since the last counted failure, None when there was none
+    last_error_age_seconds: float | None
+    #: seconds until an open breaker lets its probe through
+    retry_in_seconds: float
+
+
 class Breakers:
-    """The breakers of all upstreams, by upstream name; lives on the app, survives reloads.
+    """The breakers of all targets, by (upstream name, model); lives on the app, survives
+    reloads. A target keeps its breaker (and its state) across a reload that leaves its
+    upstream's settings alone; changed settings start it afresh, closed. At most
+    `MAX_BREAKERS` are kept (the oldest closed one with no failures goes first)."""
 
-    An upstream keeps its breaker (and its state) across a reload that leaves its settings
-    alone; changed settings start a fresh, closed breaker.
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], max_breakers: int = MAX_BREAKERS) -> None:
         self._clock = clock
-        self._breakers: dict[str, CircuitBreaker] = {}
+        self._max = max_breakers
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
 
-    def get(self, upstream: str, failures_to_trip: int, cooldown_seconds: float) -> CircuitBreaker:
-        breaker = self._breakers.get(upstream)
+    def get(self, upstream: str, model: str, failures_to_trip: int,
+            cooldown_seconds: float) -> CircuitBreaker:
+        key = (upstream, model)
+        breaker = self._breakers.get(key)
         if (
             breaker is None
             or breaker.failures_to_trip != failures_to_trip
             or breaker.cooldown_seconds != cooldown_seconds
         ):
+            if breaker is None and len(self._breakers) >= self._max:
+                self._forget_one()
             breaker = CircuitBreaker(failures_to_trip, cooldown_seconds, self._clock)
-            self._breakers[upstream] = breaker
+            self._breakers[key] = breaker
         return breaker
 
-    def retain(self, upstreams: Iterable[str]) -> None:
-        """Forget the breakers of upstreams no longer configured (after a reload)."""
-        keep = set(upstreams)
-        for name in [name for name in self._breakers if name not in keep]:
-            del self._breakers[name]
+    def find(self, upstream: str, model: str) -> CircuitBreaker | None:
+        return self._breakers.get((upstream, model))
+
+    def is_open(self, upstream: str, model: str) -> bool:
+        """The target's breaker is not closed (it is skipped, or waits for its probe)."""
+        breaker = self._breakers.get((upstream, model))
+        return breaker is not None and not breaker.is_up
+
+    def retain(self, settings: dict[str, tuple[int, float]]) -> None:
+        """After a reload: `settings` is upstream name -> (failures_to_trip, cooldown_seconds)
+        of the new config. A removed upstream's breakers are forgotten, and so are those of an
+        upstream whose settings changed (its targets start closed)."""
+        for key, breaker in list(self._breakers.items()):
+            wanted = settings.get(key[0])
+            if wanted != (breaker.failures_to_trip, breaker.cooldown_seconds):
+                del self._breakers[key]
+
+    def of(self, upstream: str) -> list[tuple[str, CircuitBreaker]]:
+        """(model, breaker) of every target of `upstream` kept here."""
+        return [(model, b) for (name, model), b in self._breakers.items() if name == upstream]
+
+    def upstream_up(self, upstream: str) -> bool:
+        """False only while every target of `upstream` kept here is not closed (one model's
+        outage does not take the upstream down); an upstream with none is up."""
+        breakers = self.of(upstream)
+        return not breakers or any(b.is_up for _, b in breakers)
 
     def up(self) -> dict[str, bool]:
-        """Upstream name -> is_up, for `gateway_upstream_up`."""
-        return {name: breaker.is_up for name, breaker in self._breakers.items()}
+        """Upstream name -> `upstream_up`, for every upstream that has a breaker here."""
+        return {name: self.upstream_up(name) for name in dict.fromkeys(n for n, _ in self._breakers)}
+
+    def health(self) -> list[TargetHealth]:
+        """Every target's breaker, by upstream then model (for the operator's page)."""
+        now = self._clock()
+        out = []
+        for (upstream, model), b in sorted(self._breakers.items(), key=lambda item: item[0]):
+            age = None if b.last_error_at is None else max(0.0, now - b.last_error_at)
+            out.append(TargetHealth(upstream, model, b.state, b.consecutive_failures, b.last_error,
+                                    age, b.retry_in()))
+        return out
+
+    def _forget_one(self) -> None:
+        victim = next((key for key, b in self._breakers.items()
+                       if b.is_up and not b.consecutive_failures), None)
+        if victim is None:
+            victim = next(iter(self._breakers))
+        del self._breakers[victim]

@@ -1,5 +1,5 @@
-"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config` (also
-`python -m gateway`).
+"""The command line: `serve`, `mock-upstream`, `bench`, `hash-key`, `check-config`, and `keys`
+and `spend` against a running gateway (`admin_cli.py`) (also `python -m gateway`).
 
 Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit status 2.
 """
@@ -7,6 +7,7 @@ Thin: parse arguments -> `Config` -> run. A bad config is one log line and exit 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import os
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from .admin_cli import add_parsers as add_admin_parsers
 from .auth import hash_key
 from .config import Config, load_config
 from .config.env import FLAGS_ENV, flag_variable
@@ -23,6 +25,8 @@ from .errors import ConfigError
 from .logs import make_logger, route_library_logs
 from .safety import unsafe_to_serve
 from .server import run, serve
+from .store.base import StoreUnavailable
+from .store.runtime import probe_store
 from .workers import serve_workers
 
 
@@ -87,11 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
     check.add_argument("--config", help="TOML config file (default: $GATEWAY_CONFIG)")
     check.set_defaults(run=_check_config)
+    add_admin_parsers(sub)  # keys create|list|revoke, spend: a running gateway's admin API
     return parser
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from .check import describe
+    from .check import describe, price_warnings
+    from .prices import builtin_prices
+    from .spend import PriceTable
 
     path = args.config or os.environ.get("GATEWAY_CONFIG")
     try:
@@ -100,7 +107,10 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    print(f"{path}: ok\n\n{describe(config)}")
+    prices = PriceTable.from_config(config.prices, builtin_prices())
+    print(f"{path}: ok\n\n{describe(config, prices)}")
+    for warning in price_warnings(config, prices):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -156,16 +166,23 @@ def _serve(args: argparse.Namespace) -> int:
             config = load_config(path, env, warn=_warner(logger)) if path else _no_config()
             if (problem := unsafe_to_serve(config)) is not None:
                 raise ConfigError(problem)
+            asyncio.run(probe_store(config, path))  # unreachable: one line, exit 2 (not per worker)
             if config.server.workers > 1:
                 return serve_workers(config, logger, args.loop, config_path=path)
             runner_factory = lambda: serve(config, logger, config_path=path)  # noqa: E731
     except ConfigError as exc:
         logger.error("config_error", error=str(exc))
         return 2
+    except StoreUnavailable as exc:
+        logger.error("store_unavailable", error=str(exc))
+        return 2
     try:
         run(runner_factory, args.loop)
     except ConfigError as exc:  # demo: its config is built once the mock has a port
         logger.error("config_error", error=str(exc))
+        return 2
+    except StoreUnavailable as exc:  # gone between the probe and the start
+        logger.error("store_unavailable", error=str(exc))
         return 2
     except Exception as exc:  # e.g. the port is taken: one line, not a traceback
         logger.error("startup_failed", error=f"{type(exc).__name__}: {exc}")

@@ -39,6 +39,8 @@ LOG_EVERY_SECONDS = 10.0
 #   (message, payload) until start() pops it on a later loop turn; `_process_keepalive` is what
 #   the keep-alive timer calls (it sets `_force_close` when it closes); `_lingering_time` = 0
 #   stops start() reading the rest of a body that timed out; close()/force_close().
+#   A parse error is queued as a message of its own (`_ErrInfo`, with an empty finished
+#   payload); the C parser drops the payload it was filling without finishing or failing it.
 # - Server: `_kwargs` (the RequestHandler kwargs) and `_loop`; `__call__` is the protocol
 #   factory the site hands to loop.create_server.
 # - AppRunner._make_server: runs the app's startup and returns the app's Server.
@@ -168,7 +170,14 @@ class GuardedHandler(RequestHandler):
         if data[:1].isupper():  # a request line starts here (a method): note its path
             self._path = _target(data)
         super().data_received(data)
-        if self._request_count != requests:  # a request head is in
+        if self._request_count != requests and self._body is not None and not self._body.is_eof():
+            # No request head can follow an unfinished body: the parser failed inside the body
+            # (a bad chunk size, chunk data without its CRLF, an overflowing size) and queued its
+            # error as a new message. aiohttp would leave the first request waiting for the rest
+            # of its body forever; fail that body instead (the handler answers 400 in the
+            # route's shape) and close the connection after that answer.
+            self._broken_body()
+        elif self._request_count != requests:  # a request head is in
             body = self._messages[-1][1] if self._messages else None
             if body is not None and not body.is_eof():
                 self._body = body
@@ -183,6 +192,15 @@ class GuardedHandler(RequestHandler):
         elif self._timer is None and data and not (self._close or self._force_close):
             # The first byte of a request on a kept-alive connection.
             self._arm(self._guard.header_timeout, self._header_timeout)
+
+    def _broken_body(self) -> None:
+        body, self._body = self._body, None
+        self._disarm()
+        assert body is not None
+        self._closed("broken_body")
+        body.set_exception(web.HTTPBadRequest(reason="the request body's chunked framing is broken"))
+        self._lingering_time = 0.0
+        self.close()
 
     def _process_keepalive(self) -> None:
         super()._process_keepalive()

@@ -65,6 +65,16 @@ class ModelNotFound(GatewayError):
     outcome = "model_not_found"
 
 
+class ModelUnpriced(GatewayError):
+    """A tenant with a spend budget asked for a model that has no price: the budget could not
+    be enforced on it (403, before any upstream is asked)."""
+
+    status = 403
+    code = "model_unpriced"
+    kind = "permission"
+    outcome = "model_unpriced"
+
+
 class RateLimited(GatewayError):
     """A tenant bucket (`kind` = "requests" or "tokens") cannot admit the request."""
 

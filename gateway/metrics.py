@@ -49,6 +49,11 @@ class Metrics:
         self._model_names = frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys(n for n in names if _is_glob(n)))
         self._upstreams = frozenset(u.name for u in config.upstreams)
+        #: the concrete model names the config's targets ask for (`a:gpt-4o`), for the breaker
+        #: gauge's `model` label (else the glob the name falls under, or `other`)
+        self._target_models = target_models(config)
+        #: (upstream, model label) series of `gateway_target_breaker_open` set so far
+        self._target_series: set[tuple[str, str]] = set()
         #: the upstreams of the config in force: `gateway_upstream_up` has a series for each
         self._configured = self._upstreams
         # `.labels()` validates and locks on every call; a request's children come from here.
@@ -69,6 +74,11 @@ class Metrics:
         # With workers, gauges are summed (or min/max) over the live workers' files.
         self.active_streams = Gauge("gateway_active_streams", "Streams holding a slot", registry=r,
                                     multiprocess_mode="livesum")
+        # Per tenant, with the tenant's own name (only an authenticated tenant holds a slot, so
+        # the values are the tenants the operator made): /admin/tenants reads it summed over
+        # the workers.
+        self.tenant_streams = Gauge("gateway_tenant_active_streams", "Streams holding a slot, per tenant",
+                                    ["tenant"], registry=r, multiprocess_mode="livesum")
         self.queue_depth = Gauge("gateway_queue_depth", "Requests waiting for a slot", registry=r,
                                  multiprocess_mode="livesum")
         self.queue_wait = Histogram(
@@ -101,9 +111,21 @@ class Metrics:
         self.upstream_up = Gauge(
             "gateway_upstream_up", "0 while the upstream's circuit breaker is open", ["upstream"],
             registry=r, multiprocess_mode="livemin")
+        self.target_breaker_open = Gauge(
+            "gateway_target_breaker_open",
+            "1 while a target's (upstream, model) circuit breaker is open or waits for its probe",
+            ["upstream", "model"], registry=r, multiprocess_mode="livemax")
         self.midstream_recoveries = Counter(
             "gateway_midstream_recoveries", "Streams cut after the first byte and continued elsewhere",
             ["route", "result"], registry=r)
+        self.resumable_streams = Gauge(
+            "gateway_resumable_streams", "Resumable streams by state", ["state"], registry=r,
+            multiprocess_mode="livesum")
+        self.stream_resumes = Counter(
+            "gateway_stream_resumes", "Subscriptions that came back with a Last-Event-ID",
+            ["result"], registry=r)
+        for result in ("replayed", "unknown"):  # a series each from the start
+            self.stream_resumes.labels(result)
         self.config_reloads = Counter(
             "gateway_config_reloads", "Config reloads by result", ["result"], registry=r)
         self.client_errors = Counter(
@@ -112,6 +134,9 @@ class Metrics:
         self.closed_connections = Counter(
             "gateway_client_connections_closed", "Client connections the gateway closed",
             ["reason"], registry=r)
+        self.models_refresh = Counter(
+            "gateway_models_refresh", "Provider model-list refreshes by result", ["upstream", "result"],
+            registry=r)
         self.build_info = Gauge("gateway_build_info", "The running version", ["version"], registry=r,
                                 multiprocess_mode="livemax")
         self.build_info.labels(__version__).set(1)
@@ -142,11 +167,13 @@ class Metrics:
         self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
         configured = frozenset(u.name for u in config.upstreams)
         self._upstreams |= configured
+        self._target_models |= target_models(config)
         for gone in self._configured - configured:
             if self.multiprocess:
                 self.upstream_up.labels(gone).set(1)
             else:
                 self.upstream_up.remove(gone)
+            self._forget_targets(gone)
         self._configured = configured
         for name in configured:
             self.upstream_up.labels(name).set(1 if up.get(name, True) else 0)
@@ -157,6 +184,30 @@ class Metrics:
         stays gone."""
         if name in self._configured:
             self.upstream_up.labels(name).set(1 if up else 0)
+
+    def target_breakers(self, upstream: str, opened: Mapping[str, bool]) -> None:
+        """`gateway_target_breaker_open` of `upstream`'s targets: model label -> open. A series
+        set before and not in `opened` (its breaker was forgotten) goes back to 0."""
+        if upstream not in self._configured:
+            return
+        for key in [k for k in self._target_series if k[0] == upstream and k[1] not in opened]:
+            self.target_breaker_open.labels(*key).set(0)
+        for model, is_open in opened.items():
+            self._target_series.add((upstream, model))
+            self.target_breaker_open.labels(upstream, model).set(1 if is_open else 0)
+
+    def _forget_targets(self, upstream: str) -> None:
+        for key in [k for k in self._target_series if k[0] == upstream]:
+            if self.multiprocess:
+                self.target_breaker_open.labels(*key).set(0)
+            else:
+                self.target_breaker_open.remove(*key)
+                self._target_series.discard(key)
+
+    def target_model(self, name: str) -> str:
+        """The `model` label of a target's breaker: a model name a target of the config asks
+        for, else `model()` (the glob it falls under, or `other`)."""
+        return name if name in self._target_models else self.model(name)
 
     def child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """`metric.labels(*values)`, looked up once per label set (the request hot path)."""
@@ -188,3 +239,26 @@ class Metrics:
 
 def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")
+
+
+def configured_targets(config: Config) -> list[tuple[str, str]]:
+    """The (upstream, model) targets the config names with a concrete model: a route's
+    `upstream:model`, a concrete route's `upstream`, an upstream's concrete models (and its
+    fallbacks for them). A glob route's `upstream` keeps the client's name: not known here."""
+    out: dict[tuple[str, str], None] = {}
+    for route in config.routes:
+        for target in route.targets:
+            upstream, _, renamed = target.partition(":")
+            model = renamed or route.model
+            if not _is_glob(model):
+                out[(upstream, model)] = None
+    for spec in config.upstreams:
+        for model in spec.models:
+            if not _is_glob(model):
+                for name in (spec.name, *spec.fallbacks):
+                    out[(name, model)] = None
+    return list(out)
+
+
+def target_models(config: Config) -> frozenset[str]:
+    return frozenset(model for _, model in configured_targets(config))

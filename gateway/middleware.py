@@ -33,6 +33,7 @@ from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
 from .spend import micros_to_usd
 from .state import CONFIG, LIVE, LOGGER, METRICS, RECORD, RUNTIME
+from .store.runtime import note_request
 from .tracing import TRACER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -113,6 +114,7 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         runtime.leave()
         tell(record, app[METRICS], app[LOGGER])
+        note_request(app, record)  # its spend row (when the store is open)
         if (tracer := app.get(TRACER)) is not None:  # OpenTelemetry, when configured
             tracer.trace(record, request.headers, record.config or app[LIVE].current.config)
     if not response.prepared:

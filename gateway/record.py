@@ -52,6 +52,9 @@ class Record:
     attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
     charged: bool = False  # an upstream answered and its usage was charged
     cost_micros: int | None = None  # what it cost (None: not charged, or its model has no price)
+    charged_model: str | None = None  # the model it was charged at (the answering attempt's)
+    key_id: str | None = None  # which of the tenant's keys (auth.Authenticator.identify)
+    tags: tuple[str, ...] = ()  # x-gateway-tags: the log line and spend rows, never metric labels
 
 
 def _short(value: str | None) -> str | None:
@@ -118,6 +121,8 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         fields["unpriced"] = True
     if record.translated:
         fields["translated"] = True
+    if record.tags:
+        fields["tags"] = list(record.tags)
     if record.queue_wait is not None:
         fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
     if record.error:

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
-from .breaker import Breakers
 from .config import Config, load_config
 from .errors import ConfigError
-from .state import BREAKERS, LIVE, LOGGER, METRICS, Snapshot
+from .models import MODEL_LISTS
+from .state import BREAKERS, LIVE, LOGGER, METRICS, UPSTREAMS, Snapshot
+from .upstream.health import follow_config
 
 CONFIG_PATH = web.AppKey("config_path", str)  # the file the app was started from
 
@@ -29,7 +30,7 @@ RESTART_ONLY = (
     ("server", "keepalive_timeout_seconds"), ("server", "max_connections"),
     ("limits", "max_concurrent_streams"), ("limits", "max_queue"), ("limits", "queue_timeout_seconds"),
     ("ratelimit", "backend"), ("ratelimit", "redis_url"), ("ratelimit", "fail_open"),
-    ("ratelimit", "key_prefix"),
+    ("ratelimit", "key_prefix"), ("store", "backend"), ("store", "path"),
 )
 
 
@@ -66,7 +67,7 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
         if not path:
             raise ConfigError("<none>: the gateway was started without a config file: nothing to reload")
         new = load_config(path, os.environ if env is None else env, warn=warnings.append)
-        snapshot = Snapshot.of(new)
+        snapshot = Snapshot.of(new, live.current.auth.runtime)  # runtime tenants and keys stay
     except ConfigError as exc:
         metrics.config_reloads.labels("failed").inc()
         logger.error("config_reload_failed", error=str(exc))
@@ -75,7 +76,10 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
         return None
     old = live.current.config
     live.current = snapshot
-    metrics.follow(new, follow_breakers(app[BREAKERS], new))
+    upstreams = app.get(UPSTREAMS)
+    follow_config(metrics, app[BREAKERS], new, upstreams.refused_credentials() if upstreams else set())
+    if (lists := app.get(MODEL_LISTS)) is not None:
+        lists.wake()  # a new or changed upstream's model list is asked for now
     metrics.config_reloads.labels("ok").inc()
     for warning in warnings:
         logger.warning("config_warning", warning=warning)
@@ -85,14 +89,3 @@ def reload_config(app: web.Application, env: Mapping[str, str] | None = None, *,
     if needs:
         logger.warning("config_reload_needs_restart", keys=needs)
     return None
-
-
-def follow_breakers(breakers: Breakers, config: Config) -> dict[str, bool]:
-    """The breakers of a reloaded config's upstreams, and whether each is up (closed): an
-    upstream whose breaker settings changed gets its fresh, closed breaker now rather than at
-    its next request (its gauge must not keep the old breaker's 0), and a removed upstream's
-    breaker is forgotten (one added back later starts closed)."""
-    for upstream in config.upstreams:
-        breakers.get(upstream.name, upstream.failures_to_trip, upstream.cooldown_seconds)
-    breakers.retain(u.name for u in config.upstreams)
-    return breakers.up()

@@ -11,6 +11,7 @@ from aiohttp import web
 from .api.apis import completions, count_tokens, embeddings, responses
 from .api.chat import chat_completions, chat_stream, messages
 from .api.models import model, models
+from .api.streams import cancel_stream, chat_stream_get, create_stream, stream_events
 from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, SIMPLE_SHAPE, ErrorShape
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -39,6 +40,10 @@ ROUTES = (
     Route("GET", "/v1/models", "models", models, OPENAI_SHAPE, versioned=True),
     Route("GET", "/v1/models/{model_id}", "model", model, OPENAI_SHAPE, versioned=True),
     Route("POST", "/api/chat/stream", "chat_stream", chat_stream, SIMPLE_SHAPE),
+    Route("GET", "/api/chat/stream", "chat_stream_get", chat_stream_get, SIMPLE_SHAPE),
+    Route("POST", "/api/chat/streams", "chat_streams", create_stream, SIMPLE_SHAPE),
+    Route("GET", "/api/chat/streams/{stream_id}", "chat_stream_events", stream_events, SIMPLE_SHAPE),
+    Route("DELETE", "/api/chat/streams/{stream_id}", "chat_stream_cancel", cancel_stream, SIMPLE_SHAPE),
     Route("POST", "/v1/responses", "responses", responses, RESPONSES_SHAPE),
     Route("POST", "/v1/embeddings", "embeddings", embeddings, OPENAI_SHAPE),
     Route("POST", "/v1/completions", "completions", completions, OPENAI_SHAPE),

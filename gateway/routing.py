@@ -36,6 +36,17 @@ class Plan:
     resume_midstream: bool = False
     overflow: Plan | None = None  # where a prompt too long for these targets goes
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Every model this plan may be charged at, in order: its targets', then those of its
+        `on_context_overflow` plans (part of the plan: its worst case is priced at them too)."""
+        models: list[str] = []
+        plan: Plan | None = self
+        while plan is not None:  # finite: `_route_plan` never revisits a route
+            models.extend(t.model for t in plan.targets)
+            plan = plan.overflow
+        return tuple(models)
+
 
 def _is_glob(name: str) -> bool:
     return any(c in name for c in "*?[")

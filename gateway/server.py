@@ -46,11 +46,11 @@ def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
 async def serve(
     config: Config, logger: FilteringBoundLogger, banner: Callable[[str], None] | None = None,
     *, demo_key: str | None = None, config_path: str | None = None, reuse_port: bool = False,
-    announce: bool = True, supervisor: int | None = None,
+    announce: bool = True, supervisor: int | None = None, worker: int = 0,
 ) -> None:
     """Run until SIGTERM/SIGINT, then drain and exit clean; SIGHUP reloads `config_path`. A
     worker of several shares the port (`reuse_port`); only the first announces `started`."""
-    app = build_app(config, logger, demo_key=demo_key, config_path=config_path)
+    app = build_app(config, logger, demo_key=demo_key, config_path=config_path, worker=worker)
     if supervisor is not None:
         app[SUPERVISOR_PID] = supervisor
     if (tracer := tracing.from_env(os.environ)) is not None:  # OTEL_* env, with the otel extra

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .config import PriceSpec
     from .dialects import Usage
+    from .prices import BuiltinPrices
 
 MICROS_PER_USD = 1_000_000
 
@@ -78,22 +79,24 @@ class Price:
 
 
 class PriceTable:
-    """Model glob -> `Price`; the first pattern that matches (in the given order) wins.
+    """Model glob -> `Price`; the first pattern that matches (in the given order) wins; a model
+    none matches is looked up in `builtin` (the shipped table, `gateway.prices`), if given.
 
     Matching is `fnmatchcase` (case-sensitive, `*`, `?`, `[...]`), like upstream `models`.
     """
 
-    __slots__ = ("_prices",)
+    __slots__ = ("_prices", "builtin")
 
-    def __init__(self, prices: Mapping[str, Price]) -> None:
+    def __init__(self, prices: Mapping[str, Price], builtin: BuiltinPrices | None = None) -> None:
         self._prices: tuple[tuple[str, Price], ...] = tuple(prices.items())
+        self.builtin = builtin
 
     @classmethod
-    def from_config(cls, prices: Mapping[str, PriceSpec]) -> PriceTable:
-        """The table of a config's `[prices]`, in the file's order."""
+    def from_config(cls, prices: Mapping[str, PriceSpec], builtin: BuiltinPrices | None = None) -> PriceTable:
+        """The table of a config's `[prices]`, in the file's order, over `builtin`."""
         return cls({
             pattern: Price(p.input, p.output, p.cache_read, p.cache_write) for pattern, p in prices.items()
-        })
+        }, builtin)
 
     def __len__(self) -> int:
         return len(self._prices)
@@ -113,7 +116,16 @@ class PriceTable:
         for pattern, price in self._prices:
             if fnmatchcase(model, pattern):
                 return price
-        return None
+        listed = self.builtin.find(model) if self.builtin is not None else None
+        return None if listed is None else listed.price
+
+    def source_for(self, model: str) -> str:
+        """Where `model`'s price comes from: "[prices]", "built-in table (<date>)" or "unpriced"."""
+        if any(fnmatchcase(model, pattern) for pattern, _ in self._prices):
+            return "[prices]"
+        if self.builtin is not None and self.builtin.find(model) is not None:
+            return self.builtin.label
+        return "unpriced"
 
     def cost_micros(
         self, model: str, prompt_tokens: int, completion_tokens: int,

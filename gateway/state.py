@@ -13,10 +13,11 @@ from structlog.typing import FilteringBoundLogger
 from .admission.limiter import Limiter
 from .admission.queue import StreamQueue
 from .admission.ticket import Gate
-from .auth import Authenticator
+from .auth import Authenticator, RuntimeKeys
 from .breaker import Breakers
 from .config import Config, UpstreamSpec
 from .metrics import Metrics
+from .prices import builtin_prices
 from .record import Record
 from .relay.loop import Stoppable
 from .routing import Router
@@ -66,9 +67,11 @@ class Snapshot:
     prices: PriceTable
 
     @classmethod
-    def of(cls, config: Config) -> Snapshot:
-        return cls(config, Authenticator(config.tenants), Router(config),
-                   PriceTable.from_config(config.prices))
+    def of(cls, config: Config, runtime: RuntimeKeys | None = None) -> Snapshot:
+        """`runtime`: the store's view of issued keys and runtime tenants (one per app).
+        Prices: `[prices]` over the shipped price table (read again at each reload)."""
+        return cls(config, Authenticator(config.tenants, runtime), Router(config),
+                   PriceTable.from_config(config.prices, builtin_prices()))
 
 
 @dataclass(slots=True)

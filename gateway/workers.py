@@ -7,7 +7,8 @@ Rules:
   library reads it at import, so the workers are spawned, not forked), forwards
   SIGTERM/SIGINT to them, waits for each to drain, and removes the directory.
 - Limits stay exact across workers only through Redis: the config refuses `workers > 1`
-  with the memory backend.
+  with the memory backend. The stream limits (`max_concurrent_streams`, `max_queue`) are
+  split between the workers exactly instead (`admission/share.py`): worker i holds its share.
 - A worker that dies is reported; the others keep serving, and the parent exits when all
   have stopped (the process manager restarts the whole set).
 """
@@ -41,7 +42,7 @@ def _worker(config: Config, loop: str, index: int, config_path: str | None) -> N
     route_library_logs()
     supervisor = os.getppid()
     run(lambda: serve(config, logger, config_path=config_path, reuse_port=True, announce=index == 0,
-                      supervisor=supervisor), loop)
+                      supervisor=supervisor, worker=index), loop)
 
 
 def serve_workers(

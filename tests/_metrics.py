@@ -27,11 +27,15 @@ DESIGN_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "gateway_midstream_recoveries": ("counter", frozenset({"route", "result"})),
     "gateway_config_reloads": ("counter", frozenset({"result"})),
     "gateway_build_info": ("gauge", frozenset({"version"})),
+    "gateway_resumable_streams": ("gauge", frozenset({"state"})),
+    "gateway_stream_resumes": ("counter", frozenset({"result"})),
     # beyond DESIGN.md, from gateway/metrics.py
     "gateway_unpriced_requests": ("counter", frozenset({"model"})),
     "gateway_ratelimit_backend_errors": ("counter", frozenset()),
     "gateway_client_errors": ("counter", frozenset({"status"})),
     "gateway_client_connections_closed": ("counter", frozenset({"reason"})),
+    "gateway_target_breaker_open": ("gauge", frozenset({"upstream", "model"})),
+    "gateway_tenant_active_streams": ("gauge", frozenset({"tenant"})),
 }
 
 

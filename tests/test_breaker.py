@@ -200,14 +200,14 @@ def test_invalid_settings_are_refused(clock: Clock) -> None:
 
 def test_breakers_registry_keeps_state_per_upstream_and_resets_on_new_settings(clock: Clock) -> None:
     reg = Breakers(clock)
-    a = reg.get("a", 1, 30)
+    a = reg.get("a", "m", 1, 30)
     trip(a)
-    assert reg.get("a", 1, 30) is a
-    assert reg.get("b", 1, 30).is_up
+    assert reg.get("a", "m", 1, 30) is a
+    assert reg.get("b", "m", 1, 30).is_up
     assert reg.up() == {"a": False, "b": True}
-    fresh = reg.get("a", 2, 30)  # settings changed by a reload
+    fresh = reg.get("a", "m", 2, 30)  # settings changed by a reload
     assert fresh is not a and fresh.state == CLOSED
-    reg.retain(["a"])
+    reg.retain({"a": (2, 30)})
     assert reg.up() == {"a": True}
 
 

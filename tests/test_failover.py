@@ -257,9 +257,9 @@ def test_balance_orders_least_in_flight_then_weight_and_open_circuits_last() -> 
     config = config_from_dict(raw, UPSTREAM_ENV, source="<test>")
     x, y, z = (Target(config.upstream(n), "m") for n in "xyz")
     draws = iter([0.5, 0.5, 0.5])
-    ordered = order_targets([x, y, z], "balance", in_flight={"x": 1}, is_open=lambda n: n == "z",
+    ordered = order_targets([x, y, z], "balance", in_flight={"x": 1}, is_open=lambda t: t.upstream.name == "z",
                             draw=lambda: next(draws))
     assert [t.upstream.name for t in ordered] == ["y", "x", "z"]
-    assert order_targets([x, y, z], "fallback", in_flight={}, is_open=lambda n: True,
+    assert order_targets([x, y, z], "fallback", in_flight={}, is_open=lambda t: True,
                          draw=lambda: 0.0) == [x, y, z]
     assert Breakers(lambda: 0.0).up() == {}

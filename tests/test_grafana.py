@@ -185,6 +185,7 @@ def test_every_documented_metric_has_a_panel() -> None:
         (("budget remaining",), ["gateway_budget_remaining_usd", "by (tenant)"]),
         (("unpriced",), ["gateway_unpriced_requests_total", "by (model)"]),
         (("upstream up",), ["gateway_upstream_up", "by (upstream)"]),
+        (("target breakers", "model"), ["gateway_target_breaker_open", "by (upstream, model)"]),
         (("midstream recoveries",), ["gateway_midstream_recoveries_total", "by (route, result)"]),
         (("config reloads",), ["gateway_config_reloads_total", "by (result)"]),
         (("client connections closed",), ["gateway_client_connections_closed_total"]),

@@ -78,7 +78,7 @@ def test_tls_block_has_the_plain_servers_locations_and_proxy_settings() -> None:
     (plain,) = server_blocks((REPO / "nginx.conf").read_text())
     (tls,) = server_blocks(TLS_CONF.read_text())
     assert locations(tls) == locations(plain)
-    assert len(locations(tls)) == 3
+    assert len(locations(tls)) == 5
     proxy = sorted(" ".join(line.split()) for line in plain.splitlines()
                    if line.strip().startswith(("proxy_", "client_max_body_size")))  # fmt: skip
     for line in proxy:

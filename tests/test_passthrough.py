@@ -103,7 +103,9 @@ async def test_a_client_key_in_any_credential_header_never_reaches_the_upstream(
 
 
 async def test_request_body_is_relayed_byte_for_byte(gateway: Gateway, mock: Mock) -> None:
-    body = chat_body(temperature=0.25, user="u-1", tools=[], seed=7)
+    # A stream whose client did not ask for usage gets `stream_options.include_usage` added
+    # (exact usage, see test_exact_usage.py); one that asked goes as it is.
+    body = chat_body(temperature=0.25, user="u-1", tools=[], seed=7, stream_options={"include_usage": True})
     response = await gateway.client.post("/v1/chat/completions", json=body, headers=auth())
     await response.read()
     assert mock.state.requests[-1].body == body
@@ -126,13 +128,13 @@ async def test_stream_response_headers(gateway: Gateway) -> None:
 
 
 async def test_stream_bytes_equal_upstream_bytes(gateway: Gateway, mock: Mock) -> None:
+    # The client asks for usage: nothing is hidden (test_exact_usage.py has the other case).
+    body = chat_body("mock-1+crlf,multiline", stream_options={"include_usage": True})
     direct = await gateway.client.session.post(
-        f"{mock.url}/v1/chat/completions", json=chat_body("mock-1+crlf,multiline"),
-        headers={"x-request-id": "same"})
+        f"{mock.url}/v1/chat/completions", json=body, headers={"x-request-id": "same"})
     expected = await direct.read()
     through = await gateway.client.post(
-        "/v1/chat/completions", json=chat_body("mock-1+crlf,multiline"),
-        headers={**auth(), "X-Request-ID": "same"})
+        "/v1/chat/completions", json=body, headers={**auth(), "X-Request-ID": "same"})
     got = await through.read()
     # Only the answer's id and timestamp may differ between the two answers.
     def normalise(body: bytes) -> bytes:

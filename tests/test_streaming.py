@@ -13,8 +13,10 @@ from tests.conftest import Gateway, GatewayFactory, Mock, auth, chat_body
 
 async def read_timed_events(gateway: Gateway, model: str) -> list[tuple[float, bytes]]:
     """(arrival time, bytes) for each piece the client's socket hands over."""
+    # Asking for usage: every event the mock sends is the client's (none is hidden).
     response = await gateway.client.post(
-        "/v1/chat/completions", json=chat_body(model), headers=auth())
+        "/v1/chat/completions", json=chat_body(model, stream_options={"include_usage": True}),
+        headers=auth())
     assert response.status == 200
     arrivals: list[tuple[float, bytes]] = []
     async for piece in response.content.iter_any():

@@ -63,18 +63,21 @@ class RedisBudget:
     reserved; settle still charges the real cost if Redis is back by then) and
     `fail_open=False` sheds with 503 `budget_unavailable`; either way `on_error(exc)` is
     called. `remaining` and `spent` have no honest answer then: they raise that Shed too.
-    `settle` never raises.
+    `settle` never raises: a settlement Redis refused or never saw calls `on_unsettled(tenant,
+    micro-dollars not charged)` too, so the charge that was lost is said, never silent.
     """
 
     def __init__(
         self, url: str, *, fail_open: bool, prefix: str = "gw:",
         on_error: Callable[[Exception], None] | None = None,
+        on_unsettled: Callable[[str, int], None] | None = None,
         clock: Callable[[], datetime] = utcnow, expire_margin_seconds: float = 86400.0,
         max_connections: int = 32, timeout: float = 0.5,
     ) -> None:
         self._fail_open = fail_open
         self._prefix = prefix
         self._on_error = on_error
+        self._on_unsettled = on_unsettled
         self._clock = clock
         self._margin = timedelta(seconds=expire_margin_seconds)
         self._redis = connect(url, max_connections=max_connections, timeout=timeout)
@@ -126,6 +129,8 @@ class RedisBudget:
             )
         except REDIS_DOWN as exc:
             self._unavailable(exc)
+            if self._on_unsettled is not None:
+                self._on_unsettled(reservation.tenant, actual)
 
     async def _read(self, tenant: str, period: Period) -> tuple[int, int]:
         key = period_key(period, self._clock())

@@ -10,7 +10,8 @@ Rules:
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
   event (`RESPONSES_SHAPE`), numbered after the last event the upstream sent.
-- count_tokens is admitted by request count only and charges no tokens.
+- count_tokens is admitted by request count only and charges no tokens (nor budget); embeddings
+  reserve their input only (they generate no tokens).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ..config import Tenant
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError
+from ..exact_usage import asking_usage, client_asked
+from ..relay.hidden_usage import HiddenUsage
 from ..relay.sinks import PassThrough, Write
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
@@ -97,6 +100,7 @@ class Api(UpstreamRoute):
     required: str  # the body field besides `model` that must be there
     streams_allowed: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
+    answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
     ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
     errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
 
@@ -116,7 +120,7 @@ class Api(UpstreamRoute):
         return replace(plan, targets=tuple(replace(t, path=self.path) for t in plan.targets))
 
     def body_for(self, call: Call, live: Snapshot) -> BodyFor:
-        return _body_for(call)
+        return _body_for(call, self)
 
     def meters(self, opened: Opened) -> Dialect:
         return self.dialect
@@ -127,12 +131,13 @@ class Api(UpstreamRoute):
         if self.shape is RESPONSES_SHAPE:
             return lambda write: ResponsesPassThrough(write, ends, errors)
         shape = self.shape
-        return lambda write: PassThrough(write, shape, ends, errors)
+        sink = HiddenUsage if _hides_usage(self, call) else PassThrough
+        return lambda write: sink(write, shape, ends, errors)
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
                     ends=RESPONSE_ENDS, errors=(b"event: error",))
-API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input")
+API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
@@ -146,8 +151,15 @@ completions = partial(run, route=API_COMPLETIONS)
 count_tokens = partial(run, route=API_COUNT_TOKENS)
 
 
-def _body_for(call: Call) -> Callable[[Target], bytes]:
+def _hides_usage(api: Api, call: Call) -> bool:
+    """A completions stream the client did not ask usage of: asked anyway, then not forwarded."""
+    return api is API_COMPLETIONS and call.stream and not client_asked(call.body)
+
+
+def _body_for(call: Call, api: Api) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
+        if _hides_usage(api, call):  # exact usage: asked for, and hidden from the client
+            return dumps({**asking_usage(call.body), "model": target.model})
         if target.model == call.model:
             return call.raw  # pass-through: the client's bytes, as they are
         return dumps({**call.body, "model": target.model})

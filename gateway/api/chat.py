@@ -37,6 +37,8 @@ from ..codecs import (
 from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
+from ..exact_usage import asking_usage, client_asked
+from ..relay.hidden_usage import HiddenUsage
 from ..relay.resume import ClientView
 from ..relay.sinks import PassThrough, Translating
 from ..routing import Plan, Target
@@ -124,6 +126,8 @@ def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Ca
         if client is None:
             return dumps({**upstream.simple_request(call.body), "model": target.model})
         if upstream is client:
+            if call.stream and upstream is OPENAI and not client_asked(call.body):
+                return dumps({**asking_usage(call.body), "model": target.model})  # exact usage
             if target.model == call.model:
                 return call.raw  # pass-through: the client's bytes, as they are
             return dumps({**call.body, "model": target.model})
@@ -153,7 +157,9 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
         model = opened.target.model
         codec = SimpleCodec(upstream.name, None if prices is None else partial(prices.cost, model))
     elif client is upstream:
-        return lambda write: PassThrough(write, shape, upstream.end_markers, upstream.error_markers)
+        # OpenAI: the usage the gateway asked for is not forwarded when the client did not ask
+        sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
+        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers)
     elif client is OPENAI:
         codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
@@ -163,5 +169,4 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
 
 
 def _include_usage(call: Call) -> bool:
-    options = call.body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
+    return client_asked(call.body)

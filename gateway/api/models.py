@@ -1,5 +1,6 @@
-"""`GET /v1/models`: the concrete model names this tenant may use, in OpenAI's list shape,
-or Anthropic's when the request carries `anthropic-version` (as the Anthropic SDK's does)."""
+"""`GET /v1/models`: the concrete model names this tenant may use (the config's, and what the
+providers list under an upstream's glob, see `gateway.models`), in OpenAI's list shape, or
+Anthropic's when the request carries `anthropic-version` (as the Anthropic SDK's does)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..config import Tenant
 from ..errors import ModelNotFound
-from ..state import LIVE, RECORD
+from ..models import MODEL_LISTS, is_glob
+from ..state import LIVE, RECORD, Snapshot
 from .stages import authenticate
 
 #: Anthropic lists carry a creation time; the gateway knows none, so it says the epoch.
@@ -22,11 +25,21 @@ def _entry(model: str, owner: str, anthropic: bool) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 0, "owned_by": owner}
 
 
+def _listed(request: web.Request, live: Snapshot, tenant: Tenant) -> list[tuple[str, str]]:
+    """(model, owner), sorted: the config's concrete names, and the names each upstream with a
+    glob reported in its own list that match the glob (from memory: never an upstream call)."""
+    seen = dict(live.router.models_for(tenant))
+    for name, upstream in request.app[MODEL_LISTS].matching(live.config):
+        if tenant.allows(name):
+            seen.setdefault(name, upstream)
+    return sorted(seen.items())
+
+
 async def models(request: web.Request) -> web.StreamResponse:
     live = request.app[LIVE].current
     tenant = authenticate(request, live, request[RECORD])
     anthropic = "anthropic-version" in request.headers
-    data = [_entry(model, owner, anthropic) for model, owner in live.router.models_for(tenant)]
+    data = [_entry(model, owner, anthropic) for model, owner in _listed(request, live, tenant)]
     body: dict[str, Any]
     if anthropic:
         body = {"data": data, "has_more": False,
@@ -37,12 +50,16 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 
 async def model(request: web.Request) -> web.StreamResponse:
-    """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): one listed model, else 404."""
+    """`GET /v1/models/{id}` (the SDKs' `models.retrieve`): 200 for any name this tenant can
+    route, listed or not (`gpt-4o` under a `gpt-*` glob); else 404. A glob is never a model."""
     live = request.app[LIVE].current
     tenant = authenticate(request, live, request[RECORD])
     wanted = request.match_info["model_id"]
-    for name, owner in live.router.models_for(tenant):
-        if name == wanted:
-            entry = _entry(name, owner, "anthropic-version" in request.headers)
-            return web.Response(body=orjson.dumps(entry), content_type="application/json")
-    raise ModelNotFound(f"model {wanted[:200]!r} is not available to this key")
+    if is_glob(wanted):
+        raise ModelNotFound(f"model {wanted[:200]!r} is not available to this key")
+    owner = dict(_listed(request, live, tenant)).get(wanted)
+    if owner is None:
+        plan = live.router.route(tenant, wanted)  # ModelNotFound when it does not route
+        owner = plan.targets[0].upstream.name
+    entry = _entry(wanted, owner, "anthropic-version" in request.headers)
+    return web.Response(body=orjson.dumps(entry), content_type="application/json")

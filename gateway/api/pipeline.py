@@ -60,6 +60,7 @@ class UpstreamRoute:
     __slots__ = ()
     shape: ErrorShape
     tokens: bool = True  # False: admitted by request count only, nothing charged
+    answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
 
     async def read(self, request: web.Request) -> Call:
         raise NotImplementedError
@@ -106,7 +107,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     record.model, record.stream = call.model, route.streams(call)
     plan = route.plan(live, tenant, call, request.path)
     admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                               tokens=route.tokens, models=[t.model for t in plan.targets])
+                               tokens=route.tokens, answer=route.answers, models=plan.models)
     ticket = await admitted.enter()
     record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
     charge: Charge | None = None
@@ -156,13 +157,22 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         finally:
             more = continuation.attempts if continuation is not None else []
             charge = settle_stream(record, ticket, opened, meter, outcome, more)
-            upstreams = app[UPSTREAMS]
-            upstreams.ended(opened)
-            for part in continuation.opened if continuation is not None else ():
-                upstreams.ended(part)
+            end_streams(app[UPSTREAMS], opened, continuation, outcome)
         return sse
     finally:
         await admitted.leave(charge)
+
+
+def end_streams(upstreams: UpstreamClient, opened: Opened, continuation: Continue | None,
+                outcome: RelayOutcome | None) -> None:
+    """The policy hears each stream's end (a cut one's was told with the question for its
+    continuation): the last one's verdict is the relay's (none when the relay had no outcome)."""
+    last = outcome.parts[-1][0] if outcome is not None and outcome.parts else None
+    for part in (opened, *(continuation.opened if continuation is not None else ())):
+        if outcome is not None and last is not None and part is last:
+            upstreams.ended(part, ok=outcome.complete, failure=outcome.failure)
+        else:
+            upstreams.ended(part)
 
 
 class Continue:
@@ -180,8 +190,9 @@ class Continue:
         self.attempts: list[Attempt] = []  # every continuation's tries, in order
         self.opened: list[Opened] = []  # every continuation that answered
 
-    async def reopen(self, cut: Opened, text: str) -> Opened:
-        self._upstreams.ended(cut)  # the cut stream no longer counts in flight
+    async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
+        # The cut stream no longer counts in flight, and its failure counts against its target.
+        self._upstreams.ended(cut, failure=failure)
         targets = self._plan.targets
         after = targets.index(cut.target) + 1 if cut.target in targets else len(targets)
         able = tuple(t for t in targets[after:] if t.upstream.supports_prefill)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..admission.anomaly import clamp_cost, clamp_usage
 from ..admission.ticket import Charge, Ticket
 from ..auth import presented_key
 from ..config import Tenant
@@ -27,6 +28,7 @@ from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..tags import request_tags
 from ..upstream import Attempt, Opened
 from ..upstream.attempt import tries_of
 
@@ -34,10 +36,12 @@ BodyFor = Callable[[Target], bytes]
 
 
 def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
-    """The tenant, by the request's one snapshot (`live`), which the record keeps for the trace."""
+    """The tenant, by the request's one snapshot (`live`), which the record keeps for the
+    trace; the key's id and the request's `x-gateway-tags` go into the record too."""
     record.config = live.config
-    tenant = live.auth.tenant_for(presented_key(request))
+    tenant, record.key_id = live.auth.identify(presented_key(request))
     record.tenant = tenant
+    record.tags = request_tags(request.headers)
     return tenant
 
 
@@ -168,8 +172,11 @@ def settle_stream(record: Record, ticket: Ticket, opened: Opened, meter: UsageMe
 def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]],
             usage: Usage) -> Charge:
     """Each attempt that answered gets its own usage and cost (at its own model) in the
-    record's `attempts`; every other attempt stays at cost 0. The request's cost is the sum
-    of its parts (one, unless a mid-stream resume), so the line's total and its attempts agree."""
+    record's `attempts`; every other attempt stays at cost 0. The request's cost is its usage
+    at the answering model's price, or after a mid-stream resume the sum of its parts, so the
+    line's total and its attempts agree. Usage no model reaches is clamped first (in place:
+    the record's usage is the clamp too), and so is the cost (`admission/anomaly.py`)."""
+    reported = clamp_usage(usage)
     prices = ticket.prices
     total: int | None = None
     for opened, used in parts:
@@ -179,5 +186,9 @@ def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]
         if (own := opened.own) is not None:
             own.usage = used
             own.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
-    record.charged, record.cost_micros = True, total
-    return Charge(usage, total)
+    model = parts[0][0].target.model
+    if len(parts) == 1:
+        total = prices.usage_cost_micros(model, usage) if prices is not None else None
+    cost = None if total is None else clamp_cost(total)
+    record.charged, record.cost_micros, record.charged_model = True, cost, model
+    return Charge(usage, cost, model, reported)

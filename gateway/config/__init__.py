@@ -12,11 +12,12 @@ from .schema import (
     RateLimitConfig,
     RouteSpec,
     ServerConfig,
+    StreamsConfig,
     Tenant,
     UpstreamSpec,
 )
 
 __all__ = [
-    "Config", "LimitsConfig", "PriceSpec", "RateLimitConfig", "RouteSpec", "ServerConfig",
+    "Config", "LimitsConfig", "PriceSpec", "RateLimitConfig", "RouteSpec", "ServerConfig", "StreamsConfig",
     "Tenant", "UpstreamSpec", "apply_env_overrides", "config_from_dict", "load_config",
 ]

@@ -41,7 +41,7 @@ def did_you_mean(variable: str) -> str:
     return f" (did you mean {ENV_PREFIX}{close[0].upper()}_{rest.upper()}?)"
 
 
-SECTIONS = ("server", "limits", "ratelimit")
+SECTIONS = ("server", "limits", "ratelimit", "streams")
 TABLES = ("upstreams", "tenants", "routes")
 
 

@@ -157,6 +157,8 @@ _PATTERNS = {
     r"^https?://": "must start with http:// or https://",
     r"^[0-9a-fA-F]{64}$": "must be 64 hex characters (the output of `llm-gateway hash-key`)",
     r"^([0-9a-fA-F]{64})?$": "must be empty or 64 hex characters (the output of `llm-gateway hash-key`)",
+    r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$": "must be an HTTP header name (letters, digits, '-', no spaces)",
+    r"^[^\x00-\x08\x0a-\x1f\x7f]*$": "must be one line (no line breaks or control characters)",
 }
 
 
@@ -191,6 +193,9 @@ def _describe(exc: ValidationError) -> tuple[str, str]:
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ""
     for part in err["loc"]:
+        if part == "[key]":  # pydantic's marker for a table's key (a header name) that failed
+            continue
+        part = part if part != "" else '""'
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     message = err["msg"]
     if err["type"] == "extra_forbidden":

@@ -27,6 +27,17 @@ def _list_to_tuple(value: Any) -> Any:
 #: TOML arrays arrive as lists; frozen config keeps them as tuples (strict mode wants exact types)
 Names = Annotated[tuple[str, ...], BeforeValidator(_list_to_tuple)]
 Keys = Annotated[tuple[Sha256, ...], BeforeValidator(_list_to_tuple)]
+#: how the provider key is sent: `authorization` = `Authorization: Bearer KEY`, else `NAME: KEY`
+AuthHeader = Literal["authorization", "api-key", "x-api-key", "x-goog-api-key"]
+#: an HTTP field name (RFC 9110 token) and a value with no line break or other control character
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
+HeaderValue = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$")]
+#: static headers the gateway sets itself, or that carry a credential (`auth_header` does that)
+RESERVED_HEADERS = frozenset({
+    "host", "content-length", "content-type", "transfer-encoding", "connection", "keep-alive",
+    "te", "trailer", "upgrade", "accept-encoding", "x-request-id",
+    "authorization", "api-key", "x-api-key", "x-goog-api-key", "proxy-authorization",
+})
 
 
 class _Frozen(BaseModel):
@@ -68,6 +79,15 @@ class RateLimitConfig(_Frozen):
     key_prefix: Annotated[str, Field(min_length=1, max_length=64)] = "gw:"
 
 
+class StreamsConfig(_Frozen):
+    """Resumable streams (`/api/chat/streams`, the GET form of `/api/chat/stream`)."""
+
+    backend: Literal["memory", "redis"] = "memory"  # "redis": ratelimit.redis_url, any worker resumes
+    keep_seconds: Positive = 300  # events kept after a stream ends
+    abandon_seconds: Positive = 60  # a generation nobody watched for this long is cancelled
+    max_bytes: PositiveInt = 4_194_304  # events kept per stream; past it one error event ends it
+
+
 class UpstreamSpec(_Frozen):
     name: Annotated[str, Field(min_length=1, pattern=r"^[^:\s]+$")]
     dialect: Literal["openai", "anthropic"]
@@ -88,6 +108,15 @@ class UpstreamSpec(_Frozen):
     failures_to_trip: Annotated[int, Field(ge=0)] = 5
     cooldown_seconds: Positive = 30
     supports_prefill: bool = False
+    #: the header the provider key goes in; unset = the dialect's (openai: authorization,
+    #: anthropic: x-api-key)
+    auth_header: AuthHeader | None = None
+    #: sent on every request to this upstream (the model-list request included)
+    headers: dict[HeaderName, HeaderValue] = {}
+    #: added to every URL of this upstream (Azure's `api-version`, ...)
+    query: dict[Annotated[str, Field(min_length=1)], str] = {}
+    #: how often an upstream with a glob in `models` is asked for its model list
+    models_refresh_seconds: Positive = 600
     #: resolved from the env var `api_key_env` names; never printed (SecretStr)
     api_key: SecretStr = SecretStr("")
 
@@ -115,6 +144,13 @@ class PriceSpec(_Frozen):
     cache_write: NonNegative | None = None
 
 
+class StoreConfig(_Frozen):
+    """Tenants and keys created at runtime, and spend per day (opened when admin routes are on)."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"  # redis: [ratelimit].redis_url and key_prefix
+    path: Annotated[str, Field(min_length=1)] = "gateway-state.db"  # relative to the config file
+
+
 class Tenant(_Frozen):
     name: Annotated[str, Field(min_length=1)]
     key_sha256: Sha256
@@ -138,10 +174,12 @@ class Config(_Frozen):
     server: ServerConfig = ServerConfig()
     limits: LimitsConfig = LimitsConfig()
     ratelimit: RateLimitConfig = RateLimitConfig()
+    streams: StreamsConfig = StreamsConfig()
     upstreams: Annotated[tuple[UpstreamSpec, ...], BeforeValidator(_list_to_tuple), Field(min_length=1)]
     routes: Annotated[tuple[RouteSpec, ...], BeforeValidator(_list_to_tuple)] = ()
     prices: dict[str, PriceSpec] = {}
     tenants: Annotated[tuple[Tenant, ...], BeforeValidator(_list_to_tuple), Field(min_length=1)]
+    store: StoreConfig = StoreConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -155,12 +193,21 @@ class Config(_Frozen):
         if self.server.workers > 1 and self.ratelimit.backend != "redis":
             raise _KeyProblem("server.workers", "more than 1 worker needs ratelimit.backend = \"redis\" "
                               "(limits held in one process's memory would not be shared)")
+        if self.server.workers > self.limits.max_concurrent_streams:  # split between workers
+            raise _KeyProblem("server.workers", f"{self.server.workers} workers need "
+                              "limits.max_concurrent_streams of at least as many (each worker "
+                              "holds its share of the gateway's streams)")
 
     def _check_upstreams(self) -> None:
         names = [u.name for u in self.upstreams]
         for i, upstream in enumerate(self.upstreams):
             if upstream.name in names[:i]:
                 raise _KeyProblem(f"upstreams[{i}].name", f"duplicate upstream {upstream.name!r}")
+            for header in upstream.headers:
+                if header.lower() in RESERVED_HEADERS:
+                    raise _KeyProblem(f"upstreams[{i}].headers.{header}",
+                                      "the gateway sets this header itself (the provider key goes "
+                                      "in the header `auth_header` names, from `api_key_env`)")
             for j, fallback in enumerate(upstream.fallbacks):
                 if fallback not in names:
                     raise _KeyProblem(f"upstreams[{i}].fallbacks[{j}]", f"names no upstream: {fallback!r}")

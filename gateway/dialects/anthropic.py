@@ -4,29 +4,44 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
-from .base import Dialect, Usage
+from .base import Dialect, Usage, model_ids
 
 API_VERSION = "2023-06-01"
+MODELS_PAGE = 1000  # the largest page the models list gives
 
 
 class AnthropicDialect(Dialect):
     name = "anthropic"
     path = "/messages"
 
-    def url(self, upstream: UpstreamSpec, path: str = "") -> str:
+    auth_header = X_API_KEY
+
+    def api_root(self, upstream: UpstreamSpec) -> str:
         # base_url may be given with or without the /v1 the SDKs add themselves.
         base = upstream.base_url.rstrip("/")
-        return base + ("" if base.endswith("/v1") else "/v1") + (path or "/messages")
+        return base + ("" if base.endswith("/v1") else "/v1")
+
+    def models_url(self, upstream: UpstreamSpec, after: str | None = None) -> str:
+        # Paginated: up to 1000 a page, the next one after the last id of this one.
+        url = self.url(upstream, "/models")
+        page = urlencode({"limit": MODELS_PAGE, **({"after_id": after} if after else {})})
+        return f"{url}{'&' if '?' in url else '?'}{page}"
+
+    def parse_models(self, body: object) -> tuple[list[str], str | None]:
+        # {"data": [{"type": "model", "id"}, ...], "has_more", "first_id", "last_id"}
+        names = model_ids(body)
+        assert isinstance(body, dict)  # model_ids checked it
+        last = body.get("last_id") or (names[-1] if names else None)
+        more = body.get("has_more") is True and isinstance(last, str) and bool(names)
+        return names, last if more else None
 
     end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
     error_markers = (b"event: error",)
     default_headers = {ANTHROPIC_VERSION: API_VERSION}
-
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {X_API_KEY: key}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

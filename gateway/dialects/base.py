@@ -6,8 +6,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
+from aiohttp import hdrs
 
 from ..config import UpstreamSpec
 
@@ -30,19 +32,39 @@ class Dialect(ABC):
     name: str
     path: str  # appended to the upstream's base_url
 
+    #: the header the provider key goes in when the upstream's `auth_header` names none
+    auth_header: str
+
     def url(self, upstream: UpstreamSpec, path: str = "") -> str:
-        """`path`: another API of the upstream's (e.g. "/embeddings"), else chat's."""
-        return upstream.base_url.rstrip("/") + (path or self.path)
+        """`path`: another API of the upstream's (e.g. "/embeddings"), else chat's; the
+        upstream's `query` is added to every URL."""
+        url = self.api_root(upstream) + (path or self.path)
+        return f"{url}?{urlencode(upstream.query)}" if upstream.query else url
+
+    def api_root(self, upstream: UpstreamSpec) -> str:
+        """The URL the API paths are appended to."""
+        return upstream.base_url.rstrip("/")
+
+    def auth_headers(self, key: str, header: str | None = None) -> dict[str, str]:
+        """The upstream's key, in `header` (the upstream's `auth_header`) or this dialect's."""
+        name = header or self.auth_header
+        return {hdrs.AUTHORIZATION: f"Bearer {key}"} if name == "authorization" else {name: key}
+
+    def models_url(self, upstream: UpstreamSpec, after: str | None = None) -> str:
+        """The URL of the upstream's model list (`after`: the next page's cursor)."""
+        return self.url(upstream, "/models")
+
+    def parse_models(self, body: object) -> tuple[list[str], str | None]:
+        """The model names one page of the list gives, and the next page's cursor (None: it
+        was the last). OpenAI's shape, one page: `{"object": "list", "data": [{"id"}, ...]}`;
+        Gemini's OpenAI endpoint names them `models/gemini-...`, which chat takes bare."""
+        return [name.removeprefix("models/") for name in model_ids(body)], None
 
     #: headers sent upstream unless the client sent its own
     default_headers: dict[str, str] = {}
     #: substrings of a stream's end marker, and of the upstream's own error event
     end_markers: tuple[bytes, ...]
     error_markers: tuple[bytes, ...]
-
-    @abstractmethod
-    def auth_headers(self, key: str) -> dict[str, str]:
-        """The upstream's key, in this dialect's header."""
 
     @abstractmethod
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
@@ -67,6 +89,15 @@ class Dialect(ABC):
     @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
+
+
+def model_ids(body: object) -> list[str]:
+    """The `id` of every entry of a model list's `data`; ValueError when it is no list."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("the model list has no `data` array")
+    return [entry["id"] for entry in data
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]]
 
 
 class UsageMeter:

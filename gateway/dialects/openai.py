@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import hdrs
-
 from .base import Dialect, Usage
 
 
 class OpenAIDialect(Dialect):
     name = "openai"
     path = "/chat/completions"
+    auth_header = "authorization"
 
     end_markers = (b"data: [DONE]", b"data:[DONE]")
     error_markers = (b'data: {"error"',)
-
-    def auth_headers(self, key: str) -> dict[str, str]:
-        return {hdrs.AUTHORIZATION: f"Bearer {key}"}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

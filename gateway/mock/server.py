@@ -79,7 +79,8 @@ async def _admit(request: web.Request, shape: Shape, reader: Reader) -> Call | w
     spec = fault_spec(request.headers.get("x-mock-fault"), body.get("model") if body else None)
     request_id = request.headers.get("x-request-id")
     headers = {k.lower(): v for k, v in request.headers.items()}
-    number = state.record_request(RecordedRequest(request.path, headers, body, spec, request_id))
+    number = state.record_request(
+        RecordedRequest(request.path, headers, body, spec, request_id, dict(request.query)))
 
     if settings.api_key is not None and shape.api_key(request) != settings.api_key:
         return error_response(shape, 401, "invalid api key")
@@ -211,20 +212,30 @@ async def _count_tokens(request: web.Request) -> web.StreamResponse:
 
 
 async def _models(request: web.Request) -> web.Response:
-    key = request.app[MOCK_SETTINGS].api_key
-    if key is not None and ANTHROPIC_SHAPE.api_key(request) != key:  # either header is fine
-        return error_response(OPENAI_SHAPE, 401, "invalid api key")
-    model = {
-        "id": "mock-1",
-        "object": "model",
-        "created": 0,
-        "owned_by": "mock",
-        "type": "model",
-        "display_name": "Mock 1",
-        "created_at": "2024-01-01T00:00:00Z",
-    }
-    body = {"object": "list", "data": [model], "has_more": False, "first_id": "mock-1", "last_id": "mock-1"}
-    return json_response(body)
+    """The model list, in Anthropic's shape (paginated by `limit` and `after_id`) when the
+    request carries `anthropic-version`, else OpenAI's (one page)."""
+    settings = request.app[MOCK_SETTINGS]
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    request.app[MOCK_STATE].record_model_list(
+        RecordedRequest(request.path, headers, None, "", headers.get("x-request-id"), dict(request.query)))
+    if settings.api_key is not None and ANTHROPIC_SHAPE.api_key(request) != settings.api_key:
+        return error_response(OPENAI_SHAPE, 401, "invalid api key")  # either header is fine
+    names = list(settings.models)
+    if "anthropic-version" not in request.headers:
+        return json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "mock"} for name in names]})
+    try:
+        limit = max(1, min(int(request.query.get("limit", "20")), settings.models_page, 1000))
+    except ValueError:
+        return error_response(ANTHROPIC_SHAPE, 400, "limit must be an integer")
+    after = request.query.get("after_id")
+    start = names.index(after) + 1 if after in names else 0
+    page = names[start:start + limit]
+    return json_response({
+        "data": [{"type": "model", "id": name, "display_name": name, "created_at": "2024-01-01T00:00:00Z"}
+                 for name in page],
+        "has_more": start + limit < len(names),
+        "first_id": page[0] if page else None, "last_id": page[-1] if page else None})
 
 
 async def _healthz(request: web.Request) -> web.Response:

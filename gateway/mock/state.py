@@ -22,6 +22,9 @@ class MockSettings:
     tokens_per_second: float = 0.0  # pacing of content chunks; 0 = as fast as possible
     words: int = 20  # completion length in words (= content chunks = completion tokens)
     api_key: str | None = None  # when set, any other key gets 401
+    #: what GET /v1/models lists (Anthropic's shape is paginated: `limit`, `after_id`)
+    models: tuple[str, ...] = ("mock-1",)
+    models_page: int = 1000  # the largest page the Anthropic-shaped list gives
     # The state keeps only the last `max_records` requests and streams (and as many fail=/
     # down_for= counters), so a long `mock-upstream` run holds bounded memory.
     max_records: int = MAX_RECORDS
@@ -34,6 +37,7 @@ class RecordedRequest:
     body: dict[str, Any] | None  # None when not a JSON object
     fault: str
     request_id: str | None
+    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,6 +74,8 @@ class MockState:
     # down_for=S bookkeeping: when (monotonic) each spec was first seen
     first_seen: dict[str, float] = field(default_factory=dict)
     served: int = 0  # requests ever seen (numbers answer ids; `requests` is bounded)
+    #: GET /v1/models requests (kept apart: the gateway asks in the background)
+    model_lists: list[RecordedRequest] = field(default_factory=list)
     max_records: int = MAX_RECORDS
 
     def record_request(self, record: RecordedRequest) -> int:
@@ -77,6 +83,10 @@ class MockState:
         self.requests.append(record)
         _trim(self.requests, self.max_records)
         return self.served
+
+    def record_model_list(self, record: RecordedRequest) -> None:
+        self.model_lists.append(record)
+        _trim(self.model_lists, self.max_records)
 
     def record_stream(self, record: StreamRecord) -> None:
         self.streams.append(record)
@@ -97,6 +107,7 @@ class MockState:
 
     def reset(self) -> None:
         self.requests.clear()
+        self.model_lists.clear()
         self.streams.clear()
         self.attempts.clear()
         self.first_seen.clear()

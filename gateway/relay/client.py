@@ -17,7 +17,8 @@ class ClientStream(Protocol):
     when they went out already), `write(bytes)` for each read's lines and heartbeats,
     `finish()` at the end, `abort()` when the client stopped reading or reset."""
 
-    write: Write
+    @property
+    def write(self) -> Write: ...
 
     async def begin(self) -> None: ...
 

@@ -279,9 +279,10 @@ class Continuation(Protocol):
     """What the relay asks to continue a cut stream; the handler implements it and hands it
     down as a value (the relay never reaches back into the handler otherwise)."""
 
-    async def reopen(self, cut: Opened, text: str) -> Opened:
-        """The continuation of `cut` asked with the streamed `text` as a prefill; raises
-        `NoContinuation` (no later target can) or `UpstreamError` (none answered)."""
+    async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
+        """The continuation of `cut` (which the provider failed: `failure`, its breaker's
+        verdict) asked with the streamed `text` as a prefill; raises `NoContinuation` (no
+        later target can) or `UpstreamError` (none answered)."""
         ...
 
     def count(self, result: str) -> None:

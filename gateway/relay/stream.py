@@ -43,6 +43,11 @@ class RelayOutcome:
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
+    #: the last part's verdict for its breaker (`UpstreamClient.ended`): a complete answer, or
+    #: the provider's failure (cut, stall, malformed, truncated); neither: none (the client
+    #: left, drain). Each earlier part's was given when it was cut (`Continuation.reopen`).
+    complete: bool = False
+    failure: str | None = None
 
 
 async def stream_answer(
@@ -79,6 +84,7 @@ async def stream_answer(
     metered = [(opened, meter)]  # each streamed attempt's own meter
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
+    failure: str | None = None  # the provider's failure of the current attempt (its breaker's)
 
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
@@ -87,7 +93,7 @@ async def stream_answer(
             first = alarm.first_forward - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
-        return RelayOutcome(total, first, status, outcome, error, parts)
+        return RelayOutcome(total, first, status, outcome, error, parts, clean, failure)
 
     alarms.add(alarm)
     try:
@@ -110,6 +116,8 @@ async def stream_answer(
                 except (ClientGone, Stopped):
                     raise
                 except GatewayError as exc:
+                    if isinstance(exc, UpstreamError):
+                        failure = exc.message  # the current attempt's, for its breaker
                     if resume is None or not resume.view.resumable(first_sink):
                         if cause is not None and resume is not None:
                             resume.continuation.count("failed")
@@ -118,8 +126,9 @@ async def stream_answer(
                     if ttfb is None and alarm.first_forward is not None:  # before a continuation's
                         ttfb = alarm.first_forward - started
                     current.response.close()
-                    try:
-                        current = await _reopen(client, resume, current, settings, alarms,
+                    cut, failure = current, None
+                    try:  # the cut attempt's verdict (a failure) goes with the question
+                        current = await _reopen(client, resume, cut, exc.message, settings, alarms,
                                                 on_heartbeat)
                     except NoContinuation:
                         resume.continuation.count("unavailable")
@@ -139,6 +148,8 @@ async def stream_answer(
             raise
         except GatewayError as exc:
             outcome, error = exc.outcome, exc.message
+            if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
+                failure = failure or exc.message
             if isinstance(exc, Stopped):
                 outcome = "shed"
             await alarm.bounded(first_sink.error(exc))
@@ -173,12 +184,13 @@ def relayed(exc: BaseException) -> RelayOutcome | None:
     return found if isinstance(found, RelayOutcome) else None
 
 
-async def _reopen(client: ClientStream, resume: Resume, cut: Opened, settings: StreamSettings,
-                  alarms: set[Stoppable], on_heartbeat: Callable[[], None]) -> Opened:
+async def _reopen(client: ClientStream, resume: Resume, cut: Opened, failure: str,
+                  settings: StreamSettings, alarms: set[Stoppable],
+                  on_heartbeat: Callable[[], None]) -> Opened:
     """The continuation of a cut stream. While it is asked for (retries and a slow first byte
     included), the client gets `: ping`s every heartbeat interval when its stream is between
     events, and drain can stop the wait (then `Stopped`)."""
-    asked = resume.continuation.reopen(cut, resume.view.streamed)
+    asked = resume.continuation.reopen(cut, resume.view.streamed, failure)
     if not settings.heartbeat or not resume.view.between_events:
         return await asked
     pings = EarlyCommit.pinging(client.write, settings.heartbeat, on_heartbeat)

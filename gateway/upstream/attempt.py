@@ -17,6 +17,7 @@ import orjson
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..breaker import CircuitBreaker, Permit
 from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect, Usage
 from ..errors import UpstreamHTTPError
@@ -39,6 +40,10 @@ DROPPED_HEADERS = frozenset({
 })
 
 
+#: a stream's breaker and the permit its verdict waits on (`UpstreamClient.ended`)
+Pending = tuple[CircuitBreaker, Permit]
+
+
 @dataclass(slots=True)
 class Opened:
     target: Target
@@ -51,8 +56,9 @@ class Opened:
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
     #: every attempt of the `open` that gave this, in order; this one's own is the last
     attempts: tuple[Attempt, ...] = ()
-    #: a stream counted in flight on its upstream until `UpstreamClient.ended(opened)`
-    counted: bool = False
+    #: a stream's breaker permit and in-flight count, held by the policy until the handler says
+    #: its relay ended (`UpstreamClient.ended(opened, ok=..., failure=...)`), None after that
+    pending: Pending | None = None
 
     @property
     def upstream(self) -> UpstreamSpec:
@@ -107,9 +113,10 @@ class Failure:
 
     @property
     def counts_against_upstream(self) -> bool:
-        """Does it count towards the circuit breaker? A 4xx is about the request (or the
-        gateway's key), not about the upstream's health."""
-        return self.kind in ("connect", "timeout", "status")
+        """Does it count towards the target's circuit breaker? Connect errors, resets,
+        timeouts, 5xx and 429 are the provider's; any other 4xx (a prompt too long, a
+        content-policy refusal) is about the request, a 401/403 about the gateway's key."""
+        return self.kind in ("connect", "timeout", "status", "ratelimited")
 
 
 @dataclass(slots=True)
@@ -153,9 +160,13 @@ def upstream_headers(
         headers.popall(name, None)
     for name, value in dialect.default_headers.items():
         headers.setdefault(name, value)
+    if upstream.headers:  # the operator's static headers win over a client's of the same name
+        headers.update(upstream.headers)
     key = upstream.api_key.get_secret_value()
     if key:  # a local server (vLLM, Ollama) may take none: then no credentials are sent
-        headers.update(dialect.auth_headers(key))
+        # Last: no client header (all credential names were dropped) and no static one (the
+        # config refuses credential names there) can stand in for the provider key.
+        headers.update(dialect.auth_headers(key, upstream.auth_header))
     headers[hdrs.CONTENT_TYPE] = "application/json"
     headers[REQUEST_ID] = request_id
     if stream:  # a compressed stream would sit in the inflater's window: ask for none

@@ -13,10 +13,14 @@ Rules:
   client's 401).
 - A 400 saying the prompt is too long moves to `plan.overflow` when there is one; any other
   4xx is the answer, passed through (keys masked) and never retried.
-- Circuit breakers: an upstream whose breaker is open is skipped, unless it is the last
-  target left (then it is tried anyway, `force=True`). Only connect errors, timeouts and 5xx
-  count against an upstream; a 4xx is about the request. A cancelled attempt releases its
-  permit, so a cancelled probe does not wedge the breaker.
+- Circuit breakers, one per target (upstream, model): a target whose breaker is open is
+  skipped, unless it is the last target left (then it is tried anyway, `force=True`). Only
+  the provider's failures count (connect errors, resets, timeouts, 5xx, 429, and after the
+  first byte a cut, stalled or malformed stream: `ended(opened, failure=...)`); an answer
+  about the request (400, 404, 413, 422, a prompt too long, a content-policy refusal) or the
+  gateway's key never does. A cancelled attempt releases its permit, so a cancelled probe
+  does not wedge the breaker. A stream's verdict comes when the handler says its relay ended
+  (see `breaker.py`).
 - Every attempt, backoff and fallback together end by the request's `deadline`. What was
   tried comes back as a value: `Opened.attempts`, or `tries_of(exc)` on whatever `open`
   raised (a failure, a cancel); this module never writes a request's record.
@@ -44,6 +48,7 @@ from ..metrics import Metrics
 from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
 from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
+from .health import publish
 from .order import order_targets
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -90,6 +95,10 @@ class UpstreamClient:
     def in_flight(self, upstream: str) -> int:
         return self._in_flight.get(upstream, 0)
 
+    @property
+    def breakers(self) -> Breakers:
+        return self._breakers
+
     def refused_credentials(self) -> set[str]:
         """The upstreams that refused the gateway's credentials (401/403) on their last
         attempt that said anything about them; an answer, or a 4xx about the request, clears it."""
@@ -115,21 +124,24 @@ class UpstreamClient:
         opened.retries, opened.attempts = state.retries, tuple(state.attempts)
         return opened
 
-    def ended(self, opened: Opened) -> None:
-        """The relay is done with a stream `open` gave: it leaves the upstream's in-flight
-        count (once, however often it is told)."""
-        if opened.counted:
-            opened.counted = False
-            self._done(opened.upstream.name)
+    def ended(self, opened: Opened, *, ok: bool = False, failure: str | None = None) -> None:
+        """The relay is done with a stream `open` gave (the first time counts): it leaves the
+        upstream's in-flight count, and its target's breaker gets its verdict. `ok`: the answer
+        was complete; `failure`: the provider failed it (cut, stall, malformed, truncated);
+        neither: no verdict (the client left, drain)."""
+        pending, opened.pending = opened.pending, None
+        if pending is not None:
+            breaker, permit = pending
+            self._stream_ended(opened.target, breaker, permit, ok, failure)
 
     async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
         loop = asyncio.get_running_loop()
         targets = order_targets(
             plan.targets, plan.strategy, in_flight=self._in_flight, draw=self._jitter,
-            is_open=lambda name: self._breakers.up().get(name, True) is False)
+            is_open=lambda t: self._breakers.is_open(t.upstream.name, t.model))
         for index, target in enumerate(targets):
             upstream = target.upstream
-            breaker = self._breaker(upstream)
+            breaker = self._breaker(target)
             payload = state.body_for(target)
             for tried in range(upstream.max_retries + 1):
                 if loop.time() >= state.deadline:
@@ -139,7 +151,7 @@ class UpstreamClient:
                 if permit is None:
                     state.attempts.append(Attempt(upstream.name, target.model, "skipped", 0.0))
                     break
-                self._tell(upstream, permit.transition)
+                self._tell(target, permit.transition)
                 if state.failure is not None:
                     reason = "fallback" if tried == 0 else state.failure.kind
                     self._metrics.upstream_retries.labels(upstream.name, reason).inc()
@@ -185,7 +197,8 @@ class UpstreamClient:
                 max_response_bytes=self._max_response_bytes)
         finally:
             if state.stream and isinstance(result, Opened):
-                result.counted = True  # in flight until the handler says its relay ended
+                # counted in flight, and its breaker's verdict waits, until the relay ends
+                result.pending = (breaker, permit)
             else:
                 self._done(name)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -194,18 +207,22 @@ class UpstreamClient:
                 state.attempts.append(Attempt(name, target.model, "cancelled", duration_ms))
             elif isinstance(result, Opened):
                 self._refused.discard(name)
-                self._tell(upstream, breaker.record_success(permit))
+                self._tell(target, breaker.answered(permit) if state.stream
+                           else breaker.record_success(permit))
                 state.attempts.append(
                     Attempt(name, target.model, "ok", duration_ms, result.response.status))
             else:
+                refused = name in self._refused
                 if result.kind == "refused":
                     self._refused.add(name)
                 elif result.kind in _KEY_ACCEPTED:
                     self._refused.discard(name)
                 if result.counts_against_upstream:
-                    self._tell(upstream, breaker.record_failure(permit))
+                    self._tell(target, breaker.record_failure(permit, result.detail))
                 else:
                     breaker.release(permit)
+                if refused != (name in self._refused):  # `gateway_upstream_up` follows it
+                    publish(self._metrics, self._breakers, name, name in self._refused)
                 state.attempts.append(Attempt(name, target.model, result.kind, duration_ms,
                                               result.status, result.excerpt))
         return result
@@ -215,20 +232,35 @@ class UpstreamClient:
         if not self._in_flight[name]:
             del self._in_flight[name]
 
-    def _breaker(self, upstream: UpstreamSpec) -> CircuitBreaker:
-        return self._breakers.get(upstream.name, upstream.failures_to_trip, upstream.cooldown_seconds)
+    def _stream_ended(self, target: Target, breaker: CircuitBreaker, permit: Permit,
+                      ok: bool, error: str | None) -> None:
+        """The relay of a stream this target opened is over: its breaker's verdict (a complete
+        answer, a failure of the provider's, or none: the client left, drain)."""
+        self._done(target.upstream.name)
+        if ok:
+            self._tell(target, breaker.record_success(permit))
+        elif error is not None:
+            self._tell(target, breaker.record_failure(permit, error))
+        else:
+            breaker.release(permit)
 
-    def _tell(self, upstream: UpstreamSpec, transition: Transition | None) -> None:
-        """Log a breaker's state change and set `gateway_upstream_up` from it."""
+    def _breaker(self, target: Target) -> CircuitBreaker:
+        upstream = target.upstream
+        return self._breakers.get(upstream.name, target.model, upstream.failures_to_trip,
+                                  upstream.cooldown_seconds)
+
+    def _tell(self, target: Target, transition: Transition | None) -> None:
+        """Log a target breaker's state change and publish the gauges it moves."""
         if transition is None:
             return
+        upstream = target.upstream
         event = {BreakerState.OPEN: "circuit_opened", BreakerState.CLOSED: "circuit_closed",
                  BreakerState.HALF_OPEN: "circuit_half_open"}[transition.after]
         if transition.after is not BreakerState.HALF_OPEN:
-            self._metrics.upstream_is_up(upstream.name, transition.is_up)
+            publish(self._metrics, self._breakers, upstream.name, upstream.name in self._refused)
         if self._logger is not None:
-            self._logger.warning(event, upstream=upstream.name, cause=transition.cause,
-                                 cooldown_seconds=upstream.cooldown_seconds)
+            self._logger.warning(event, upstream=upstream.name, model=target.model,
+                                 cause=transition.cause, cooldown_seconds=upstream.cooldown_seconds)
 
 
 def _final_error(failure: Failure | None, targets: Sequence[Target]) -> UpstreamError:

@@ -1,0 +1,59 @@
+"""A subscriber: `retry:` once, the events after its last (each with its `id:`), then the live
+tail as it is appended, with `: ping` heartbeats while it waits. Ends after `done` or `error`.
+
+Zero buffering: whatever the log has when the subscriber wakes goes out in ONE write; each
+event's stored bytes are written as they are, after its `id:` line.
+"""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from ..errors import ClientGone
+from ..relay.early import sse_response
+from ..relay.loop import HEARTBEAT
+from .log import Reader, Unavailable
+
+#: what a browser waits before it reconnects (ms): a cut stream comes back quickly
+RETRY = b"retry: 1000\n\n"
+#: the wait for more when heartbeats are off
+IDLE_WAIT_SECONDS = 15.0
+
+
+async def serve_events(request: web.Request, reader: Reader, after: int, id_prefix: str,
+                       heartbeat: float, headers: dict[str, str], request_id: str,
+                       on_heartbeat: object = None) -> tuple[web.StreamResponse, int, bool]:
+    """Events after sequence number `after`, with ids `<id_prefix><seq>`. Returns the response,
+    the last sequence number sent, and whether the stream's end was sent."""
+    response = sse_response(request_id, headers)
+    await response.prepare(request)
+    await response.write(RETRY)
+    prefix = b"id: " + id_prefix.encode()
+    wait = heartbeat or IDLE_WAIT_SECONDS
+    seq = after
+    try:
+        while True:
+            try:
+                batch = await reader.read(seq, wait)
+            except Unavailable as exc:
+                data = orjson.dumps({"code": 503, "message": str(exc)})
+                await response.write(b"event: error\ndata: " + data + b"\n\n")
+                break
+            events = batch.events
+            if events:
+                first = batch.first
+                await response.write(b"".join(
+                    [prefix + str(first + i).encode() + b"\n" + event for i, event in enumerate(events)]))
+                seq = first + len(events) - 1
+            elif not batch.ended and heartbeat:
+                await response.write(HEARTBEAT)
+                if callable(on_heartbeat):
+                    on_heartbeat()
+            if batch.ended:
+                await response.write_eof()
+                return response, seq, True
+    except (ConnectionResetError, ClientGone):
+        return response, seq, False
+    await response.write_eof()
+    return response, seq, False
