@@ -10,12 +10,14 @@ import argparse
 import asyncio
 import getpass
 import os
+import secrets
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from . import __version__
 from .admin_cli import add_parsers as add_admin_parsers
 from .auth import hash_key
 from .config import Config, load_config
@@ -24,7 +26,7 @@ from .demo import serve_demo
 from .errors import ConfigError
 from .logs import make_logger, route_library_logs
 from .safety import unsafe_to_serve
-from .server import run, serve
+from .server import PortInUse, run, serve
 from .store.base import StoreUnavailable
 from .store.runtime import probe_store
 from .workers import serve_workers
@@ -43,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llm-gateway", description="LLM Stream Gateway: a zero-buffering SSE gateway.")
+    parser.add_argument("--version", action="version", version=f"llm-gateway {__version__}")
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the gateway")
@@ -63,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--tokens-per-second", type=float, default=0.0, help="0 = unpaced")
     mock.add_argument("--words", type=int, default=20, help="answer length in words")
     mock.add_argument("--api-key", default=None, help="require this upstream key")
+    mock.add_argument("--models", default="mock-1", metavar="A,B,...",
+                      help="what its GET /v1/models lists (default: %(default)s)")
     mock.set_defaults(run=_mock_upstream)
 
     bench = sub.add_parser(
@@ -86,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
 
     hashing = sub.add_parser("hash-key", help="print the sha256 to put in key_sha256")
     hashing.add_argument("key", nargs="?", help="the key (default: read from stdin)")
+    hashing.add_argument("--new", metavar="PATH",
+                         help="make a new random key, write it to PATH (created 0600, never "
+                              "overwritten; keep it outside the repo) and print its hash")
     hashing.set_defaults(run=_hash_key)
 
     check = sub.add_parser("check-config", help="validate a config (with its env) and print what it yields")
@@ -115,6 +123,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _hash_key(args: argparse.Namespace) -> int:
+    if args.new:
+        return _new_key_file(args.new)
     key = args.key
     if key is None:
         key = getpass.getpass("key: ") if sys.stdin.isatty() else sys.stdin.readline()
@@ -126,12 +136,31 @@ def _hash_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_key_file(path: str) -> int:
+    """A fresh key only its owner can read: O_EXCL so an existing file is never replaced, and
+    mode 0600 from the start (no moment when it is readable by others)."""
+    key = "gw-" + secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"llm-gateway hash-key: {path} exists: not overwritten", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"llm-gateway hash-key: {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(key + "\n")
+    print(hash_key(key))
+    return 0
+
+
 def _mock_upstream(args: argparse.Namespace) -> int:
     from .mock import MockSettings, run_mock
 
     settings = MockSettings(
         first_byte_delay=args.first_byte_delay, tokens_per_second=args.tokens_per_second,
-        words=args.words, api_key=args.api_key)
+        words=args.words, api_key=args.api_key,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()))
     run_mock(args.host, args.port, settings)
     return 0
 
@@ -184,7 +213,11 @@ def _serve(args: argparse.Namespace) -> int:
     except StoreUnavailable as exc:  # gone between the probe and the start
         logger.error("store_unavailable", error=str(exc))
         return 2
-    except Exception as exc:  # e.g. the port is taken: one line, not a traceback
+    except PortInUse as exc:  # a plain line a person reads first, then the JSON one
+        print(f"llm-gateway: {exc}", file=sys.stderr, flush=True)
+        logger.error("startup_failed", error=str(exc), port=exc.port)
+        return 1
+    except Exception as exc:  # one line, not a traceback
         logger.error("startup_failed", error=f"{type(exc).__name__}: {exc}")
         return 1
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -34,6 +34,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `workers.py` for its worker
 #: minutes (a long answer): buckets cover 5 ms .. 10 min, denser below 2 s where TTFB lives.
 TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30, 60, 120)
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+#: output tokens per second of one stream: from a slow local model to a fast provider
+TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -69,6 +71,10 @@ class Metrics:
         self.stream_duration = Histogram(
             "gateway_stream_duration_seconds", "Request arrival to end of stream",
             ["tenant", "model", "upstream"], buckets=DURATION_BUCKETS, registry=r)
+        self.output_rate = Histogram(
+            "gateway_stream_output_tokens_per_second",
+            "A stream's completion tokens over its time from first data line to end",
+            ["tenant", "model"], buckets=TOKENS_PER_SECOND_BUCKETS, registry=r)
         self.tokens = Counter(
             "gateway_tokens", "LLM tokens by kind", ["tenant", "model", "kind"], registry=r)
         # With workers, gauges are summed (or min/max) over the live workers' files.
@@ -219,6 +225,10 @@ class Metrics:
 
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
+
+    def add_tenants(self, names: Iterable[str]) -> None:
+        """Runtime tenants (the admin API's) are label values too, like the config's."""
+        self._tenants |= frozenset(names)
 
     def model(self, name: str | None) -> str:
         """A model label: the configured name, else the configured pattern it matched

@@ -91,6 +91,10 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         child(metrics.ttfb, tenant, model, upstream).observe(record.ttfb)
         if record.stream:
             child(metrics.stream_duration, tenant, model, upstream).observe(duration)
+            # As `llm-gateway bench` and the origin story count it: tokens / (total - TTFB).
+            generating = duration - record.ttfb
+            if usage is not None and usage.completion_tokens > 0 and generating > 0:
+                child(metrics.output_rate, tenant, model).observe(usage.completion_tokens / generating)
     if record.outcome == "client_disconnected":
         child(metrics.client_disconnects, tenant).inc()
     if record.midstream_error:

@@ -9,6 +9,7 @@ what is left is cancelled when the runner closes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 from collections.abc import Callable, Coroutine
@@ -26,6 +27,19 @@ from .state import METRICS, RUNTIME
 
 #: after drain_seconds and the stop, how long stopped streams get to write their error event
 STOP_GRACE_SECONDS = 5.0
+
+
+class PortInUse(OSError):
+    """The listening port is taken: said in one line that names the port and the way out."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use (another gateway "
+                         f"or program listens there): stop it, or pick a free port with --port N "
+                         f"(or server.port in the config)")
+        self.host, self.port = host, port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]], loop: str) -> None:
@@ -66,8 +80,10 @@ async def serve(
                        reuse_port=reuse_port or None)
     try:
         await site.start()
-    except BaseException:
+    except BaseException as exc:
         await runner.cleanup()  # closes the client session and the limiter
+        if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+            raise PortInUse(config.server.host, config.server.port) from None
         raise
     url = site_url(runner, config.server.host)
     logger.info("started" if announce else "worker_started", url=url,

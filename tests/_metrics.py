@@ -29,6 +29,8 @@ DESIGN_METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "gateway_build_info": ("gauge", frozenset({"version"})),
     "gateway_resumable_streams": ("gauge", frozenset({"state"})),
     "gateway_stream_resumes": ("counter", frozenset({"result"})),
+    "gateway_models_refresh": ("counter", frozenset({"upstream", "result"})),
+    "gateway_stream_output_tokens_per_second": ("histogram", frozenset({"tenant", "model"})),
     # beyond DESIGN.md, from gateway/metrics.py
     "gateway_unpriced_requests": ("counter", frozenset({"model"})),
     "gateway_ratelimit_backend_errors": ("counter", frozenset()),

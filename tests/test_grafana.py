@@ -30,7 +30,7 @@ DESIGN_METRICS: dict[str, set[str]] = {
 # Labels Prometheus adds to every scraped series: `instance` is the replica.
 TARGET_LABELS = {"instance"}
 HISTOGRAMS = {"gateway_ttfb_seconds", "gateway_stream_duration_seconds",
-              "gateway_queue_wait_seconds"}  # fmt: skip
+              "gateway_queue_wait_seconds", "gateway_stream_output_tokens_per_second"}  # fmt: skip
 METRIC_RE = re.compile(r"\bgateway_[a-z_]+")
 
 
@@ -190,6 +190,9 @@ def test_every_documented_metric_has_a_panel() -> None:
         (("config reloads",), ["gateway_config_reloads_total", "by (result)"]),
         (("client connections closed",), ["gateway_client_connections_closed_total"]),
         (("by replica",), ["by (instance)"]),
+        (("output tokens/s", "model"), ["gateway_stream_output_tokens_per_second_bucket",
+                                        "by (le, model)"]),
+        (("model-list refreshes",), ["gateway_models_refresh_total", "by (upstream, result)"]),
     ],
 )  # fmt: skip
 def test_required_panel_exists(title_words: tuple[str, ...], needles: list[str]) -> None:

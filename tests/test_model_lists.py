@@ -6,6 +6,7 @@ last good list, logs once and is counted; `/v1/models/{id}` is 200 for any routa
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from gateway.mock import MOCK_STATE as MOCK_STATE_KEY
 from gateway.mock import MockSettings, start_mock
 from gateway.reload import reload_config
 from tests._metrics import metric_value
-from tests._proc import eventually
+from tests._proc import eventually, free_port, port_open, running
 from tests._standin import StandIn, standin
+from tests.conftest import REPO
 from tests.test_readme import quickstart_toml
 
 APP_KEY = "gw-model-lists-key-0123456789"
@@ -229,3 +231,19 @@ def _toml(raw: dict[str, Any]) -> str:
     from bench.config import toml_text
 
     return toml_text(raw)
+
+
+async def test_the_mock_lists_its_models_in_both_shapes_paginated(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway", "mock-upstream", "--port", str(port),
+            "--models", "m-1,m-2,m-3,m-4,m-5"]
+    async with running(argv, tmp_path / "mock.log", cwd=REPO) as mock:
+        await mock.ready(port_open(port), what="the mock listening")
+        base = f"http://127.0.0.1:{port}"
+        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0) as sdk:
+            assert [m.id for m in (await sdk.models.list()).data] == ["m-1", "m-2", "m-3", "m-4", "m-5"]
+        async with anthropic.AsyncAnthropic(base_url=base, api_key="k", max_retries=0) as claude:
+            first = await claude.models.list(limit=2)
+            assert [m.id for m in first.data] == ["m-1", "m-2"] and first.has_more
+            assert [m.id async for m in await claude.models.list(limit=2)] == [
+                "m-1", "m-2", "m-3", "m-4", "m-5"]  # the SDK follows after_id to the end

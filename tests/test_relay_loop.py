@@ -92,11 +92,25 @@ async def test_each_read_goes_out_as_one_write_of_its_complete_lines() -> None:
     assert forwarded is not None
 
 
-async def test_a_last_line_without_its_end_is_flushed_at_eof() -> None:
+async def test_a_last_line_without_its_end_is_never_forwarded_as_it_is() -> None:
+    """(issue 22.3) At EOF a whole event line goes with its line end; half a line is a cut:
+    dropped, so the error event that follows starts on a line of its own."""
     reader, sink = Reader(), Recorder()
     reader.feed(b"data: x\n\ndata: tail", b"")
     await asyncio.wait_for(relay(reader, sink), 5)
-    assert sink.writes == [b"data: x\n\n", b"data: tail"]
+    assert sink.writes == [b"data: x\n\n"]
+    reader, sink = Reader(), Recorder()
+    reader.feed(b'data: x\n\ndata: {"choices":[{"del', b"")
+    await asyncio.wait_for(relay(reader, sink), 5)
+    assert sink.writes == [b"data: x\n\n"]
+    reader, sink = Reader(), Recorder()
+    reader.feed(b'data: x\n\ndata: {"a": 1}', b"")
+    await asyncio.wait_for(relay(reader, sink), 5)
+    assert sink.writes == [b"data: x\n\n", b'data: {"a": 1}\n\n']
+    reader, sink = Reader(), Recorder()
+    reader.feed(b"data: x\n\ndata: [DONE]", b"")
+    await asyncio.wait_for(relay(reader, sink), 5)
+    assert sink.writes == [b"data: x\n\n", b"data: [DONE]\n\n"]
 
 
 async def test_eof_with_nothing_forwarded_returns_none() -> None:

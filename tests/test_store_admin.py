@@ -47,6 +47,7 @@ async def test_a_runtime_tenant_and_its_key_serve_at_once_and_a_revoked_key_is_4
     assert await chat(gateway, key["key"]) == 200
     line = gateway.request_logs()[-1]
     assert line["tenant"] == "app-x"
+    assert await gateway.metric("gateway_requests_total", tenant="app-x", status="200") == 1
     listed = await gateway.client.get("/admin/tenants/app-x/keys", headers=auth(ADMIN_KEY))
     data = (await listed.json())["data"]
     assert [k["id"] for k in data] == [key["id"]]
@@ -189,3 +190,21 @@ async def test_a_key_issued_to_a_config_tenant_serves_it_and_an_expired_key_is_4
 
 async def _refused(gateway: Gateway, key: str) -> bool:
     return await chat(gateway, key) == 401
+
+
+async def test_a_stream_in_flight_finishes_when_its_key_is_revoked(start_gateway: GatewayFactory) -> None:
+    gateway = await admin_gateway(start_gateway)
+    await post(gateway, "/admin/tenants", {"name": "streamer"})
+    _, key = await post(gateway, "/admin/tenants/streamer/keys", {})
+    # paced: ten words at five a second, so the stream is still going when the key is revoked
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("mock-1+tps=5,words=10"),
+                                         headers=auth(key["key"]))
+    assert response.status == 200
+    first = await response.content.readline()
+    assert first.startswith(b"data: ")
+    revoked = await gateway.client.delete(f"/admin/keys/{key['id']}", headers=auth(ADMIN_KEY))
+    assert revoked.status == 204
+    assert await chat(gateway, key["key"]) == 401  # new requests: refused at once
+    rest = await response.content.read()
+    assert rest.rstrip().endswith(b"data: [DONE]")  # the stream in flight: finished as it started
+    assert b"error" not in rest

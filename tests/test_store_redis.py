@@ -18,7 +18,7 @@ import redis.asyncio
 from gateway.auth import hash_key
 from tests._proc import Child, eventually
 from tests._store import ADMIN_KEY, call
-from tests.conftest import Mock, Process, Spawn, chat_body
+from tests.conftest import CLIENT_KEY, Mock, Process, Spawn, chat_body
 from tests.conftest_redis import _ready, _redis_binary, _start_redis, free_port
 
 pytestmark = pytest.mark.redis
@@ -86,6 +86,10 @@ async def test_another_process_serves_a_new_tenant_and_refuses_a_revoked_key_wit
                      what="the other process refuses the revoked key")
     refused_after = time.perf_counter() - revoked
     assert await chat(a, key["key"]) == 401  # at once where it was revoked
+    # one name created on both processes at once: one 201, one 409
+    results = await asyncio.gather(*(call("POST", f"{g.url}/admin/tenants", ADMIN_KEY, {"name": "race"})
+                                     for g in (a, b, a, b)))
+    assert sorted(status for status, _ in results) == [201, 409, 409, 409]
     print(f"served on b {served_after:.3f} s after issue; refused {refused_after:.3f} s after revoke")
 
 
@@ -162,3 +166,22 @@ async def test_killing_the_store_mid_write_is_an_error_to_the_caller_never_a_hal
 async def _all_of(listed: Any, names: set[str]) -> dict[str, Any]:
     seen: dict[str, Any] = await listed()
     return seen if set(seen) == names else {}
+
+
+async def test_spend_rows_of_two_processes_add_up_and_wait_out_a_store_outage(
+        mock: Mock, spawned: Spawn, durable_redis: DurableRedis) -> None:
+    a = spawned(mock.url, name="a", **sections(durable_redis.url))
+    b = spawned(mock.url, name="b", **sections(durable_redis.url))
+    for gateway in (a, a, b):
+        assert await chat(gateway, CLIENT_KEY) == 200
+    await eventually(lambda: _requests_in(b, 3), timeout=5, interval=0.1, what="both processes' rows")
+    await durable_redis.kill()
+    for gateway in (a, b):  # answered while the store is down: their rows wait in memory
+        assert await chat(gateway, CLIENT_KEY) == 200
+    await durable_redis.start()
+    await eventually(lambda: _requests_in(a, 5), timeout=10, interval=0.2, what="the rows kept through the outage")
+
+
+async def _requests_in(gateway: Process, expected: int) -> bool:
+    status, body = await call("GET", f"{gateway.url}/admin/spend?group_by=tenant", ADMIN_KEY)
+    return status == 200 and sum(r["requests"] for r in body["data"] if r["tenant"] == "tenant-a") == expected

@@ -127,3 +127,31 @@ async def test_a_reload_keeps_runtime_tenants_and_their_keys(mock: Mock, tmp_pat
         assert by_name["rt"]["source"] == "runtime" and by_name["tenant-b"]["priority"] == 11
     finally:
         await gateway.stop()
+
+
+async def test_a_second_process_on_the_same_sqlite_file_refuses_a_revoked_key_within_1s(
+        mock: Mock, tmp_path: Path) -> None:
+    """Workers on one host share the file: they learn of a change from its version."""
+    shared = str(tmp_path / "shared-state.db")
+    processes = []
+    try:
+        for name in ("one", "two"):
+            port = free_port()
+            server = {"host": "127.0.0.1", "port": port, "admin_key_sha256": hash_key(ADMIN_KEY)}
+            config = write_toml(tmp_path / f"{name}.toml",
+                                raw_config(mock.url, server=server, store={"path": shared}))
+            processes.append(await start_gateway_process(config, tmp_path, port, name=name))
+        one, two = processes
+        assert (await call("POST", f"{one.url}/admin/tenants", ADMIN_KEY, {"name": "both"}))[0] == 201
+        _, key = await call("POST", f"{one.url}/admin/tenants/both/keys", ADMIN_KEY, {})
+
+        async def status_on_two(expected: int) -> bool:
+            status, _ = await call("POST", f"{two.url}/v1/chat/completions", key["key"], chat_body(stream=False))
+            return status == expected
+
+        await eventually(lambda: status_on_two(200), timeout=1.0, interval=0.02, what="served on two")
+        assert (await call("DELETE", f"{one.url}/admin/keys/{key['id']}", ADMIN_KEY))[0] == 204
+        await eventually(lambda: status_on_two(401), timeout=1.0, interval=0.02, what="refused on two")
+    finally:
+        for process in processes:
+            await process.stop()

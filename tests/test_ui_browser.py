@@ -408,12 +408,16 @@ async def test_the_model_picker_lists_the_models_the_key_may_use(chat: Chat) -> 
 
     await page.fill("#key", "not-a-real-key")
     await page.dispatch_event("#key", "change")
-    await expect(page.locator("#model-hint")).to_have_text("The key was refused (401).", timeout=WAIT_MS)
+    # A refused key is said under the key field (issue 21), not under the model.
+    await expect(page.locator("#key-hint")).to_have_text("The key was refused (401).", timeout=WAIT_MS)
+    assert await page.get_attribute("#key-hint", "data-tone") == "bad"
+    await expect(page.locator("#model-hint")).to_have_text("Type or pick a model", timeout=WAIT_MS)
     await expect(options).to_have_count(0, timeout=WAIT_MS)
 
     await page.fill("#key", DEMO_KEY)
     await page.dispatch_event("#key", "change")
     await expect(options).to_have_count(3, timeout=WAIT_MS)
+    await expect(page.locator("#key-hint")).not_to_contain_text("refused", timeout=WAIT_MS)
     await page.fill("#model", "mock-2")  # a listed name is sent as it is
     await chat.send("Which model is this?")
     await chat.wait_status("done")

@@ -31,8 +31,10 @@ from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
 from ..errors import BadRequest, GatewayError
 from ..exact_usage import asking_usage, client_asked
+from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.sinks import PassThrough, Write
+from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import Snapshot
@@ -43,7 +45,7 @@ from .stages import BodyFor
 
 class ResponsesDialect(OpenAIDialect):
     """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSE_ENDS`)."""
+    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")
@@ -64,8 +66,14 @@ def _int(value: object) -> int:
 
 
 RESPONSES = ResponsesDialect()
-#: A Responses stream ends at one of these events; its error event is `event: error`.
-RESPONSE_ENDS = (b"response.completed", b"response.failed", b"response.incomplete")
+#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
+#: names its type first); its error event is `event: error`. On line starts only.
+RESPONSES_ENDS = tuple(
+    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
+    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
+                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
+RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
+                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -74,15 +82,20 @@ class ResponsesPassThrough(PassThrough):
     """Pass-through that notes the last `sequence_number` the upstream's events carried (one
     search from the end of each read), so the gateway's own error event comes after them."""
 
-    def __init__(self, write: Write, ends: tuple[bytes, ...], errors: tuple[bytes, ...]) -> None:
+    def __init__(self, write: Write, ends: tuple[Marker, ...], errors: tuple[Marker, ...],
+                 ids: StreamIdWatch | None = None) -> None:
         super().__init__(write, RESPONSES_SHAPE, ends, errors)
         self.next_sequence_number = 0
+        self.ids = ids  # notes whose the stream's response id is
 
-    def watch(self, complete: bytes) -> None:
-        super().watch(complete)
+    def watch(self, complete: bytes) -> bytes:
+        out = super().watch(complete)
+        if self.ids is not None:
+            self.ids.feed(complete)
         at = complete.rfind(_SEQUENCE_KEY)
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
+        return out
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
@@ -101,8 +114,8 @@ class Api(UpstreamRoute):
     streams_allowed: bool = False
     tokens: bool = True  # False: admitted by request count only, nothing charged
     answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
-    ends: tuple[bytes, ...] = ()  # a stream's end markers, when not the dialect's
-    errors: tuple[bytes, ...] = ()  # a stream's error markers, when not the dialect's
+    ends: tuple[Marker, ...] = ()  # a stream's end markers, when not the dialect's
+    errors: tuple[Marker, ...] = ()  # a stream's error markers, when not the dialect's
 
     async def read(self, request: web.Request) -> Call:
         raw, body = await read_json(request)
@@ -122,26 +135,35 @@ class Api(UpstreamRoute):
     def body_for(self, call: Call, live: Snapshot) -> BodyFor:
         return _body_for(call, self)
 
+    async def vet(self, app: web.Application, tenant: Tenant, call: Call) -> None:
+        if self is API_RESPONSES:  # another tenant's response id is a 404 (response_owners.py)
+            await check_previous(app, tenant.name, call.body)
+
+    def answered(self, app: web.Application, tenant: Tenant, status: int, body: bytes) -> None:
+        if self is API_RESPONSES:
+            remember_answer(app, tenant.name, status, body)
+
     def meters(self, opened: Opened) -> Dialect:
         return self.dialect
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot) -> SinkMaker:
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+             app: web.Application, tenant: Tenant) -> SinkMaker:
         ends = self.ends or self.dialect.end_markers
         errors = self.errors or self.dialect.error_markers
-        if self.shape is RESPONSES_SHAPE:
-            return lambda write: ResponsesPassThrough(write, ends, errors)
-        shape = self.shape
+        if self.shape is RESPONSES_SHAPE:  # a Responses stream has no finish before its end event
+            ids = watch_stream(app, tenant.name)
+            return lambda write: ResponsesPassThrough(write, ends, errors, ids)
+        # A completions stream complete without its `[DONE]` gets it from the gateway.
+        shape, end_bytes = self.shape, self.dialect.end_bytes
         sink = HiddenUsage if _hides_usage(self, call) else PassThrough
-        return lambda write: sink(write, shape, ends, errors)
+        return lambda write: sink(write, shape, ends, errors, end_bytes)
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
-                    ends=RESPONSE_ENDS, errors=(b"event: error",))
+                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
-
-
 
 
 # The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).

@@ -86,7 +86,8 @@ class ChatRoute(UpstreamRoute):
     def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
         return _json_translator(self.client, opened.dialect, opened.target.model)
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot) -> SinkMaker:
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+             app: web.Application, tenant: Tenant) -> SinkMaker:
         return _sink_maker(self.client, self.shape, opened, _include_usage(call),
                            live.config.server.max_line_bytes, ticket.prices)
 
@@ -159,13 +160,14 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
     elif client is upstream:
         # OpenAI: the usage the gateway asked for is not forwarded when the client did not ask
         sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
-        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers)
+        return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers,
+                                  upstream.end_bytes)
     elif client is OPENAI:
         codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
                                 f"chatcmpl-{uuid.uuid4().hex}")
     else:
         codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
-    return lambda write: Translating(write, shape, codec, max_line_bytes)
+    return lambda write: Translating(write, shape, codec, max_line_bytes, upstream.end_event)
 
 
 def _include_usage(call: Call) -> bool:

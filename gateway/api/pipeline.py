@@ -90,7 +90,14 @@ class UpstreamRoute:
         """A JSON answer's translation into the client's dialect, or None (as it is)."""
         return None
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot) -> SinkMaker:
+    async def vet(self, app: web.Application, tenant: Tenant, call: Call) -> None:
+        """A check of the request's own before it is planned and admitted (raises to refuse)."""
+
+    def answered(self, app: web.Application, tenant: Tenant, status: int, body: bytes) -> None:
+        """A JSON answer went out (its status and the upstream's body)."""
+
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+             app: web.Application, tenant: Tenant) -> SinkMaker:
         raise NotImplementedError
 
     def view(self, call: Call) -> ClientView | None:
@@ -105,6 +112,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     tenant = authenticate(request, live, record)
     call = await route.read(request)
     record.model, record.stream = call.model, route.streams(call)
+    await route.vet(app, tenant, call)
     plan = route.plan(live, tenant, call, request.path)
     admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
                                tokens=route.tokens, answer=route.answers, models=plan.models)
@@ -127,6 +135,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         record.translated = route.translates(opened)
         if not record.stream:
             answer, usage = json_answer(opened, ticket.prompt_estimate, dialect, route.json(opened))
+            route.answered(app, tenant, answer.status, opened.first)
             charge = settle_answer(record, ticket, opened, usage if route.tokens else Usage())
             return answer
         continuation: Continue | None = None
@@ -135,7 +144,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
             # keeps the request's body, to ask a continuation with it
             continuation = Continue(app[UPSTREAMS], plan, tried, request, record)
             resume = Resume(view, continuation)
-        make_sink = route.sink(opened, call, ticket, live)
+        make_sink = route.sink(opened, call, ticket, live, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
         # The meter's usage grows as lines arrive: a stream that ends in any way (a bug
         # included) is charged for what was received.
@@ -158,6 +167,9 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
             more = continuation.attempts if continuation is not None else []
             charge = settle_stream(record, ticket, opened, meter, outcome, more)
             end_streams(app[UPSTREAMS], opened, continuation, outcome)
+        if outcome.anomaly is not None and outcome.parts:  # the upstream that ended the stream
+            metrics = app[METRICS]
+            metrics.upstream_errors.labels(outcome.parts[-1][0].upstream.name, outcome.anomaly).inc()
         return sse
     finally:
         await admitted.leave(charge)

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
+from ..markers import Marker
 from .base import Dialect, Usage, model_ids
 
 API_VERSION = "2023-06-01"
@@ -39,8 +40,14 @@ class AnthropicDialect(Dialect):
         more = body.get("has_more") is True and isinstance(last, str) and bool(names)
         return names, last if more else None
 
-    end_markers = (b"event: message_stop", b'"type":"message_stop"', b'"type": "message_stop"')
-    error_markers = (b"event: error",)
+    end_markers = (Marker(b"event: message_stop"), Marker(b"event:message_stop"),
+                   Marker(b'data: {"type":"message_stop"', whole=False),
+                   Marker(b'data: {"type": "message_stop"', whole=False))
+    error_markers = (Marker(b"event: error"), Marker(b"event:error"),
+                     Marker(b'data: {"type":"error"', whole=False),
+                     Marker(b'data: {"type": "error"', whole=False))
+    end_bytes = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    end_event = ("message_stop", '{"type":"message_stop"}')
     default_headers = {ANTHROPIC_VERSION: API_VERSION}
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:

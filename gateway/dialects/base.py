@@ -12,6 +12,7 @@ import orjson
 from aiohttp import hdrs
 
 from ..config import UpstreamSpec
+from ..markers import Marker
 
 
 @dataclass(slots=True)
@@ -62,9 +63,14 @@ class Dialect(ABC):
 
     #: headers sent upstream unless the client sent its own
     default_headers: dict[str, str] = {}
-    #: substrings of a stream's end marker, and of the upstream's own error event
-    end_markers: tuple[bytes, ...]
-    error_markers: tuple[bytes, ...]
+    #: the lines that end a stream, and that start the upstream's own error event (matched on
+    #: line starts only, see `gateway.markers`)
+    end_markers: tuple[Marker, ...]
+    error_markers: tuple[Marker, ...]
+    #: the end marker the gateway writes itself after a complete answer that came without it,
+    #: and the same as the parsed event a codec is fed (event, data)
+    end_bytes: bytes
+    end_event: tuple[str, str]
 
     @abstractmethod
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:

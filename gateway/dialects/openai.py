@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..markers import Marker
 from .base import Dialect, Usage
 
 
@@ -12,8 +13,10 @@ class OpenAIDialect(Dialect):
     path = "/chat/completions"
     auth_header = "authorization"
 
-    end_markers = (b"data: [DONE]", b"data:[DONE]")
-    error_markers = (b'data: {"error"',)
+    end_markers = (Marker(b"data: [DONE]"), Marker(b"data:[DONE]"))
+    error_markers = (Marker(b'data: {"error"', whole=False), Marker(b'data:{"error"', whole=False))
+    end_bytes = b"data: [DONE]\n\n"
+    end_event = ("message", "[DONE]")
 
     def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
         usage = body.get("usage")

@@ -5,6 +5,7 @@ last chunk. Reads that do not mention `"usage"` are written untouched, without p
 from __future__ import annotations
 
 from ..exact_usage import without_usage_only
+from ..markers import Marker
 from ..shapes import ErrorShape
 from .sinks import PassThrough, Write
 
@@ -12,13 +13,13 @@ from .sinks import PassThrough, Write
 class HiddenUsage(PassThrough):
     passes = False  # `lines` may write less than it was given
 
-    def __init__(self, write: Write, shape: ErrorShape, ends: tuple[bytes, ...],
-                 errors: tuple[bytes, ...]) -> None:
-        super().__init__(write, shape, ends, errors)
+    def __init__(self, write: Write, shape: ErrorShape, ends: tuple[Marker, ...],
+                 errors: tuple[Marker, ...], end_bytes: bytes = b"") -> None:
+        super().__init__(write, shape, ends, errors, end_bytes)
         self._after_dropped = False
 
     async def lines(self, complete: bytes) -> None:
-        self.watch(complete)
+        complete = self.watch(complete)
         forward, self._after_dropped = without_usage_only(complete, self._after_dropped)
         if forward:
             await self.write(forward)

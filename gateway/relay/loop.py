@@ -22,6 +22,7 @@ import aiohttp
 
 from ..dialects import UsageMeter
 from ..errors import ClientGone, Shed, UpstreamError
+from ..markers import whole_last_line
 from ..sse import LineSplitter
 from .sinks import Sink
 from .timing import Due, RelayClock
@@ -74,8 +75,7 @@ async def relay_lines(
                 alarm.writing = True
                 try:
                     if passes:  # the response's own write, no sink coroutine in between
-                        sink.watch(complete)
-                        await write(complete)
+                        await write(sink.watch(complete))
                     else:
                         await sink.lines(complete)
                 finally:
@@ -102,10 +102,19 @@ async def relay_lines(
             raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
         finally:
             alarm.waited()
-        if not chunk:  # EOF: hand over a last line that had no ending, nothing is lost
-            rest = splitter.flush()
-            if rest:
+        if not chunk:  # EOF
+            # A last line without its ending is never forwarded as it is: a whole event line
+            # goes with its line end; half a line is a cut, dropped (the sink's `end` then
+            # finds the answer incomplete, and the error event starts on a line of its own).
+            held = splitter.flush()
+            rest = whole_last_line(held)
+            if rest is not None:
+                meter.observe(rest)
                 await alarm.bounded(sink.lines(rest))
+            elif held and not splitter.at_boundary:
+                # The cut left an event open (`event: x` without its data): a blank line
+                # ends it, dispatching nothing, so what follows is an event of its own.
+                await alarm.bounded(sink.lines(b"\n"))
             return forwarded
 
 

@@ -162,8 +162,8 @@ class Guarded(Sink):
             await self.inner.lines(complete[:bad])
         raise UpstreamError(MALFORMED)
 
-    def end(self) -> None:
-        self.inner.end()
+    def end(self) -> bytes:
+        return self.inner.end()
 
     async def error(self, exc: GatewayError) -> None:
         await self.inner.error(exc)
@@ -203,20 +203,24 @@ class Splice(Sink):
                 continue
             message = self.dialect.stream_error(event.event, data)
             if message is not None:
-                failure = f"upstream error: {message}"
+                failure = f"upstream error: {self.mask.text(message)}"
                 break
             self._note_stop(data)
             text = self.dialect.text_delta(event.event, data)
             if text:
                 out.append(self._text(text))
         if out:
-            await self.write(b"".join(out))
+            await self.write(self.mask.events(b"".join(out)))
         if failure is not None:
             raise UpstreamError(failure)
 
-    def end(self) -> None:
-        if not self.done:
-            raise UpstreamError(TRUNCATED)
+    def end(self) -> bytes:
+        if self.done:
+            return b""
+        if self._stop is not None:  # the continuation finished without its end marker
+            self.done = True
+            return self._ending()
+        raise UpstreamError(TRUNCATED)
 
     def _note_stop(self, data: dict[str, Any]) -> None:
         choices = data.get("choices")

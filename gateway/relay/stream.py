@@ -18,6 +18,7 @@ from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
+from ..upstream.mask import StreamMask
 from .client import ClientStream
 from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
@@ -48,6 +49,9 @@ class RelayOutcome:
     #: left, drain). Each earlier part's was given when it was cut (`Continuation.reopen`).
     complete: bool = False
     failure: str | None = None
+    #: what the upstream that ended the stream got wrong although the answer is whole, for
+    #: `gateway_upstream_errors_total{kind}`: "no_end_marker" (the gateway wrote it)
+    anomaly: str | None = None
 
 
 async def stream_answer(
@@ -76,6 +80,7 @@ async def stream_answer(
 
     write: Write = client.write if resume is None else resume.view.watch(client.write)
     first_sink = make_sink(write)
+    mask = first_sink.mask = StreamMask([upstream.api_key.get_secret_value()])
     sink: Sink = first_sink if resume is None else Guarded(first_sink)
     clock = RelayClock(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
@@ -85,6 +90,7 @@ async def stream_answer(
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     failure: str | None = None  # the provider's failure of the current attempt (its breaker's)
+    anomaly: str | None = None
 
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
@@ -93,7 +99,7 @@ async def stream_answer(
             first = alarm.first_forward - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
-        return RelayOutcome(total, first, status, outcome, error, parts, clean, failure)
+        return RelayOutcome(total, first, status, outcome, error, parts, clean, failure, anomaly)
 
     alarms.add(alarm)
     try:
@@ -108,7 +114,10 @@ async def stream_answer(
                         LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
                     if forwarded is not None and ttfb is None:
                         ttfb = forwarded - started
-                    sink.end()
+                    closing = sink.end()
+                    if closing:  # complete without its end marker: the gateway ends it
+                        await alarm.bounded(write(closing))
+                        anomaly = "no_end_marker"
                     clean = True
                     if cause is not None and resume is not None:
                         resume.continuation.count("ok")
@@ -140,6 +149,8 @@ async def stream_answer(
                     usage, meter = before, UsageMeter(current.dialect, 0)
                     metered.append((current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
+                    sink.mask = StreamMask([*mask.secrets, current.upstream.api_key.get_secret_value()])
+                    mask = sink.mask
                     clock = RelayClock(
                         heartbeat=settings.heartbeat, idle=current.upstream.idle_timeout_seconds,
                         deadline=alarm.deadline, now=loop.time(), first_byte=current.first_byte_deadline,
@@ -147,6 +158,8 @@ async def stream_answer(
         except ClientGone:
             raise
         except GatewayError as exc:
+            # What reaches the client's error event and the log line: no upstream key in it.
+            exc.message = mask.text(exc.message)
             outcome, error = exc.outcome, exc.message
             if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
                 failure = failure or exc.message

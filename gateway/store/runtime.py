@@ -19,8 +19,9 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from ..config import Config
+from ..metrics import Metrics
 from ..record import Record
-from ..state import LIVE, LOGGER, Snapshot
+from ..state import LIVE, LOGGER, METRICS, Snapshot
 from .base import Store, StoreUnavailable
 from .redis import RedisStore
 from .spend import SpendBook
@@ -31,6 +32,8 @@ from .view import KeyView
 FLUSH_SECONDS = 0.5
 #: how long the last write at shutdown may take
 FINAL_WRITE_SECONDS = 5.0
+#: runtime tenants that get their own metric label value (labels stay bounded)
+MAX_TENANT_LABELS = 1000
 
 
 @dataclass(slots=True)
@@ -75,22 +78,24 @@ async def probe_store(config: Config, config_path: str | None) -> None:
         await store.close()
 
 
-async def refresh(state: StoreState, logger: FilteringBoundLogger) -> None:
-    """Read the store again into the view (after this process changed it: at once)."""
+async def refresh(state: StoreState, logger: FilteringBoundLogger, metrics: Metrics) -> None:
+    """Read the store again into the view (after this process changed it: at once). Runtime
+    tenants become metric label values, at most `MAX_TENANT_LABELS` of them (then `other`)."""
     refused = state.view.replace(await state.store.load())
     for name in refused:
         logger.error("store_tenant_invalid", tenant=name)
+    metrics.add_tenants(list(state.view.tenants)[:MAX_TENANT_LABELS])
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    state, logger = app[STORE], app[LOGGER]
+    state, logger, metrics = app[STORE], app[LOGGER], app[METRICS]
     await state.store.open()  # StoreUnavailable: the start fails with its one line
     try:
-        await refresh(state, logger)
+        await refresh(state, logger, metrics)
     except StoreUnavailable:
         await state.store.close()
         raise
-    tasks = [asyncio.create_task(_watch(state, logger)), asyncio.create_task(_write(state, logger))]
+    tasks = [asyncio.create_task(_watch(state, logger, metrics)), asyncio.create_task(_write(state, logger))]
     yield
     for task in tasks:
         task.cancel()
@@ -115,14 +120,14 @@ def _noted(state: StoreState, logger: FilteringBoundLogger, exc: StoreUnavailabl
         state.down = None
 
 
-async def _watch(state: StoreState, logger: FilteringBoundLogger) -> None:
+async def _watch(state: StoreState, logger: FilteringBoundLogger, metrics: Metrics) -> None:
     """Another worker or replica changed tenants or keys: the view follows within a second."""
     store = state.store
     while True:
         await store.wait_change(store.poll_seconds)
         try:
             if await store.version() != state.view.version:
-                await refresh(state, logger)
+                await refresh(state, logger, metrics)
         except StoreUnavailable as exc:
             _noted(state, logger, exc)
             continue

@@ -91,5 +91,13 @@ def as_csv(rows: list[dict[str, Any]], group_by: str | None) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, header, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A text value a spreadsheet would run as a formula (a model name is the client's
+    choice under a glob route) starts with `'` (OWASP's CSV injection advice)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -80,7 +80,7 @@ class SqliteStore:
                 self._db.close()
                 self._db = None
         await asyncio.get_running_loop().run_in_executor(self._pool, shut)
-        self._pool.shutdown(wait=False)
+        self._pool.shutdown(wait=True)  # idle by now: all work was awaited
 
     async def version(self) -> int:
         return await self._run(_version)

@@ -184,6 +184,8 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
     app = request.app
     runtime, server, upstreams = app[RUNTIME], live.config.server, app[UPSTREAMS]
     writer = generation.writer
+    tenant = record.tenant
+    assert tenant is not None  # the generation's record is made with its tenant
     charge: Charge | None = None
     runtime.enter()  # drain waits for it like for a request
     try:
@@ -213,7 +215,7 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
             if plan.resume_midstream:
                 continuation = Continue(upstreams, plan, tried, request, record)
                 resume = Resume(CHAT_STREAM.view(call), continuation)
-            make_sink = CHAT_STREAM.sink(opened, call, ticket, live)
+            make_sink = CHAT_STREAM.sink(opened, call, ticket, live, app, tenant)
             del call, tried
             meter = UsageMeter(opened.dialect, ticket.prompt_estimate)
             outcome: RelayOutcome | None = None

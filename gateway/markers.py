@@ -1,0 +1,105 @@
+"""A stream's end and error markers, found on SSE field lines only, with no I/O and no JSON
+parsing on the hot path.
+
+Rules:
+- A marker is the start of a LINE (`data: [DONE]`, `event: message_stop`, `event: error`,
+  `data: {"error"`): it counts only where a line starts (offset 0 of the complete lines in
+  hand, or right after a CR or LF). Model text can't start a line: it travels inside JSON
+  strings, which escape CR and LF, so `data: [DONE]` in the text is never the end.
+- A whole-line marker (`event: message_stop`) must also end its line (`event: message_stops`
+  is another event); a prefix marker (`data: {"error"`) need not.
+- A finish (`"finish_reason":"…"`, `"stop_reason":"…"`) says the answer is complete even if
+  its end marker never comes. Those are matched as substrings: a `"` inside a JSON string is
+  always escaped (`\\"`), so `"finish_reason":"` can't be model text, and a null reason
+  (`"finish_reason":null`, every chunk but the last) does not match.
+- `feed` takes complete lines only (what `LineSplitter.feed` hands out). A partial last line
+  left at EOF is `whole_last_line`'s to judge: a whole event missing its line end, or a cut.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import orjson
+
+_CR, _LF = 13, 10
+
+
+class Marker(NamedTuple):
+    prefix: bytes
+    whole: bool = True  # the line must end right after the prefix
+
+
+#: a stream's answer is complete (its end marker may still be missing)
+FINISHES = (b'"finish_reason":"', b'"finish_reason": "', b'"stop_reason":"', b'"stop_reason": "')
+
+
+def line_at(complete: bytes, marker: Marker) -> int:
+    """Where the first line of `complete` that is `marker` starts, or -1."""
+    prefix, size = marker.prefix, len(marker.prefix)
+    at = complete.find(prefix)
+    while at >= 0:
+        if at == 0 or complete[at - 1] in (_CR, _LF):
+            end = at + size
+            if not marker.whole or end == len(complete) or complete[end] in (_CR, _LF):
+                return at
+        at = complete.find(prefix, at + 1)
+    return -1
+
+
+def has_line(complete: bytes, markers: tuple[Marker, ...]) -> bool:
+    # A plain loop, not `any(generator)`: no generator object per read on the hot path.
+    for marker in markers:
+        if line_at(complete, marker) >= 0:
+            return True
+    return False
+
+
+def has_finish(complete: bytes) -> bool:
+    for finish in FINISHES:
+        if finish in complete:
+            return True
+    return False
+
+
+def whole_last_line(rest: bytes) -> bytes | None:
+    """A last line that came without its line end at EOF: with its line ends (it also ends
+    its event) when it is a whole event line (`data: [DONE]`, or a `data:` line whose value
+    is whole JSON); None when it is a cut (half a line: never forwarded as it is)."""
+    if not rest or not rest.startswith(b"data:"):
+        return None
+    value = rest[5:].strip()
+    if value != b"[DONE]":
+        try:
+            orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return rest + b"\n\n"
+
+
+class EndWatch:
+    """What a stream's complete lines said so far: its end marker (`done`), the upstream's
+    own error event (`failed`), a finish (`finished`). Once `done`, nothing more is searched."""
+
+    __slots__ = ("ends", "errors", "finishes", "done", "failed", "finished")
+
+    def __init__(self, ends: tuple[Marker, ...], errors: tuple[Marker, ...], *,
+                 finishes: bool = True) -> None:
+        self.ends = ends
+        self.errors = errors
+        self.finishes = finishes  # this dialect has a finish before its end marker
+        self.done = False
+        self.failed = False
+        self.finished = False
+
+    def feed(self, complete: bytes) -> None:
+        if self.done:
+            return
+        # The error event first: an error and the end marker in the same read is an error.
+        if not self.failed and has_line(complete, self.errors):
+            self.failed = True
+        if has_line(complete, self.ends):
+            self.done = True
+            return
+        if self.finishes and not self.finished and has_finish(complete):
+            self.finished = True
