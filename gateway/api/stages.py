@@ -180,6 +180,7 @@ def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]
     prices = ticket.prices
     total: int | None = None
     for opened, used in parts:
+        reported = clamp_usage(used) or reported  # each attempt's cost is the clamp's too
         micros = prices.usage_cost_micros(opened.target.model, used) if prices is not None else None
         if micros is not None:
             total = (total or 0) + micros
