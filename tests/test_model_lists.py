@@ -141,8 +141,12 @@ async def test_a_failed_refresh_keeps_the_last_list_logs_once_and_is_counted(aio
                 return 0.0  # no such refresh yet
             return metric_value(text, "gateway_models_refresh_total", upstream="p", result=result)
 
-        await eventually(lambda: _ge(count("error"), 3), what="three failed refreshes")
+        await eventually(lambda: _ge(count("error"), 6), what="six failed refreshes")
         assert await _ids(client) == ["fixed-1", "gpt-4o"]  # the last good list, still served
+        # The list is not traffic: its failures trip no breaker and count no upstream error.
+        text = await (await client.get("/metrics")).text()
+        assert metric_value(text, "gateway_upstream_up", upstream="p") == 1
+        assert "gateway_upstream_errors_total{" not in text
         events = [orjson.loads(line)["event"] for line in log.getvalue().splitlines()]
         assert events.count("models_refresh_failed") == 1
         failed = next(orjson.loads(line) for line in log.getvalue().splitlines()
@@ -183,12 +187,13 @@ async def test_the_list_request_carries_the_upstreams_auth_headers_and_query(aio
 async def test_anthropic_lists_are_read_page_by_page(aiohttp_client: Any) -> None:
     names = [f"claude-{i:02d}" for i in range(7)]
     async with standin(models=names, page_size=3) as provider:
-        config = _config(provider, dialect="anthropic", models=["claude-*"])
+        config = _config(provider, dialect="anthropic", models=["claude-*"], query={"beta": "true"})
         client = await aiohttp_client(build_app(config, make_logger(io.StringIO())))
         await _until(client, names, **ANTHROPIC)
         asks = provider.model_lists()[:3]
     assert [a.query.get("after_id") for a in asks] == [None, "claude-02", "claude-05"]
-    assert all(a.query["limit"] == "1000" and a.headers["anthropic-version"] for a in asks)
+    assert all(a.query["limit"] == "1000" and a.query["beta"] == "true" for a in asks)
+    assert all(a.headers["anthropic-version"] for a in asks)
     assert all(a.path == "/v1/models" and a.headers["x-api-key"] == "sk-p" for a in asks)
 
 

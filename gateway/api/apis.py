@@ -5,7 +5,8 @@
 Rules:
 - The client's bytes go upstream as they are (only the model name is rewritten when a route
   renames it), to the upstream's path for this API; the answer comes back as it is.
-- Only targets of the API's dialect are used: there is no translation for these APIs.
+- Only targets of the API's dialect are used, but for `/v1/responses`, which also reaches
+  Anthropic-dialect targets, translated both ways (`responses_claude.py`, the codecs).
 - Same stages as chat: auth, admission, retries and fallbacks, metrics, the log line.
 - A stream ends at its API's end marker; tokens are charged from the upstream's `usage`.
 - A Responses stream the gateway must end with an error gets the Responses API's own error
@@ -29,7 +30,7 @@ from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_
 from ..config import Tenant
 from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
 from ..dialects.openai import OpenAIDialect
-from ..errors import BadRequest, GatewayError
+from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
 from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
@@ -40,6 +41,7 @@ from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
 from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
+from .responses_claude import ResponsesToClaude
 from .stages import BodyFor
 
 
@@ -105,7 +107,9 @@ class ResponsesPassThrough(PassThrough):
 
 @dataclass(frozen=True, slots=True)
 class Api(UpstreamRoute):
-    """A pass-through API: only targets of its dialect serve it, never translated."""
+    """A pass-through API: only targets of its dialect serve it, never translated, but for the
+    Responses API (`responses`), which reaches Anthropic targets too: a request's `prepare`
+    gives a copy holding its `ResponsesToClaude` bridge when its plan has such a target."""
 
     dialect: Dialect  # of the upstreams that serve it; it also meters usage and ends streams
     path: str  # the upstream's path, after its base URL (Anthropic's after /v1)
@@ -116,6 +120,10 @@ class Api(UpstreamRoute):
     answers: bool = True  # False: no generated tokens (embeddings): the prompt only is reserved
     ends: tuple[Marker, ...] = ()  # a stream's end markers, when not the dialect's
     errors: tuple[Marker, ...] = ()  # a stream's error markers, when not the dialect's
+    exact_usage: bool = False  # a stream that did not ask usage is asked it, then not shown
+    #: the Responses API: response ids owned per tenant, Anthropic targets reached translated
+    responses: bool = False
+    claude: ResponsesToClaude | None = None  # one request's bridge (`prepare`), else None
 
     async def read(self, request: web.Request) -> Call:
         raw, body = await read_json(request)
@@ -128,26 +136,52 @@ class Api(UpstreamRoute):
         check_token_limits(body)
         return Call(raw, body, model, stream)
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
-        plan = live.router.route(tenant, call.model, self.dialect.name, api=path)
-        return replace(plan, targets=tuple(replace(t, path=self.path) for t in plan.targets))
-
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
-        return _body_for(call, self)
-
     async def vet(self, app: web.Application, tenant: Tenant, call: Call) -> None:
-        if self is API_RESPONSES:  # another tenant's response id is a 404 (response_owners.py)
+        if self.responses:  # another tenant's response id is a 404 (response_owners.py)
             await check_previous(app, tenant.name, call.body)
 
-    def answered(self, app: web.Application, tenant: Tenant, status: int, body: bytes) -> None:
-        if self is API_RESPONSES:
-            remember_answer(app, tenant.name, status, body)
+    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+        name = self.dialect.name
+        plan = live.router.route(tenant, call.model, None if self.responses else name, api=path)
+        return replace(plan, targets=tuple(replace(t, path=self.path) if t.upstream.dialect == name
+                                           else t for t in plan.targets))
+
+    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> Api:
+        if not self.responses:
+            return self
+        # What can't be carried to an Anthropic target is a 400 here, before admission.
+        claude = ResponsesToClaude.for_plan(call, plan, live.config.server.default_max_tokens)
+        return self if claude is None else replace(self, claude=claude)
+
+    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+        return _body_for(call, self, self.claude)
+
+    def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
+        claude = self.claude
+        if claude is not None and target is not None and target.upstream.dialect == ANTHROPIC.name:
+            exc.body, exc.content_type = claude.error_body(exc.body, exc.status), "application/json"
+            return exc, True  # its 4xx, in OpenAI's shape
+        return exc, False
+
+    def translates(self, opened: Opened) -> bool:
+        return self.claude is not None and opened.dialect is ANTHROPIC
 
     def meters(self, opened: Opened) -> Dialect:
-        return self.dialect
+        # Usage is read in the upstream's dialect.
+        return ANTHROPIC if self.translates(opened) else self.dialect
+
+    def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
+        claude = self.claude
+        return claude.answer(opened.target.model) if claude is not None and self.translates(opened) else None
+
+    def answered(self, app: web.Application, tenant: Tenant, opened: Opened, status: int) -> None:
+        if self.responses and not self.translates(opened):  # the gateway keeps no translated one
+            remember_answer(app, tenant.name, status, opened.first)
 
     def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
+        if self.claude is not None and self.translates(opened):
+            return self.claude.sink(opened.target.model, live.config.server.max_line_bytes)
         ends = self.ends or self.dialect.end_markers
         errors = self.errors or self.dialect.error_markers
         if self.shape is RESPONSES_SHAPE:  # a Responses stream has no finish before its end event
@@ -160,9 +194,10 @@ class Api(UpstreamRoute):
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
-                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS)
+                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS, responses=True)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
-API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True)
+API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
+                      exact_usage=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
 
@@ -175,11 +210,13 @@ count_tokens = partial(run, route=API_COUNT_TOKENS)
 
 def _hides_usage(api: Api, call: Call) -> bool:
     """A completions stream the client did not ask usage of: asked anyway, then not forwarded."""
-    return api is API_COMPLETIONS and call.stream and not client_asked(call.body)
+    return api.exact_usage and call.stream and not client_asked(call.body)
 
 
-def _body_for(call: Call, api: Api) -> Callable[[Target], bytes]:
+def _body_for(call: Call, api: Api, claude: ResponsesToClaude | None) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
+        if claude is not None and target.upstream.dialect == ANTHROPIC.name:
+            return claude.body_for(target)  # /v1/responses, translated
         if _hides_usage(api, call):  # exact usage: asked for, and hidden from the client
             return dumps({**asking_usage(call.body), "model": target.model})
         if target.model == call.model:

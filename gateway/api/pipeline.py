@@ -71,6 +71,11 @@ class UpstreamRoute:
     def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
         raise NotImplementedError
 
+    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> UpstreamRoute:
+        """This request's route value: itself, or a copy holding what one request needs
+        across the stages (a translation bridge), made before admission (raises to refuse)."""
+        return self
+
     def body_for(self, call: Call, live: Snapshot) -> BodyFor:
         raise NotImplementedError
 
@@ -93,8 +98,8 @@ class UpstreamRoute:
     async def vet(self, app: web.Application, tenant: Tenant, call: Call) -> None:
         """A check of the request's own before it is planned and admitted (raises to refuse)."""
 
-    def answered(self, app: web.Application, tenant: Tenant, status: int, body: bytes) -> None:
-        """A JSON answer went out (its status and the upstream's body)."""
+    def answered(self, app: web.Application, tenant: Tenant, opened: Opened, status: int) -> None:
+        """A JSON answer (`status`) went out for `opened` (its body: `opened.first`)."""
 
     def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
@@ -114,6 +119,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     record.model, record.stream = call.model, route.streams(call)
     await route.vet(app, tenant, call)
     plan = route.plan(live, tenant, call, request.path)
+    route = route.prepare(call, plan, live)
     admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
                                tokens=route.tokens, answer=route.answers, models=plan.models)
     ticket = await admitted.enter()
@@ -135,7 +141,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         record.translated = route.translates(opened)
         if not record.stream:
             answer, usage = json_answer(opened, ticket.prompt_estimate, dialect, route.json(opened))
-            route.answered(app, tenant, answer.status, opened.first)
+            route.answered(app, tenant, opened, answer.status)
             charge = settle_answer(record, ticket, opened, usage if route.tokens else Usage())
             return answer
         continuation: Continue | None = None
