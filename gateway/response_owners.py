@@ -113,7 +113,7 @@ class RedisOwners:
                                  fail_open=self._fail_open)
             if self._fail_open:
                 return None
-            raise Shed("response ownership unavailable", reason="backend_unavailable",
+            raise Shed("response ownership unavailable", reason="response_owners_unavailable",
                        retry_after=1) from exc
         return found.decode() if isinstance(found, bytes) else found
 

@@ -100,3 +100,22 @@ async def test_a_stream_is_looked_at_in_its_first_reads_only() -> None:
     watch.feed(b"event: response.created\n")  # the event's name and its data in two reads
     watch.feed(created.split(b"\n", 1)[1])
     assert await early.owner("resp_1") == "tenant-a"
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_redis_down_is_the_fail_open_decision(fail_open: bool) -> None:
+    from gateway.errors import Shed
+    from gateway.logs import make_logger
+    from gateway.response_owners import RedisOwners
+
+    owners = RedisOwners("redis://127.0.0.1:1/0", "gw-test:", fail_open=fail_open, logger=make_logger())
+    try:
+        owners.remember("resp_1", "tenant-a")  # logged, never raised
+        if fail_open:
+            assert await owners.owner("resp_1") is None
+        else:
+            with pytest.raises(Shed) as caught:
+                await owners.owner("resp_1")
+            assert caught.value.status == 503
+    finally:
+        await owners.close()
