@@ -52,13 +52,9 @@ class PreviousResponseNotFound(GatewayError):
 
 class Owners(Protocol):
     def remember(self, response_id: str, tenant: str) -> None:
-        """Note `tenant` as the owner of `response_id` (never waits: Redis is written in the
-        background; for a stream's id, written long before the stream ends)."""
-        ...
-
-    async def save(self, response_id: str, tenant: str) -> None:
-        """`remember`, done when it returns (a JSON answer's id: the client may name it in its
-        next request as soon as it has the answer)."""
+        """Note `tenant` as the owner of `response_id`. Never waits: Redis is written in the
+        background, the write sent before the answer that carries the id goes out (a stream's
+        id: long before the stream ends)."""
         ...
 
     async def owner(self, response_id: str) -> str | None:
@@ -78,9 +74,6 @@ class MemoryOwners:
         self._owners.move_to_end(response_id)
         while len(self._owners) > self._limit:
             self._owners.popitem(last=False)
-
-    async def save(self, response_id: str, tenant: str) -> None:
-        self.remember(response_id, tenant)
 
     async def owner(self, response_id: str) -> str | None:
         found = self._owners.get(response_id)
@@ -106,9 +99,6 @@ class RedisOwners:
         task = asyncio.get_running_loop().create_task(self._write(response_id, tenant))
         self._writes.add(task)  # held until done: a task nobody references may be collected
         task.add_done_callback(self._writes.discard)
-
-    async def save(self, response_id: str, tenant: str) -> None:
-        await self._write(response_id, tenant)
 
     async def _write(self, response_id: str, tenant: str) -> None:
         try:
@@ -159,7 +149,7 @@ async def check_previous(app: web.Application, tenant: str, body: dict[str, Any]
         raise PreviousResponseNotFound(f"Previous response with id '{previous[:128]}' not found.")
 
 
-async def remember_answer(app: web.Application, tenant: str, status: int, body: bytes) -> None:
+def remember_answer(app: web.Application, tenant: str, status: int, body: bytes) -> None:
     """A JSON answer's `id` (a 2xx answer only: an error body has none of its own)."""
     if not 200 <= status < 300:
         return
@@ -169,7 +159,7 @@ async def remember_answer(app: web.Application, tenant: str, status: int, body: 
         return
     response_id = parsed.get("id") if isinstance(parsed, dict) else None
     if isinstance(response_id, str) and response_id:
-        await app[RESPONSE_OWNERS].save(response_id, tenant)
+        app[RESPONSE_OWNERS].remember(response_id, tenant)
 
 
 class StreamIdWatch:

@@ -77,7 +77,7 @@ async def test_with_redis_every_gateway_knows_the_owner_for_thirty_days(
     assert status == 404 and answer["error"]["code"] == NOT_FOUND, answer
     status, answer = await follow_up(two, CLIENT_KEY, theirs)
     assert status == 200, answer
-    mine = await create(two, CLIENT_KEY_B, stream=False)  # written before the answer goes out
+    mine = await create(two, CLIENT_KEY_B, stream=False)  # sent to Redis before the answer
     status, answer = await follow_up(one, CLIENT_KEY, mine)
     assert status == 404 and answer["error"]["code"] == NOT_FOUND, answer
 
