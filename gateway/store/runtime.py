@@ -171,9 +171,8 @@ def note_request(app: web.Application, record: Record) -> None:
     """A request that an upstream answered adds to its spend row (the middleware calls this
     once per request, after its log line). The cost is the one its budget was charged."""
     state = app.get(STORE)
-    ticket = record.ticket
-    if state is None or ticket is None or ticket.usage is None or record.tenant is None:
+    usage = record.usage
+    if state is None or not record.charged or usage is None or record.tenant is None:
         return
-    usage = ticket.usage
-    state.book.note(record.tenant.name, record.key_id or "", ticket.model or record.model or "",
-                    record.tags, usage.prompt_tokens, usage.completion_tokens, ticket.cost_micros or 0)
+    state.book.note(record.tenant.name, record.key_id or "", record.charged_model or record.model or "",
+                    record.tags, usage.prompt_tokens, usage.completion_tokens, record.cost_micros or 0)
