@@ -42,6 +42,7 @@ class StoreState:
     view: KeyView
     book: SpendBook = field(default_factory=SpendBook)
     down: str | None = None  # why the last read or write failed, while it does
+    labelled: set[str] = field(default_factory=set)  # runtime tenant names given to the metrics
 
 
 STORE = web.AppKey("store", StoreState)
@@ -80,11 +81,16 @@ async def probe_store(config: Config, config_path: str | None) -> None:
 
 async def refresh(state: StoreState, logger: FilteringBoundLogger, metrics: Metrics) -> None:
     """Read the store again into the view (after this process changed it: at once). Runtime
-    tenants become metric label values, at most `MAX_TENANT_LABELS` of them (then `other`)."""
+    tenants become metric label values, at most `MAX_TENANT_LABELS` names in the process's
+    life (a label value is never taken back; then `other`)."""
     refused = state.view.replace(await state.store.load())
     for name in refused:
         logger.error("store_tenant_invalid", tenant=name)
-    metrics.add_tenants(list(state.view.tenants)[:MAX_TENANT_LABELS])
+    room = MAX_TENANT_LABELS - len(state.labelled)
+    new = [name for name in state.view.tenants if name not in state.labelled][:max(0, room)]
+    if new:
+        state.labelled.update(new)
+        metrics.add_tenants(new)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -165,9 +171,8 @@ def note_request(app: web.Application, record: Record) -> None:
     """A request that an upstream answered adds to its spend row (the middleware calls this
     once per request, after its log line). The cost is the one its budget was charged."""
     state = app.get(STORE)
-    ticket = record.ticket
-    if state is None or ticket is None or ticket.usage is None or record.tenant is None:
+    usage = record.usage
+    if state is None or not record.charged or usage is None or record.tenant is None:
         return
-    usage = ticket.usage
-    state.book.note(record.tenant.name, record.key_id or "", ticket.model or record.model or "",
-                    record.tags, usage.prompt_tokens, usage.completion_tokens, ticket.cost_micros or 0)
+    state.book.note(record.tenant.name, record.key_id or "", record.charged_model or record.model or "",
+                    record.tags, usage.prompt_tokens, usage.completion_tokens, record.cost_micros or 0)
