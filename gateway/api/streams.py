@@ -66,6 +66,7 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     call = await read_chat(request)
     record.model = call.model
     generation = await _start(request, live, record, tenant, call)
+    await request.app[STREAMS].log.published(generation.stream_id)  # findable on any replica
     url = f"/api/chat/streams/{generation.stream_id}"
     bound = max(t.upstream.total_timeout_seconds for t in live.router.route(tenant, call.model).targets)
     expires = datetime.fromtimestamp(time.time() + bound + live.config.streams.keep_seconds, UTC)

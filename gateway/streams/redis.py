@@ -82,6 +82,8 @@ class RedisLog(EventLog):
         self.wake = asyncio.Event()
         self.broken: dict[str, bool] = {}  # stream id -> its `1-0` marker is written
         self.errors = 0  # failed round trips (for tests and logs)
+        #: new streams whose meta is not in Redis yet -> resolved once its round trip is over
+        self.publishing: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -97,6 +99,7 @@ class RedisLog(EventLog):
 
     def create(self, stream_id: str, tenant: str) -> Writer:
         local = self.local.create(stream_id, tenant)
+        self.publishing[stream_id] = asyncio.get_running_loop().create_future()
         self.pending.append((stream_id, 0, tenant.encode()))
         self.kick()
         return _Mirrored(self, local)
@@ -123,6 +126,16 @@ class RedisLog(EventLog):
         if tenant is None:
             return None
         return StreamInfo(tenant.decode(), time.time() + max(0, ttl) / 1000, local=False)
+
+    async def published(self, stream_id: str) -> None:
+        """The 201 of a new stream waits for its meta's round trip (once per stream, never per
+        event), so a subscriber that goes straight to another replica finds it."""
+        waiting = self.publishing.get(stream_id)
+        if waiting is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiting), WRITE_TIMEOUT_SECONDS * 2)
+            except TimeoutError:
+                pass
 
     def reader(self, stream_id: str) -> Reader:
         local = self.local.reader(stream_id)
@@ -176,9 +189,9 @@ class RedisLog(EventLog):
             key, ms = self.key(stream_id), self.keep_ms if ended else self.live_ms
             pipe.pexpire(key, ms)
             pipe.pexpire(key + ":m", ms)
-        if not len(pipe):
-            return
         try:
+            if not len(pipe):
+                return
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS * 2):
                 await pipe.execute()
         except (redis.RedisError, OSError, TimeoutError):
@@ -190,6 +203,9 @@ class RedisLog(EventLog):
                 self.wake.set()  # try the markers again
         finally:
             await pipe.reset()  # type: ignore[no-untyped-call]
+            for stream_id, seq, _ in batch:  # published, or failed trying: the 201 goes out
+                if seq == 0 and (waiting := self.publishing.pop(stream_id, None)) is not None:
+                    waiting.set_result(None)
 
     async def _mark_broken(self) -> None:
         """Each broken stream's `1-0` entry, once Redis answers again."""
