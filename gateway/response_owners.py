@@ -52,8 +52,9 @@ class PreviousResponseNotFound(GatewayError):
 
 class Owners(Protocol):
     def remember(self, response_id: str, tenant: str) -> None:
-        """Note `tenant` as the owner of `response_id` (never waits: Redis is written in the
-        background)."""
+        """Note `tenant` as the owner of `response_id`. Never waits: Redis is written in the
+        background, the write sent before the answer that carries the id goes out (a stream's
+        id: long before the stream ends)."""
         ...
 
     async def owner(self, response_id: str) -> str | None:
