@@ -28,8 +28,8 @@ from aiohttp import web
 from ..admission.ticket import Ticket
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..config import Tenant
-from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
-from ..dialects.openai import OpenAIDialect
+from ..dialects import ANTHROPIC, OPENAI, Dialect
+from ..dialects.responses import RESPONSES, RESPONSES_ENDS, RESPONSES_ERRORS
 from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
 from ..markers import Marker
@@ -44,38 +44,10 @@ from .pipeline import SinkMaker, UpstreamRoute, run
 from .responses_claude import ResponsesToClaude
 from .stages import BodyFor
 
-
-class ResponsesDialect(OpenAIDialect):
-    """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
-
-    def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            return None
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), True)
-
-    def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
-        answer = data.get("response")
-        found = self.usage_from_body(answer) if isinstance(answer, dict) else None
-        if found is not None:
-            usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
-            usage.reported = True
+__all__ = ["RESPONSES_ENDS", "RESPONSES_ERRORS", "completions", "count_tokens", "embeddings",
+           "responses"]
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-RESPONSES = ResponsesDialect()
-#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
-#: names its type first); its error event is `event: error`. On line starts only.
-RESPONSES_ENDS = tuple(
-    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
-    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
-                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
-RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
-                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -194,7 +166,7 @@ class Api(UpstreamRoute):
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
-                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS, responses=True)
+                    responses=True)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
                       exact_usage=True)
