@@ -238,16 +238,16 @@ class RedisLog(EventLog):
                 await asyncio.wait_for(self._flush(batch), WRITE_TIMEOUT_SECONDS * 2)
             except TimeoutError:
                 pass
-        if self._task is not None:
+        if self._task is not None:  # every step bounded: a stalled Redis never holds a shutdown
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task], timeout=WRITE_TIMEOUT_SECONDS * 2)
             self._task = None
         await self.local.close()
-        await self.writes.aclose()
-        await self.reads.aclose()
+        for client in (self.writes, self.reads):
+            try:
+                await asyncio.wait_for(client.aclose(), WRITE_TIMEOUT_SECONDS * 2)
+            except (TimeoutError, redis.RedisError, OSError):
+                pass
 
 
 class _RemoteReader(Reader):
