@@ -32,13 +32,13 @@ from ..dialects import ANTHROPIC, OPENAI, Dialect
 from ..dialects.responses import RESPONSES, RESPONSES_ENDS, RESPONSES_ERRORS
 from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..live import Snapshot
 from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.sinks import PassThrough, Write
 from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
-from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
 from .responses_claude import ResponsesToClaude

@@ -26,6 +26,7 @@ from ..body import Call
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError, UpstreamHTTPError
+from ..live import Snapshot
 from ..record import Record
 from ..relay.client import HttpStream
 from ..relay.early import sse_response
@@ -35,7 +36,7 @@ from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
-from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS, Snapshot
+from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS
 from ..upstream import Opened, UpstreamClient
 from ..upstream.attempt import Attempt, tries_of
 from .stages import (

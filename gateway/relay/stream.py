@@ -40,7 +40,7 @@ class RelayOutcome:
     #: data); None when none was, however the stream ended
     ttfb: float | None
     status: int  # 200, or 499 when the client went away
-    outcome: str  # "ok", or the failing error's outcome
+    result: str  # "ok", or the failing error's outcome (the log line's `outcome`)
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
