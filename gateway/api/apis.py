@@ -43,6 +43,7 @@ from .stages import (
     end_committed,
     json_answer,
     open_upstream,
+    resumer,
     stream_to_client,
 )
 
@@ -65,11 +66,41 @@ class ResponsesDialect(OpenAIDialect):
             usage.reported = True
 
 
+    # What a mid-stream continuation's events are read with (`relay/resume.py`'s Splice).
+    def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
+        if (data.get("type") or event) != "response.output_text.delta":
+            return None
+        delta = data.get("delta")
+        return delta if isinstance(delta, str) and delta else None
+
+    def is_final(self, event: str, data: str) -> bool:
+        return event in ("response.completed", "response.failed", "response.incomplete")
+
+    def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
+        if event == "error" or data.get("type") == "error":
+            error = data.get("error")
+            message = error.get("message") if isinstance(error, dict) else data.get("message")
+            return str(message or "upstream error")
+        return None
+
+
+class CompletionsDialect(OpenAIDialect):
+    """OpenAI's legacy completions: a chunk's text is `choices[0].text`."""
+
+    def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return None
+        text = choices[0].get("text")
+        return text if isinstance(text, str) and text else None
+
+
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 RESPONSES = ResponsesDialect()
+COMPLETIONS = CompletionsDialect()
 #: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
 #: names its type first); its error event is `event: error`. On line starts only.
 RESPONSES_ENDS = tuple(
@@ -97,6 +128,9 @@ class ResponsesPassThrough(PassThrough):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
         return out
 
+    def numbered(self, last: int) -> None:
+        self.next_sequence_number = max(self.next_sequence_number, last + 1)
+
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
             self.failed = True
@@ -119,7 +153,7 @@ class Api:
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams=True, ends=RESPONSES_ENDS,
                     errors=RESPONSES_ERRORS)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
-API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams=True)
+API_COMPLETIONS = Api(COMPLETIONS, "/completions", OPENAI_SHAPE, "prompt", streams=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 
 
@@ -168,6 +202,11 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
             ends = api.ends or api.dialect.end_markers
             errors = api.errors or api.dialect.error_markers
             sink = HiddenUsage if _hides_usage(api, call) else PassThrough
+            resume = None
+            if plan.resume_midstream:  # keeps the request's body, to ask a continuation
+                kind = "responses" if api is API_RESPONSES else "completions"
+                resume = resumer(request, record, plan, _body_for(call, api), kind,
+                                 client_asked(call.body), ticket.prompt_estimate)
             del call  # a stream may last minutes: its parsed body is not held meanwhile
             response = await stream_to_client(
                 request, live, record, ticket, opened, api.dialect,
@@ -175,7 +214,7 @@ async def _passthrough(request: web.Request, api: Api) -> web.StreamResponse:
                 # a Responses stream has no finish before its end event.
                 lambda write: (ResponsesPassThrough(write, ends, errors) if api.shape is RESPONSES_SHAPE
                                else sink(write, api.shape, ends, errors, api.dialect.end_bytes)),
-                early=early)
+                resume, early=early)
     return response
 
 

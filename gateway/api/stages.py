@@ -6,7 +6,7 @@ The handler is the only writer of its record besides the middleware that made it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -20,7 +20,7 @@ from ..errors import GatewayError, UpstreamError
 from ..record import Record
 from ..relay.early import EarlyCommit, sse_response
 from ..relay.loop import Stopped
-from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
+from ..relay.resume import ClientView, Resume, with_prefill
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, stream_answer
 from ..routing import Plan, Target
@@ -29,6 +29,7 @@ from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
 from ..tags import request_tags
 from ..upstream import Opened
+from ..upstream.continuation import continuation_targets, open_continuation
 
 BodyFor = Callable[[Target], bytes]
 
@@ -204,20 +205,26 @@ def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened
 def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,
             include_usage: bool, prompt_estimate: int) -> Resume:
     """Mid-stream resume for a stream of `plan` (`resume_midstream = true`): a cut stream
-    continues on a later target of the plan that `supports_prefill`, asked the original
-    request plus the streamed text as a trailing assistant message."""
+    continues on the cut target itself or a later one of the plan that `supports_prefill`
+    (see `upstream/continuation.py`), asked the original request plus the streamed text
+    (`with_prefill`, in the shape of the client's API)."""
     app = request.app
+    upstreams = app[UPSTREAMS]
+    used: set[tuple[str, str]] = set()  # the targets this stream was continued on already
 
     async def reopen(cut: Opened, text: str) -> Opened:
-        targets = plan.targets
-        after = targets.index(cut.target) + 1 if cut.target in targets else len(targets)
-        able = tuple(t for t in targets[after:] if t.upstream.supports_prefill)
-        if not able:
-            raise NoContinuation(plan.name)
-        return await app[UPSTREAMS].open(
-            Plan(plan.name, able), lambda target: with_prefill(body_for(target), text), request.headers,
-            record.request_id, stream=True, deadline=record.arrived + able[0].upstream.total_timeout_seconds,
-            attempts=record.attempts)
+        candidates = continuation_targets(plan.targets, cut.target, used, upstreams.continuations)
+
+        def open_plan(sub: Plan, asked: Callable[[Target], None]) -> Awaitable[Opened]:
+            def body(target: Target) -> bytes:
+                asked(target)
+                return with_prefill(body_for(target), text, client)
+            return upstreams.open(
+                sub, body, request.headers, record.request_id, stream=True,
+                deadline=record.arrived + sub.targets[0].upstream.total_timeout_seconds,
+                attempts=record.attempts)
+
+        return await open_continuation(plan.name, candidates, open_plan, upstreams.continuations, used)
 
     def count(result: str) -> None:
         app[METRICS].midstream_recoveries.labels(record.route, result).inc()

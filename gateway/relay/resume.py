@@ -24,6 +24,16 @@ from ..errors import GatewayError, UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
+from .resume_apis import (
+    ResponsesState,
+    completions_ending,
+    completions_text,
+    responses_ending,
+    responses_text,
+    see_completions,
+    see_responses,
+)
+from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
 
 MALFORMED = "the upstream sent an event that is not JSON"
@@ -33,13 +43,9 @@ _TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool
                  "content_filter": "end_turn"}
 
 
-class NoContinuation(Exception):
-    """No target after the cut one supports prefill."""
-
-
 class ClientView:
     """What the client has received, read from the bytes written to it. `client` is
-    "openai", "anthropic" or "simple" (the route's dialect)."""
+    "openai", "anthropic", "simple", "responses" or "completions" (the route's shape)."""
 
     def __init__(self, client: str, include_usage: bool) -> None:
         self.client = client
@@ -50,6 +56,7 @@ class ClientView:
         self.next_block = 0
         self.tool = False  # a tool call reached the client: not resumable
         self.finished = False  # the client has the answer's ending
+        self.responses = ResponsesState()  # Responses: its numbering, response and item
         self._parser = EventParser()
 
     def watch(self, write: Write) -> Write:
@@ -71,7 +78,17 @@ class ClientView:
                 self._see(event.event, payload)
 
     def _see(self, event: str, data: dict[str, Any]) -> None:
-        if self.client == "simple":
+        if self.client == "responses":
+            text, tool, ended = see_responses(self.responses, event, data)
+            self.tool, self.finished = self.tool or tool, self.finished or ended
+            if text:
+                self.text.append(text)
+        elif self.client == "completions":
+            text, ended = see_completions(self.head, data)
+            self.finished = self.finished or ended or "error" in data
+            if text:
+                self.text.append(text)
+        elif self.client == "simple":
             if event == "message" and isinstance(data.get("content"), str):
                 self.text.append(data["content"])
             elif event in ("done", "error"):
@@ -184,6 +201,7 @@ class Splice(Sink):
         self.done = False
         self._stop: str | None = None
         self._parser = EventParser()
+        self._streamed = [view.streamed]  # the client's text: what it had, then what this adds
 
     async def lines(self, complete: bytes) -> None:
         out: list[bytes] = []
@@ -242,6 +260,11 @@ class Splice(Sink):
 
     def _text(self, text: str) -> bytes:
         view = self.view
+        self._streamed.append(text)
+        if view.client == "responses":
+            return responses_text(view.responses, text)
+        if view.client == "completions":
+            return completions_text(view.head, text)
         if view.client == "simple":
             return sse({"content": text, "done": False}, "message")
         if view.client == "openai":
@@ -259,6 +282,10 @@ class Splice(Sink):
         view = self.view
         stop = self._stop or "stop"
         usage = self._usage()
+        if view.client == "responses":
+            return responses_ending(view.responses, "".join(self._streamed), usage)
+        if view.client == "completions":
+            return completions_ending(view.head, _TO_OPENAI.get(stop, stop), usage, view.include_usage)
         if view.client == "simple":
             return sse({}, "done")
         if view.client == "openai":
@@ -290,12 +317,3 @@ class Resume:
     reopen: Callable[[Opened, str], Awaitable[Opened]]
     count: Callable[[str], None]
     prompt_estimate: int
-
-
-def with_prefill(body: bytes, text: str) -> bytes:
-    """An upstream request body with the streamed text as a trailing assistant message (the
-    same shape in both dialects)."""
-    data = orjson.loads(body)
-    if text:
-        data["messages"] = [*data.get("messages", []), {"role": "assistant", "content": text}]
-    return orjson.dumps(data)
