@@ -25,7 +25,7 @@ from .admin import authorize
 from .admin_page import PAGE_ROUTES
 from .admin_spend import SPEND_ROUTES
 from .auth import hash_key
-from .state import LIVE, LOGGER
+from .state import LIVE, LOGGER, METRICS
 from .store.base import KeyRow, NotFound, StoreUnavailable, TenantExists, TenantRow
 from .store.runtime import STORE, StoreState, refresh
 from .store.tenants import Invalid, checked_fields, public
@@ -61,7 +61,7 @@ async def _body(request: web.Request) -> Any:
 async def _changed(request: web.Request, state: StoreState) -> None:
     """This process's view follows its own write before the answer goes out."""
     try:
-        await refresh(state, request.app[LOGGER])
+        await refresh(state, request.app[LOGGER], request.app[METRICS])
     except StoreUnavailable:  # written; the watcher reads it once the store answers again
         pass
 
@@ -94,7 +94,7 @@ async def change_tenant(request: web.Request) -> web.StreamResponse:
     if _is_config_tenant(request, name):
         return problem(409, f"tenant {name!r} is defined in the config file: change it there")
     try:  # the latest fields (another replica may have changed them within the second)
-        await refresh(state, request.app[LOGGER])
+        await refresh(state, request.app[LOGGER], request.app[METRICS])
     except StoreUnavailable as exc:
         return _unavailable(request, exc)
     row = state.view.rows.get(name)

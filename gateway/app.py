@@ -30,6 +30,7 @@ from .metrics import Metrics
 from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
 from .models import MODEL_LISTS, ModelLists, model_lists_ctx
 from .reload import CONFIG_PATH
+from .response_owners import response_owners_ctx
 from .routes import ROUTES
 from .state import (
     BREAKERS,
@@ -92,7 +93,7 @@ def build_app(
         metrics.active_streams.set_function(lambda: queue.active)
         metrics.queue_depth.set_function(lambda: queue.depth)
     app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
-    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx])
+    app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx, response_owners_ctx])
     app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:

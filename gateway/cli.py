@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     mock.add_argument("--tokens-per-second", type=float, default=0.0, help="0 = unpaced")
     mock.add_argument("--words", type=int, default=20, help="answer length in words")
     mock.add_argument("--api-key", default=None, help="require this upstream key")
+    mock.add_argument("--models", default="mock-1", metavar="A,B,...",
+                      help="what its GET /v1/models lists (default: %(default)s)")
     mock.set_defaults(run=_mock_upstream)
 
     bench = sub.add_parser(
@@ -157,7 +159,8 @@ def _mock_upstream(args: argparse.Namespace) -> int:
 
     settings = MockSettings(
         first_byte_delay=args.first_byte_delay, tokens_per_second=args.tokens_per_second,
-        words=args.words, api_key=args.api_key)
+        words=args.words, api_key=args.api_key,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()))
     run_mock(args.host, args.port, settings)
     return 0
 

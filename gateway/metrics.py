@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -225,6 +225,10 @@ class Metrics:
 
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
+
+    def add_tenants(self, names: Iterable[str]) -> None:
+        """Runtime tenants (the admin API's) are label values too, like the config's."""
+        self._tenants |= frozenset(names)
 
     def model(self, name: str | None) -> str:
         """A model label: the configured name, else the configured pattern it matched

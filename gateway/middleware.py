@@ -31,6 +31,7 @@ from .header_names import COST_USD, REQUEST_ID, RETRY_AFTER
 from .record import Record, tell
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
+from .spend import micros_to_usd
 from .state import CONFIG, LIVE, LOGGER, METRICS, RECORD, RUNTIME
 from .store.runtime import note_request
 from .tracing import TRACER
@@ -119,8 +120,8 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
     if not response.prepared:
         response.headers[REQUEST_ID] = request_id
         response.headers.update(record.headers)
-        if record.ticket is not None and record.ticket.cost_micros is not None:
-            response.headers[COST_USD] = f"{record.ticket.cost_usd:.6f}"
+        if record.cost_micros is not None:
+            response.headers[COST_USD] = f"{micros_to_usd(record.cost_micros):.6f}"
     return response
 
 

@@ -1,15 +1,17 @@
 """The request record: what one API request was and how it ended, told once at its end as
 one JSON log line and its metrics.
 
-The middleware creates the record; the route handler fills it from the values each stage
-hands back (tenant, call, ticket, opened upstream, relay outcome); nothing else writes it.
+The middleware creates the record (and sets its status and outcome when the handler raised);
+the route handler fills it from the values each stage hands back (tenant, call, ticket, the
+policy's attempts, the opened upstream, the relay's outcome, the charge); nothing below the
+handler writes it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
@@ -17,10 +19,8 @@ from .config import Config, Tenant
 from .dialects import Usage
 from .logs import info_line
 from .metrics import Metrics
+from .spend import micros_to_usd
 from .upstream.attempt import Attempt
-
-if TYPE_CHECKING:
-    from .admission.ticket import Ticket
 
 #: Longest string the log line carries per field: a client-chosen value (a 500 KB model
 #: name) must not make a 1 MB log line.
@@ -50,7 +50,9 @@ class Record:
     headers: dict[str, str] = field(default_factory=dict)  # x-ratelimit-* for the answer
     midstream_error: bool = False  # failed after the first byte
     attempts: list[Attempt] = field(default_factory=list)  # every upstream try, in order
-    ticket: Ticket | None = None  # admission's: its cost is known once the ticket is given back
+    charged: bool = False  # an upstream answered and its usage was charged
+    cost_micros: int | None = None  # what it cost (None: not charged, or its model has no price)
+    charged_model: str | None = None  # the model it was charged at (the answering attempt's)
     key_id: str | None = None  # which of the tenant's keys (auth.Authenticator.identify)
     tags: tuple[str, ...] = ()  # x-gateway-tags: the log line and spend rows, never metric labels
 
@@ -75,10 +77,11 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
     if usage is not None:
         child(metrics.tokens, tenant, model, "prompt").inc(usage.prompt_tokens)
         child(metrics.tokens, tenant, model, "completion").inc(usage.completion_tokens)
-    ticket = record.ticket
-    if ticket is not None and ticket.cost_micros is not None:
-        child(metrics.cost, tenant, model).inc(ticket.cost_usd or 0.0)
-    elif ticket is not None and ticket.unpriced:
+    cost = micros_to_usd(record.cost_micros) if record.cost_micros is not None else None
+    unpriced = record.charged and cost is None  # a model no `[prices]` pattern matches: zero
+    if cost is not None:
+        child(metrics.cost, tenant, model).inc(cost)
+    elif unpriced:
         child(metrics.unpriced, model).inc()
     # Both histograms count the streams whose first data line reached the client, once each,
     # at their end however it came (done, an error event, drain's stop, the client gone): so
@@ -114,11 +117,11 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         "usage_reported": usage.reported if usage else False,
         "retries": record.retries,
         # An unpriced model costs zero, and says so.
-        "cost_usd": (ticket.cost_usd or 0.0) if ticket is not None and ticket.usage is not None else None,
+        "cost_usd": (cost or 0.0) if record.charged else None,
     }
     if record.attempts:
         fields["attempts"] = [attempt.fields() for attempt in record.attempts]
-    if ticket is not None and ticket.unpriced:
+    if unpriced:
         fields["unpriced"] = True
     if record.translated:
         fields["translated"] = True

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from .config import Config
 from .record import Record
+from .spend import micros_to_usd
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -79,9 +80,8 @@ class RequestTracer:
             attributes["gen_ai.usage.output_tokens"] = record.usage.completion_tokens
         if record.ttfb is not None:
             attributes["gen_ai.server.time_to_first_token"] = record.ttfb
-        ticket = record.ticket
-        if ticket is not None and ticket.cost_micros is not None:
-            attributes["gateway.cost_usd"] = ticket.cost_usd or 0.0
+        if record.cost_micros is not None:
+            attributes["gateway.cost_usd"] = micros_to_usd(record.cost_micros)
         if record.outcome != "ok":
             attributes["error.type"] = record.outcome
         name = f"{operation} {record.model}" if record.model else operation

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from multiprocessing.process import BaseProcess
@@ -36,13 +37,19 @@ def _worker(config: Config, loop: str, index: int, config_path: str | None) -> N
     # A SIGHUP passed on before `serve` has its handler must not end the worker (the default).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from .logs import make_logger, route_library_logs
-    from .server import run, serve
+    from .server import PortInUse, run, serve
 
     logger = make_logger().bind(worker=index)
     route_library_logs()
     supervisor = os.getppid()
-    run(lambda: serve(config, logger, config_path=config_path, reuse_port=True, announce=index == 0,
-                      supervisor=supervisor, worker=index), loop)
+    try:
+        run(lambda: serve(config, logger, config_path=config_path, reuse_port=True,
+                          announce=index == 0, supervisor=supervisor, worker=index), loop)
+    except PortInUse as exc:  # one plain line (from the first worker), not a traceback each
+        if index == 0:
+            print(f"llm-gateway: {exc}", file=sys.stderr, flush=True)
+        logger.error("startup_failed", error=str(exc), port=exc.port)
+        sys.exit(1)
 
 
 def serve_workers(

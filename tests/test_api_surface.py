@@ -74,11 +74,13 @@ async def test_responses_body_check(gateway: Gateway, body: dict[str, Any], fiel
     assert error["type"] == "invalid_request_error" and f"`{field}`" in error["message"]
 
 
-async def test_responses_only_reach_openai_dialect_upstreams(gateway: Gateway) -> None:
+async def test_responses_reach_anthropic_dialect_upstreams_too(gateway: Gateway) -> None:
+    # issue 21: translated both ways (test_responses_claude.py has the SDK's view)
     response = await gateway.client.post(
         "/v1/responses", json={"model": "claude-3-haiku", "input": "hi"}, headers=auth())
-    assert response.status == 404
-    assert (await response.json())["error"]["code"] == "model_not_found"
+    assert response.status == 200
+    body = await response.json()
+    assert body["object"] == "response" and body["status"] == "completed" and body["output"]
 
 
 async def test_embeddings_with_the_openai_sdk(gateway: Gateway, mock: Mock) -> None:

@@ -28,8 +28,8 @@ from tests.conftest import (
 
 # --- 1. a model routed only to the other dialect, on an API that does not translate ---------
 
+# (/v1/responses reaches Anthropic-served models, translated: test_responses_claude.py)
 ELSEWHERE = [
-    ("/v1/responses", {"model": "claude-3-haiku", "input": "hi"}, "anthropic"),
     ("/v1/embeddings", {"model": "claude-3-haiku", "input": "hi"}, "anthropic"),
     ("/v1/completions", {"model": "claude-3-haiku", "prompt": "hi"}, "anthropic"),
     ("/v1/messages/count_tokens", {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]},

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.config import toml_text
 from gateway import __version__
 from tests._metrics import metric_value
 from tests._proc import run_module
@@ -104,3 +105,25 @@ async def test_each_stream_observes_its_output_tokens_per_second(start_gateway: 
     assert line["completion_tokens"] > 0
     assert observed == pytest.approx(line["completion_tokens"] / generating, rel=0.02)  # the microsecond rounding
     assert set(re.findall(rf'{name}_count{{([^}}]*)}}', text)) == {'model="mock-1",tenant="tenant-a"'}
+
+
+@pytest.mark.redis
+async def test_a_taken_port_with_workers_is_one_plain_line_too(tmp_path: Path, redis_url: str) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text(toml_text({
+        "server": {"host": "127.0.0.1", "workers": 2},
+        "ratelimit": {"backend": "redis", "redis_url": redis_url},
+        "upstreams": [{"name": "m", "dialect": "openai", "base_url": "http://127.0.0.1:9/v1",
+                       "models": ["m-1"]}],
+        "tenants": [{"name": "t", "key_sha256": "a" * 64}],
+    }))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, err = await run_module("gateway", "serve", "--config", str(config), "--port",
+                                          str(port), cwd=REPO, timeout=90)
+    assert status == 1
+    (line,) = _plain_lines(err)
+    assert f"port {port}" in line and "--port" in line
+    assert "Traceback" not in err.decode()

@@ -6,6 +6,7 @@ last good list, logs once and is counted; `/v1/models/{id}` is 200 for any routa
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from gateway.mock import MOCK_STATE as MOCK_STATE_KEY
 from gateway.mock import MockSettings, start_mock
 from gateway.reload import reload_config
 from tests._metrics import metric_value
-from tests._proc import eventually
+from tests._proc import eventually, free_port, port_open, running
 from tests._standin import StandIn, standin
+from tests.conftest import REPO
 from tests.test_readme import quickstart_toml
 
 APP_KEY = "gw-model-lists-key-0123456789"
@@ -139,8 +141,12 @@ async def test_a_failed_refresh_keeps_the_last_list_logs_once_and_is_counted(aio
                 return 0.0  # no such refresh yet
             return metric_value(text, "gateway_models_refresh_total", upstream="p", result=result)
 
-        await eventually(lambda: _ge(count("error"), 3), what="three failed refreshes")
+        await eventually(lambda: _ge(count("error"), 6), what="six failed refreshes")
         assert await _ids(client) == ["fixed-1", "gpt-4o"]  # the last good list, still served
+        # The list is not traffic: its failures trip no breaker and count no upstream error.
+        text = await (await client.get("/metrics")).text()
+        assert metric_value(text, "gateway_upstream_up", upstream="p") == 1
+        assert "gateway_upstream_errors_total{" not in text
         events = [orjson.loads(line)["event"] for line in log.getvalue().splitlines()]
         assert events.count("models_refresh_failed") == 1
         failed = next(orjson.loads(line) for line in log.getvalue().splitlines()
@@ -181,12 +187,13 @@ async def test_the_list_request_carries_the_upstreams_auth_headers_and_query(aio
 async def test_anthropic_lists_are_read_page_by_page(aiohttp_client: Any) -> None:
     names = [f"claude-{i:02d}" for i in range(7)]
     async with standin(models=names, page_size=3) as provider:
-        config = _config(provider, dialect="anthropic", models=["claude-*"])
+        config = _config(provider, dialect="anthropic", models=["claude-*"], query={"beta": "true"})
         client = await aiohttp_client(build_app(config, make_logger(io.StringIO())))
         await _until(client, names, **ANTHROPIC)
         asks = provider.model_lists()[:3]
     assert [a.query.get("after_id") for a in asks] == [None, "claude-02", "claude-05"]
-    assert all(a.query["limit"] == "1000" and a.headers["anthropic-version"] for a in asks)
+    assert all(a.query["limit"] == "1000" and a.query["beta"] == "true" for a in asks)
+    assert all(a.headers["anthropic-version"] for a in asks)
     assert all(a.path == "/v1/models" and a.headers["x-api-key"] == "sk-p" for a in asks)
 
 
@@ -229,3 +236,19 @@ def _toml(raw: dict[str, Any]) -> str:
     from bench.config import toml_text
 
     return toml_text(raw)
+
+
+async def test_the_mock_lists_its_models_in_both_shapes_paginated(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "gateway", "mock-upstream", "--port", str(port),
+            "--models", "m-1,m-2,m-3,m-4,m-5"]
+    async with running(argv, tmp_path / "mock.log", cwd=REPO) as mock:
+        await mock.ready(port_open(port), what="the mock listening")
+        base = f"http://127.0.0.1:{port}"
+        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="k", max_retries=0) as sdk:
+            assert [m.id for m in (await sdk.models.list()).data] == ["m-1", "m-2", "m-3", "m-4", "m-5"]
+        async with anthropic.AsyncAnthropic(base_url=base, api_key="k", max_retries=0) as claude:
+            first = await claude.models.list(limit=2)
+            assert [m.id for m in first.data] == ["m-1", "m-2"] and first.has_more
+            assert [m.id async for m in await claude.models.list(limit=2)] == [
+                "m-1", "m-2", "m-3", "m-4", "m-5"]  # the SDK follows after_id to the end

@@ -47,6 +47,7 @@ async def test_a_runtime_tenant_and_its_key_serve_at_once_and_a_revoked_key_is_4
     assert await chat(gateway, key["key"]) == 200
     line = gateway.request_logs()[-1]
     assert line["tenant"] == "app-x"
+    assert await gateway.metric("gateway_requests_total", tenant="app-x", status="200") == 1
     listed = await gateway.client.get("/admin/tenants/app-x/keys", headers=auth(ADMIN_KEY))
     data = (await listed.json())["data"]
     assert [k["id"] for k in data] == [key["id"]]

@@ -86,6 +86,10 @@ async def test_another_process_serves_a_new_tenant_and_refuses_a_revoked_key_wit
                      what="the other process refuses the revoked key")
     refused_after = time.perf_counter() - revoked
     assert await chat(a, key["key"]) == 401  # at once where it was revoked
+    # one name created on both processes at once: one 201, one 409
+    results = await asyncio.gather(*(call("POST", f"{g.url}/admin/tenants", ADMIN_KEY, {"name": "race"})
+                                     for g in (a, b, a, b)))
+    assert sorted(status for status, _ in results) == [201, 409, 409, 409]
     print(f"served on b {served_after:.3f} s after issue; refused {refused_after:.3f} s after revoke")
 
 

@@ -103,3 +103,15 @@ def test_csv_cells_that_a_spreadsheet_would_run_start_with_a_quote() -> None:
                     (("2026-12-07", "a", "k", "@sum", ""), [1, 0, 0, 0])], "model")
     lines = as_csv(rows, "model").splitlines()
     assert lines[1].startswith("2026-12-07,'=HYPERLINK(1),") and lines[2].startswith("2026-12-07,'@sum,")
+
+
+def test_store_settings_take_env_overrides_and_are_checked() -> None:
+    from gateway.config import config_from_dict
+    from gateway.errors import ConfigError
+    from tests.conftest import UPSTREAM_ENV, raw_config
+
+    env = {**UPSTREAM_ENV, "GATEWAY_STORE_BACKEND": "redis", "GATEWAY_STORE_PATH": "/var/lib/gw/state.db"}
+    store = config_from_dict(raw_config("http://127.0.0.1:9"), env, source="t").store
+    assert (store.backend, store.path) == ("redis", "/var/lib/gw/state.db")
+    with pytest.raises(ConfigError, match=r"^t: store.backend: must be 'sqlite' or 'redis' \(got 'mysql'\)$"):
+        config_from_dict(raw_config("http://127.0.0.1:9", store={"backend": "mysql"}), UPSTREAM_ENV, source="t")

@@ -130,6 +130,8 @@ def test_the_new_keys_have_defaults_and_env_overrides() -> None:
     upstream = config_from_dict(copy.deepcopy(BASE), env, source="gw.toml").upstreams[0]
     assert upstream.auth_header == "api-key" and upstream.query == {"api-version": "preview"}
     assert upstream.headers == {"x-ms-client": "gw"} and upstream.models_refresh_seconds == 30
+    # Still hashable with its dict-valued keys (a Target or a Plan may key a dict).
+    assert {upstream: 1}[upstream.model_copy()] == 1
     with pytest.raises(ConfigError) as caught:
         config_from_dict(copy.deepcopy(BASE), {"GATEWAY_UPSTREAMS_AZ_AUTH_HEADER": "bearer"}, source="gw.toml")
     assert "GATEWAY_UPSTREAMS_AZ_AUTH_HEADER (environment) -> upstreams[0].auth_header" in str(caught.value)

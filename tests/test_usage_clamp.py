@@ -86,6 +86,8 @@ async def test_huge_usage_is_clamped_charged_and_logged(
     assert anomaly[0]["clamped_to"] == MAX_USAGE_TOKENS and anomaly[0]["tenant"] == "tenant-a"
     (line,) = gateway.request_logs()
     assert line["cost_usd"] == pytest.approx(CLAMPED_COST)
+    assert [a["cost_usd"] for a in line["attempts"]] == [pytest.approx(CLAMPED_COST)]
+    assert line["prompt_tokens"] == line["completion_tokens"] == MAX_USAGE_TOKENS
     assert not [line for line in lines if line["event"] in ("ratelimit_backend_error",
                                                             "budget_settle_failed")]
 

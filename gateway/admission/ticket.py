@@ -1,14 +1,21 @@
 """Admission as one stage: take from the tenant's buckets and budget (and, for a stream, a
-slot), hand back a `Ticket`, and settle it on the way out.
+slot), hand back a `Ticket`, and settle the books when the handler leaves with its `Charge`.
 
 Reservation = prompt estimate + the largest of `max_tokens`, `max_completion_tokens` and
 `max_output_tokens` (or `server.default_max_tokens`) times the answers asked for (the larger
 of `n` and `best_of`), clamped to the bucket; with a `budget_usd`, also that request's
 worst-case cost at the dearest of its targets' prices (its overflow plan's included). An API
 with no answer of its own (embeddings) reserves the prompt only; one admitted by request
-count only (count_tokens) reserves no tokens and no budget. `ticket.settle(usage)` charges
-what the answer really used; a request that ends without settling (refused, shed, failed
-before any upstream answered) is refunded in full.
+count only (count_tokens) reserves no tokens and no budget.
+
+`leave(Charge(...))` charges what the answer really used; a request that leaves with no
+charge (refused, shed, failed before any upstream answered) is refunded in full. The handler
+works the charge out (usage clamped, the model that answered, its cost) and passes it as a
+value: nothing is left on the ticket for admission to read back.
+
+    admitted = gate.admit(...)
+    ticket = await admitted.enter()      # refused: raises, and has settled itself
+    try: ... finally: await admitted.leave(charge)
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..errors import GatewayError, Shed
 from ..metrics import Metrics
 from ..prices import require_prices
 from ..spend import PriceTable, micros_to_usd
-from .anomaly import MAX_USAGE_TOKENS, clamp_cost, clamp_usage
+from .anomaly import MAX_USAGE_TOKENS
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
 from .queue import StreamQueue
@@ -47,32 +54,26 @@ def estimate_prompt_tokens(raw_body: bytes) -> int:
 
 @dataclass(slots=True)
 class Ticket:
+    """Admission's decision, for the handler to read: nothing is written back into it."""
+
     headers: dict[str, str]  # the x-ratelimit-* headers of the decision
     prompt_estimate: int
     reserved: int
     queue_wait: float | None = None  # seconds waited for a stream slot
-    usage: Usage | None = None  # what to charge: set by `settle`
-    #: the model charged: the requested one until the handler names the target that answered
-    model: str | None = None
-    prices: PriceTable | None = None  # the prices the request started with
-    #: set when the ticket is given back: micro-dollars charged (None: unpriced or nothing used)
-    cost_micros: int | None = None
-    #: the summed cost of several attempts that streamed (a mid-stream resume), each priced
-    #: at its own model; when set it is the request's cost
-    split_cost_micros: int | None = None
+    prices: PriceTable | None = None  # the request's snapshot's
 
-    def settle(self, usage: Usage) -> None:
-        """Charge `usage` when the ticket is given back (an upstream answered)."""
-        self.usage = usage
 
-    @property
-    def cost_usd(self) -> float | None:
-        return None if self.cost_micros is None else micros_to_usd(self.cost_micros)
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What an answered request used and costs (whole micro-dollars; None: its model is not
+    priced, charged as zero), worked out by the handler and given to `Admitted.leave`."""
 
-    @property
-    def unpriced(self) -> bool:
-        """An upstream answered for a model no `[prices]` pattern matches (counted as zero)."""
-        return self.usage is not None and self.cost_micros is None
+    usage: Usage  # clamped (`anomaly.clamp_usage`)
+    cost_micros: int | None  # clamped (`anomaly.clamp_cost`)
+    model: str  # the model of the attempt that answered
+    #: the counts as the upstream reported them, when one was past what any model reaches
+    #: (then `usage` is the clamp, and leaving logs a `usage_anomaly` line)
+    reported: dict[str, int] | None = None
 
 
 class Gate:
@@ -137,14 +138,14 @@ class Gate:
 
 
 class Admitted:
-    """One admission, as an async context manager: entering takes from the buckets, the
-    budget and (with `slot`) the stream queue and gives the `Ticket`; leaving (or a refusal
-    on the way in) gives back the slot and settles the books. A plain object rather than an
-    `asynccontextmanager`: a stream holds it for its whole life (no generator frame)."""
+    """One admission: `enter()` takes from the buckets, the budget and (with `slot`) the
+    stream queue and gives the `Ticket`; `leave(charge)` (or a refusal on the way in) gives
+    back the slot and settles the books with the handler's `Charge`. A plain object rather
+    than an `asynccontextmanager`: a stream holds it for its whole life (no generator frame),
+    and leaving takes a value."""
 
     __slots__ = ("_gate", "_tenant", "_slot", "_prices", "_tokens", "_prompt", "_answer_tokens",
-                 "_models",
-                 "_limits", "_admission", "_ticket", "_reservation", "_holding")
+                 "_models", "_limits", "_admission", "_reservation", "_holding")
 
     def __init__(self, gate: Gate, tenant: Tenant, body: dict[str, Any], raw: bytes, slot: bool,
                  prices: PriceTable | None, models: Sequence[str], tokens: bool,
@@ -164,17 +165,15 @@ class Admitted:
         self._models = tuple(models) or ((named,) if isinstance(named, str) else ())
         self._limits = TenantLimits(tenant.name, tenant.requests_per_minute, tenant.tokens_per_minute)
         self._admission: Admission | None = None
-        self._ticket: Ticket | None = None
         self._reservation: Reservation | None = None
         self._holding = False  # a stream slot is held
 
-    async def __aenter__(self) -> Ticket:
+    async def enter(self) -> Ticket:
         gate, tenant, models = self._gate, self._tenant, self._models
         prompt, answer_tokens = self._prompt, self._answer_tokens
         admission = self._admission = await gate.limiter.admit(
             self._limits, prompt + answer_tokens if self._tokens else 0)
-        ticket = self._ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens,
-                                       model=models[0] if models else None, prices=self._prices)
+        ticket = Ticket(admission.quota.headers(), prompt, admission.reserved_tokens, prices=self._prices)
         try:
             if gate.budget is not None and tenant.budget_usd is not None and self._tokens:
                 prices = ticket.prices if ticket.prices is not None else PriceTable({})
@@ -200,13 +199,13 @@ class Admitted:
                 gate.metrics.tenant_streams.labels(tenant.name).inc()
                 self._holding = True
         except BaseException:
-            await self._settle()
+            await self._settle(None)
             raise
         return ticket
 
     def _refused(self, exc: GatewayError) -> GatewayError:
         """A refusal after the buckets' decision (budget, queue) still says where they stand,
-        as they will be once this request is refunded (on the way out of `__aenter__`)."""
+        as they will be once this request is refunded (on the way out of `enter`)."""
         admission = self._admission
         assert admission is not None
         quota = admission.quota.refunded(self._limits, 1 if admission.took_request else 0,
@@ -215,31 +214,25 @@ class Admitted:
             exc.headers.setdefault(name, value)
         return exc
 
-    async def __aexit__(self, *_: object) -> None:
+    async def leave(self, charge: Charge | None) -> None:
+        """Give the slot back and settle: `charge` is what the answer used and costs (None:
+        no upstream answered, refunded in full)."""
         if self._holding:
             self._holding = False
             self._gate.queue.release()
             self._gate.streams[self._tenant.name] -= 1
             self._gate.metrics.tenant_streams.labels(self._tenant.name).dec()
-        await self._settle()
+        await self._settle(charge)
 
-    async def _settle(self) -> None:
-        gate, ticket, admission = self._gate, self._ticket, self._admission
-        assert ticket is not None and admission is not None
-        # The cost first, with no await before it: a cancelled request still has it. Usage past
-        # what any model reaches is clamped (and charged as the clamp), and said in a log line.
-        if ticket.usage is not None and (reported := clamp_usage(ticket.usage)) is not None:
-            if gate.logger is not None:
-                gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=ticket.model,
-                                    reported=reported, clamped_to=MAX_USAGE_TOKENS)
-        if ticket.split_cost_micros is not None:
-            ticket.cost_micros = clamp_cost(ticket.split_cost_micros)
-        elif ticket.usage is not None and ticket.model is not None and ticket.prices is not None:
-            cost = ticket.prices.usage_cost_micros(ticket.model, ticket.usage)
-            ticket.cost_micros = None if cost is None else clamp_cost(cost)
-        used = ticket.usage.total if ticket.usage is not None else 0
-        settling = gate.settle_books(self._tenant, self._limits, admission, used, ticket.usage is None,
-                                self._reservation, ticket.cost_micros or 0)
+    async def _settle(self, charge: Charge | None) -> None:
+        gate, admission = self._gate, self._admission
+        assert admission is not None
+        if charge is not None and charge.reported is not None and gate.logger is not None:
+            gate.logger.warning("usage_anomaly", tenant=self._tenant.name, model=charge.model,
+                                reported=charge.reported, clamped_to=MAX_USAGE_TOKENS)
+        used = charge.usage.total if charge is not None else 0
+        settling = gate.settle_books(self._tenant, self._limits, admission, used, charge is None,
+                                     self._reservation, (charge.cost_micros or 0) if charge else 0)
         if gate.local:  # in memory: done without a pause, nothing can cancel it midway
             await settling
         else:  # over the network: a client that closes its connection once it has its

@@ -14,12 +14,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from ..admission.ticket import Ticket
 from ..body import Call, dumps, read_chat
 from ..codecs import (
     AnthropicToChat,
@@ -32,85 +34,76 @@ from ..codecs import (
     messages_to_chat,
     translate_error_body,
 )
+from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
-from ..errors import UpstreamAnswered, UpstreamError, UpstreamHTTPError
+from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
 from ..relay.hidden_usage import HiddenUsage
-from ..relay.loop import Stopped
-from ..relay.sinks import PassThrough, Sink, Translating, Write
-from ..routing import Target
+from ..relay.resume import ClientView
+from ..relay.sinks import PassThrough, Translating
+from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 from ..spend import PriceTable
-from ..state import GATE, LIVE, RECORD
+from ..state import Snapshot
 from ..upstream import Opened
-from .stages import (
-    Tried,
-    authenticate,
-    charge_attempts,
-    early_commit,
-    end_committed,
-    json_answer,
-    open_upstream,
-    resumer,
-    stream_to_client,
-)
+from .pipeline import SinkMaker, UpstreamRoute, run
+from .stages import BodyFor
 
 
-async def _chat(request: web.Request, client: Dialect | None, shape: ErrorShape) -> web.StreamResponse:
-    """`client` is the route's dialect (None: the browser's simple events)."""
-    live = request.app[LIVE].current
-    record = request[RECORD]
-    tenant = authenticate(request, live, record)
-    call = await read_chat(request)
-    record.model, record.stream = call.model, call.stream or client is None
-    plan = live.router.route(tenant, call.model)
-    async with request.app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
-                                       models=plan.models) as ticket:
-        record.headers, record.queue_wait, record.ticket = ticket.headers, ticket.queue_wait, ticket
-        tried = Tried(_body_for(call, client, live.config.server.default_max_tokens))
-        early = early_commit(request, live, record)
-        try:
-            opened = await open_upstream(request, live, record, plan, tried, early)
-        except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
-            if early is not None and early.response is not None:  # the client has its 200
-                return await end_committed(early.response, record, shape, exc)
-            if isinstance(exc, UpstreamHTTPError) and client is None:  # simple events: its shape
-                raise UpstreamAnswered(exc.status, _error_message(exc.body)) from None
-            if (isinstance(exc, UpstreamHTTPError) and client is not None and tried.target is not None
-                    and _upstream(tried.target) is not client):
-                record.translated = True
-                exc.body = translate_error_body(exc.body, tried.target.upstream.dialect, client.name,
-                                                exc.status)
-                exc.content_type = "application/json"
-            raise
-        ticket.model = opened.target.model  # only the attempt that answered is charged
-        upstream = opened.dialect
-        record.translated = client is not None and upstream is not client
-        response: web.StreamResponse
-        if not record.stream:
-            translate = _json_translator(client, upstream, opened.target.model)
-            response, usage = json_answer(opened, ticket.prompt_estimate, upstream, translate)
-            ticket.settle(usage)
-            record.usage = usage
-            charge_attempts(record, ticket, [(opened, usage)])
-        else:  # the relay's outcome settles the ticket and fills the record (`note_relayed`)
-            include_usage = _include_usage(call)
-            resume = None
-            if plan.resume_midstream:  # keeps the request's body, to ask a continuation
-                resume = resumer(request, record, plan, tried, client.name if client else "simple",
-                                 include_usage, ticket.prompt_estimate)
-            make_sink = _sink_maker(client, shape, opened, include_usage,
-                                    live.config.server.max_line_bytes, ticket.prices)
-            del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
-            response = await stream_to_client(
-                request, live, record, ticket, opened, upstream, make_sink, resume, early)
-    return response
+@dataclass(frozen=True, slots=True)
+class ChatRoute(UpstreamRoute):
+    """A chat route: `client` is its dialect (None: the browser's simple events, always a
+    stream); every target serves it, translated when the upstream's dialect differs."""
 
+    client: Dialect | None
+    shape: ErrorShape
+
+    async def read(self, request: web.Request) -> Call:
+        return await read_chat(request)
+
+    def streams(self, call: Call) -> bool:
+        return call.stream or self.client is None
+
+    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+        return live.router.route(tenant, call.model)
+
+    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+        return _body_for(call, self.client, live.config.server.default_max_tokens)
+
+    def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
+        client = self.client
+        if client is None:  # simple events: its own shape
+            return UpstreamAnswered(exc.status, _error_message(exc.body)), False
+        if target is not None and _upstream(target) is not client:
+            exc.body = translate_error_body(exc.body, target.upstream.dialect, client.name, exc.status)
+            exc.content_type = "application/json"
+            return exc, True
+        return exc, False
+
+    def translates(self, opened: Opened) -> bool:
+        return self.client is not None and opened.dialect is not self.client
+
+    def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
+        return _json_translator(self.client, opened.dialect, opened.target.model)
+
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+             app: web.Application, tenant: Tenant) -> SinkMaker:
+        return _sink_maker(self.client, self.shape, opened, _include_usage(call),
+                           live.config.server.max_line_bytes, ticket.prices)
+
+    def view(self, call: Call) -> ClientView:
+        client = self.client
+        return ClientView(client.name if client else "simple", _include_usage(call))
+
+
+CHAT_COMPLETIONS = ChatRoute(OPENAI, OPENAI_SHAPE)
+MESSAGES = ChatRoute(ANTHROPIC, ANTHROPIC_SHAPE)
+CHAT_STREAM = ChatRoute(None, SIMPLE_SHAPE)
 
 # The handlers: partials, not wrapper coroutines (a stream holds one coroutine frame less).
-chat_completions = partial(_chat, client=OPENAI, shape=OPENAI_SHAPE)
-messages = partial(_chat, client=ANTHROPIC, shape=ANTHROPIC_SHAPE)
-chat_stream = partial(_chat, client=None, shape=SIMPLE_SHAPE)
+chat_completions = partial(run, route=CHAT_COMPLETIONS)
+messages = partial(run, route=MESSAGES)
+chat_stream = partial(run, route=CHAT_STREAM)
 
 
 def _error_message(body: bytes) -> str:
@@ -157,7 +150,7 @@ def _json_translator(client: Dialect | None, upstream: Dialect,
 
 
 def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, include_usage: bool,
-                max_line_bytes: int, prices: PriceTable | None = None) -> Callable[[Write], Sink]:
+                max_line_bytes: int, prices: PriceTable | None = None) -> SinkMaker:
     upstream = opened.dialect
     codec: StreamCodec
     if client is None:

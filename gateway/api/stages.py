@@ -1,35 +1,36 @@
-"""The stages every API handler shares: who is asking, opening the upstream, and the answer
-(JSON or a relayed stream), with what each stage learnt written into the request's record.
+"""The stages the pipeline (`pipeline.py`) runs, and how each one's value goes into the
+request's record: who is asking, opening the upstream (its attempts), the answer (JSON, or
+how a stream ended) and its charge.
 
-The handler is the only writer of its record besides the middleware that made it.
+The pipeline and these functions are the only writers of the record besides the middleware
+that made it, and they write it only from the values the stages hand back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from ..admission.ticket import Ticket
+from ..admission.anomaly import clamp_cost, clamp_usage
+from ..admission.ticket import Charge, Ticket
 from ..auth import presented_key
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError
 from ..record import Record
-from ..relay.early import EarlyCommit, sse_response
+from ..relay.early import EarlyCommit
 from ..relay.loop import Stopped
-from ..relay.resume import ClientView, Resume, with_prefill
-from ..relay.sinks import Sink, Write
-from ..relay.stream import RelayOutcome, StreamSettings, stream_answer
+from ..relay.stream import RelayOutcome
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
 from ..tags import request_tags
-from ..upstream import Opened
-from ..upstream.continuation import continuation_targets, open_continuation
+from ..upstream import Attempt, Opened
+from ..upstream.attempt import tries_of
 
 BodyFor = Callable[[Target], bytes]
 
@@ -79,20 +80,21 @@ async def open_upstream(request: web.Request, live: Snapshot, record: Record, pl
         commit_at = record.arrived + heartbeat
     opening = request.app[UPSTREAMS].open(
         plan, body_for, request.headers, record.request_id, stream=record.stream,
-        deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at,
-        attempts=record.attempts)
+        deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds, commit_at=commit_at)
     try:
         if early is None:
             opened = await opening
         else:  # heartbeats from one interval after arrival; drain may stop it
             opened = await early.around(opening, record.arrived + heartbeat, request.app[RUNTIME].alarms)
-    except UpstreamError as exc:
-        _name_last_upstream(record, plan)
-        record.retries = exc.retries
+    except BaseException as exc:  # a failure, drain's stop, a cancel: each carries its tries
+        tries = tries_of(exc)
+        record.attempts.extend(tries.attempts)
+        if isinstance(exc, UpstreamError | Stopped):  # Stopped: drain, while heartbeats went out
+            _name_last_upstream(record, plan)
+        if isinstance(exc, UpstreamError):
+            record.retries = tries.retries
         raise
-    except Stopped:  # drain ran out of time while the client had heartbeats
-        _name_last_upstream(record, plan)
-        raise
+    record.attempts.extend(opened.attempts)
     record.upstream, record.retries = opened.upstream.name, opened.retries
     return opened
 
@@ -136,97 +138,58 @@ def json_answer(opened: Opened, prompt_estimate: int, dialect: Dialect,
     return answer, found or Usage(prompt_tokens=prompt_estimate)
 
 
-async def stream_to_client(request: web.Request, live: Snapshot, record: Record, ticket: Ticket,
-                           opened: Opened, dialect: Dialect,
-                           make_sink: Callable[[Write], Sink],
-                           resume: Resume | None = None,
-                           early: EarlyCommit | None = None) -> web.StreamResponse:
-    """Relay the opened stream into a sink; `dialect` meters the UPSTREAM's lines. How it
-    ended (usage, cost per attempt, status, TTFB) goes into the ticket and the record here."""
-    app = request.app
-    # The meter's usage grows as lines arrive: settled with it now, a stream the client
-    # leaves midway is still charged for what was received.
-    meter = UsageMeter(dialect, ticket.prompt_estimate)
-    ticket.settle(meter.usage)
-    record.usage = meter.usage
-    server = live.config.server
-    response, outcome = await stream_answer(
-        request, opened, make_sink, meter,
-        response=(early.response if early is not None and early.response is not None
-                  else sse_response(record.request_id, ticket.headers)),
-        settings=StreamSettings(server.heartbeat_seconds, server.max_line_bytes),
-        started=record.started, alarms=app[RUNTIME].alarms,
-        on_heartbeat=app[METRICS].heartbeats.inc,
-        on_cancel=lambda gone: note_relayed(record, ticket, gone), resume=resume)
-    note_relayed(record, ticket, outcome)
-    if outcome.anomaly is not None and outcome.parts:  # the upstream that ended the stream
-        metrics = app[METRICS]
-        metrics.upstream_errors.labels(outcome.parts[-1][0].upstream.name, outcome.anomaly).inc()
-    return response
+def settle_answer(record: Record, ticket: Ticket, opened: Opened, usage: Usage) -> Charge:
+    """A JSON answer's usage and cost, into the record; the charge for admission."""
+    record.usage = usage
+    return _charge(record, ticket, [(opened, usage)], usage)
 
 
-def note_relayed(record: Record, ticket: Ticket, outcome: RelayOutcome) -> None:
-    """How the stream ended, into the record and the ticket: the same on a return and on a
-    cancel (the client went away after its first byte: its TTFB, usage and cost still count)."""
+def settle_stream(record: Record, ticket: Ticket, opened: Opened, meter: UsageMeter,
+                  outcome: RelayOutcome | None, continued: Sequence[Attempt]) -> Charge:
+    """How a stream ended, into the record: the same on a return and on a cancel (the client
+    went away after its first byte: its TTFB, usage and cost still count). `continued`: the
+    tries of a mid-stream resume's continuations. No outcome (the relay raised a bug): what
+    the first attempt's meter read is charged."""
+    record.attempts.extend(continued)
+    if outcome is None:
+        record.usage = meter.usage
+        return _charge(record, ticket, [(opened, meter.usage)], meter.usage)
     record.ttfb, record.status = outcome.ttfb, outcome.status
     record.outcome, record.error = outcome.outcome, outcome.error
     record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
-    ticket.settle(outcome.usage)  # after a resume: every part's usage, not the first one's
-    record.usage = outcome.usage
-    charge_attempts(record, ticket, outcome.parts)
+    record.usage = outcome.usage  # after a resume: every part's usage, not the first one's
+    charge = _charge(record, ticket, outcome.parts, outcome.usage)
     # After a mid-stream resume: each part but the last was cut after its first byte, and the
     # upstream that answered last is the request's.
-    for opened, _ in outcome.parts[:-1]:
-        if 0 <= opened.attempt < len(record.attempts):
-            record.attempts[opened.attempt].outcome = "cut"
+    for part, _ in outcome.parts[:-1]:
+        if (own := part.own) is not None:
+            own.outcome = "cut"
     if len(outcome.parts) > 1:
         record.upstream = outcome.parts[-1][0].upstream.name
+    return charge
 
 
-def charge_attempts(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]]) -> None:
+def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]],
+            usage: Usage) -> Charge:
     """Each attempt that answered gets its own usage and cost (at its own model) in the
-    record's `attempts`; every other attempt stays at cost 0. After a mid-stream resume the
-    request's cost is the sum of its parts, so the line's total and its attempts agree."""
+    record's `attempts`; every other attempt stays at cost 0. The request's cost is its usage
+    at the answering model's price, or after a mid-stream resume the sum of its parts, so the
+    line's total and its attempts agree. Usage no model reaches is clamped first (in place:
+    the record's usage is the clamp too), and so is the cost (`admission/anomaly.py`)."""
+    reported = clamp_usage(usage)
+    prices = ticket.prices
     total: int | None = None
-    for opened, usage in parts:
-        micros = ticket.prices.usage_cost_micros(opened.target.model, usage) \
-            if ticket.prices is not None else None
+    for opened, used in parts:
+        reported = clamp_usage(used) or reported  # each attempt's cost is the clamp's too
+        micros = prices.usage_cost_micros(opened.target.model, used) if prices is not None else None
         if micros is not None:
             total = (total or 0) + micros
-        if not 0 <= opened.attempt < len(record.attempts):
-            continue
-        answered = record.attempts[opened.attempt]
-        answered.usage = usage
-        answered.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
-    if len(parts) > 1:
-        ticket.split_cost_micros = total
-
-
-def resumer(request: web.Request, record: Record, plan: Plan, body_for: BodyFor, client: str,
-            include_usage: bool, prompt_estimate: int) -> Resume:
-    """Mid-stream resume for a stream of `plan` (`resume_midstream = true`): a cut stream
-    continues on the cut target itself or a later one of the plan that `supports_prefill`
-    (see `upstream/continuation.py`), asked the original request plus the streamed text
-    (`with_prefill`, in the shape of the client's API)."""
-    app = request.app
-    upstreams = app[UPSTREAMS]
-    used: set[tuple[str, str]] = set()  # the targets this stream was continued on already
-
-    async def reopen(cut: Opened, text: str) -> Opened:
-        candidates = continuation_targets(plan.targets, cut.target, used, upstreams.continuations)
-
-        def open_plan(sub: Plan, asked: Callable[[Target], None]) -> Awaitable[Opened]:
-            def body(target: Target) -> bytes:
-                asked(target)
-                return with_prefill(body_for(target), text, client)
-            return upstreams.open(
-                sub, body, request.headers, record.request_id, stream=True,
-                deadline=record.arrived + sub.targets[0].upstream.total_timeout_seconds,
-                attempts=record.attempts)
-
-        return await open_continuation(plan.name, candidates, open_plan, upstreams.continuations, used)
-
-    def count(result: str) -> None:
-        app[METRICS].midstream_recoveries.labels(record.route, result).inc()
-
-    return Resume(ClientView(client, include_usage), reopen, count, prompt_estimate)
+        if (own := opened.own) is not None:
+            own.usage = used
+            own.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
+    model = parts[0][0].target.model
+    if len(parts) == 1:
+        total = prices.usage_cost_micros(model, usage) if prices is not None else None
+    cost = None if total is None else clamp_cost(total)
+    record.charged, record.cost_micros, record.charged_model = True, cost, model
+    return Charge(usage, cost, model, reported)

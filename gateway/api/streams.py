@@ -140,7 +140,7 @@ async def _start(request: web.Request, live: Snapshot, record: Record, tenant: T
     plan = live.router.route(tenant, call.model)
     admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
                                models=[t.model for t in plan.targets])
-    ticket = await admitted.__aenter__()
+    ticket = await admitted.enter()
     try:
         record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
         stream_id = secrets.token_urlsafe(24)  # 192 random bits: the capability to read it
@@ -152,7 +152,7 @@ async def _start(request: web.Request, live: Snapshot, record: Record, tenant: T
         task = generation.task = asyncio.get_running_loop().create_task(
             generate(request, live, own, plan, call, admitted, ticket, generation))
     except BaseException:
-        await admitted.__aexit__(None, None, None)
+        await admitted.leave(None)
         raise
     hub.generations[stream_id] = generation
     task.add_done_callback(lambda _: hub.generations.pop(stream_id, None))

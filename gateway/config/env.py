@@ -41,7 +41,7 @@ def did_you_mean(variable: str) -> str:
     return f" (did you mean {ENV_PREFIX}{close[0].upper()}_{rest.upper()}?)"
 
 
-SECTIONS = ("server", "limits", "ratelimit", "streams")
+SECTIONS = ("server", "limits", "ratelimit", "streams", "store")
 TABLES = ("upstreams", "tenants", "routes")
 
 

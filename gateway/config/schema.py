@@ -123,6 +123,11 @@ class UpstreamSpec(_Frozen):
     def serves(self, model: str) -> bool:
         return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.models)
 
+    def __hash__(self) -> int:
+        # Still hashable (a Target or a Plan may be a key) though `headers` and `query` are
+        # dicts: equal specs have equal names, dialects and URLs.
+        return hash((self.name, self.dialect, self.base_url))
+
 
 class RouteSpec(_Frozen):
     model: Annotated[str, Field(min_length=1)]

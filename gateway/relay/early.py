@@ -23,6 +23,7 @@ from aiohttp import hdrs, web
 
 from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from .loop import HEARTBEAT, Stoppable, Stopped
+from .sinks import Write
 
 T = TypeVar("T")
 
@@ -41,9 +42,10 @@ def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
 
 class EarlyCommit:
     __slots__ = ("_request", "_request_id", "_quota", "_interval", "_on_heartbeat", "_stopped", "_timer",
-                 "_task", "_wake", "_handler", "_cancelling", "_registry", "halted", "response", "gone")
+                 "_task", "_wake", "_handler", "_cancelling", "_registry", "_write", "halted", "response",
+                 "gone")
 
-    def __init__(self, request: web.Request, request_id: str, quota: dict[str, str],
+    def __init__(self, request: web.Request | None, request_id: str, quota: dict[str, str],
                  interval: float, on_heartbeat: Callable[[], None]) -> None:
         """`quota`: the admission's rate-limit headers, sent with the early headers."""
         self._request = request
@@ -64,6 +66,15 @@ class EarlyCommit:
         self.response: web.StreamResponse | None = None
         #: a heartbeat's write failed: the client went away
         self.gone: OSError | None = None
+        self._write: Write | None = None  # the heartbeats' once the headers went out
+
+    @classmethod
+    def pinging(cls, write: Write, interval: float, on_heartbeat: Callable[[], None]) -> EarlyCommit:
+        """Heartbeats only, into a stream whose headers went out already (`write`): a
+        mid-stream resume's wait for its continuation."""
+        pings = cls(None, "", {}, interval, on_heartbeat)
+        pings._write = write
+        return pings
 
     async def around(self, waiting: Awaitable[T], at: float, registry: set[Stoppable]) -> T:
         """`await waiting` with heartbeats from loop time `at`; `Stopped` if drain stops it."""
@@ -128,11 +139,12 @@ class EarlyCommit:
         at = loop.time()
         try:
             while not self._stopped:
-                if self.response is None:
+                if self._write is None:
+                    assert self._request is not None  # only `pinging` makes one without
                     response = sse_response(self._request_id, self._quota)
                     await response.prepare(self._request)
-                    self.response = response
-                await self.response.write(HEARTBEAT)
+                    self.response, self._write = response, response.write
+                await self._write(HEARTBEAT)
                 self._on_heartbeat()
                 if self._stopped:
                     return

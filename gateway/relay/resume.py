@@ -12,9 +12,8 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -24,6 +23,7 @@ from ..errors import GatewayError, UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
+from ..upstream.continuation import NoContinuation as NoContinuation
 from .resume_apis import (
     ResponsesState,
     completions_ending,
@@ -307,13 +307,25 @@ class Splice(Sink):
             {"type": "message_stop"}, "message_stop")
 
 
+class Continuation(Protocol):
+    """What the relay asks to continue a cut stream; the handler implements it and hands it
+    down as a value (the relay never reaches back into the handler otherwise)."""
+
+    async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
+        """The continuation of `cut` (which the provider failed: `failure`, its breaker's
+        verdict) asked with the streamed `text` as a prefill; raises `NoContinuation` (no
+        continuation target is left) or `UpstreamError` (none answered)."""
+        ...
+
+    def count(self, result: str) -> None:
+        """One `gateway_midstream_recoveries_total` result: ok, failed or unavailable."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """What `stream_answer` needs to continue a cut stream: the view of the client's stream,
-    `reopen(opened, text)` (the continuation, or `NoContinuation` / `UpstreamError`), and
-    `count(result)` for `gateway_midstream_recoveries_total`."""
+    """What `stream_answer` needs to continue a cut stream: the view of the client's stream
+    and the `Continuation` to ask."""
 
     view: ClientView
-    reopen: Callable[[Opened, str], Awaitable[Opened]]
-    count: Callable[[str], None]
-    prompt_estimate: int
+    continuation: Continuation

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from ..codecs import AnthropicToChat, StreamCodec
+from ..codecs.anthropic_to_responses import AnthropicToResponses
 from ..codecs.common import NOT_JSON
 from ..errors import GatewayError, UpstreamError
 from ..markers import EndWatch, Marker, has_finish
@@ -151,7 +152,7 @@ class Translating(Sink):
         if self.failed or self.codec.done:
             return
         self.failed = True
-        if isinstance(self.codec, AnthropicToChat):
+        if isinstance(self.codec, AnthropicToChat | AnthropicToResponses):
             kind = OPENAI_TYPES.get(exc.kind, "server_error")
             await self.write(self.codec.error_event(exc.status, kind, exc.message, code=exc.code))
             return

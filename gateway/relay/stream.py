@@ -1,6 +1,6 @@
 """One stream, start to end: send the SSE headers, run the relay into a sink, end it with
 exactly one error event when it fails, and return how it went as a value (when the handler
-is cancelled instead, hand it to the caller's `on_cancel` before the cancel propagates).
+is cancelled instead, the cancel carries it: `relayed(exc)`).
 
 The upstream response is closed on every exit (cancel included), released only after a
 clean end, so a client that goes away closes the upstream at once. With a `Resume`, a stream
@@ -14,14 +14,13 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from aiohttp import web
-
 from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
 from ..upstream.continuation import NoContinuation
 from ..upstream.mask import StreamMask
+from .client import ClientStream
 from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
 from .resume import Guarded, Resume, Splice
@@ -46,25 +45,30 @@ class RelayOutcome:
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
+    #: the last part's verdict for its breaker (`UpstreamClient.ended`): a complete answer, or
+    #: the provider's failure (cut, stall, malformed, truncated); neither: none (the client
+    #: left, drain). Each earlier part's was given when it was cut (`Continuation.reopen`).
+    complete: bool = False
+    failure: str | None = None
     #: what the upstream that ended the stream got wrong although the answer is whole, for
     #: `gateway_upstream_errors_total{kind}`: "no_end_marker" (the gateway wrote it)
     anomaly: str | None = None
 
 
 async def stream_answer(
-    request: web.Request, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
-    *, response: web.StreamResponse, settings: StreamSettings, started: float,
-    alarms: set[Stoppable], on_heartbeat: Callable[[], None],
-    on_cancel: Callable[[RelayOutcome], None], resume: Resume | None = None,
-) -> tuple[web.StreamResponse, RelayOutcome]:
+    client: ClientStream, opened: Opened, make_sink: Callable[[Write], Sink], meter: UsageMeter,
+    *, settings: StreamSettings, started: float,
+    alarms: set[Stoppable], on_heartbeat: Callable[[], None], resume: Resume | None = None,
+) -> RelayOutcome:
     """`meter` counts the usage from the upstream's lines as they pass; `started` is the
     request's arrival (perf_counter); `alarms` is where drain finds the stream to stop it.
-    `response`: the client's (`sse_response()`), or the one whose headers (and heartbeats)
-    went out while failover went on (already prepared).
+    `client`: where the stream goes (`HttpStream`: an SSE response, maybe one whose headers
+    and heartbeats went out while failover went on).
 
     Every ending returns its outcome, except a cancel (the client went away and the server
-    cancelled the handler): the cancel must propagate, so that outcome (a 499 that still
-    has its first byte's time, usage and parts) goes to `on_cancel` just before it does."""
+    cancelled the handler): the cancel must propagate, so it carries that outcome (a 499
+    that still has its first byte's time, usage and parts): `relayed(exc)`. Each part's
+    upstream is closed here; the handler tells the policy they ended (`parts`)."""
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
     alarm = Alarm(loop, opened.deadline)
@@ -72,10 +76,10 @@ async def stream_answer(
     outcome, error, status = "ok", None, 200
 
     async def heartbeat() -> None:
-        await response.write(HEARTBEAT)
+        await client.write(HEARTBEAT)
         on_heartbeat()
 
-    write: Write = response.write if resume is None else resume.view.watch(response.write)
+    write: Write = client.write if resume is None else resume.view.watch(client.write)
     first_sink = make_sink(write)
     mask = first_sink.mask = StreamMask([upstream.api_key.get_secret_value()])
     sink: Sink = first_sink if resume is None else Guarded(first_sink)
@@ -96,13 +100,12 @@ async def stream_answer(
             first = alarm.first_forward - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
-        return RelayOutcome(total, first, status, outcome, error, parts, anomaly)
+        return RelayOutcome(total, first, status, outcome, error, parts, clean, failure, anomaly)
 
     alarms.add(alarm)
     try:
         try:
-            if not response.prepared:
-                await alarm.bounded(response.prepare(request))
+            await alarm.bounded(client.begin())
             if not opened.first:  # handed over before its first byte: the client has waited
                 await alarm.bounded(heartbeat())
             while True:
@@ -118,7 +121,7 @@ async def stream_answer(
                         anomaly = "no_end_marker"
                     clean = True
                     if cause is not None and resume is not None:
-                        resume.count("ok")
+                        resume.continuation.count("ok")
                     break
                 except (ClientGone, Stopped):
                     raise
@@ -127,22 +130,21 @@ async def stream_answer(
                         failure = exc.message  # the current attempt's, for its breaker
                     if resume is None or not resume.view.resumable(first_sink):
                         if cause is not None and resume is not None:
-                            resume.count("failed")
+                            resume.continuation.count("failed")
                         raise cause or exc from None
                     cause = cause or exc
                     if ttfb is None and alarm.first_forward is not None:  # before a continuation's
                         ttfb = alarm.first_forward - started
                     current.response.close()
-                    current.ended(failure=exc.message)  # a cut counts against its target
-                    failure = None
-                    try:
-                        current = await _reopen(request, response, resume, current, settings,
-                                                alarms, on_heartbeat)
+                    cut, failure = current, None
+                    try:  # the cut attempt's verdict (a failure) goes with the question
+                        current = await _reopen(client, resume, cut, exc.message, settings, alarms,
+                                                on_heartbeat)
                     except NoContinuation:
-                        resume.count("unavailable")
+                        resume.continuation.count("unavailable")
                         raise cause from None
                     except UpstreamError:
-                        resume.count("failed")
+                        resume.continuation.count("failed")
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
                     # The API's own dialect when the continuation speaks it (Responses,
@@ -170,18 +172,18 @@ async def stream_answer(
             if isinstance(exc, Stopped):
                 outcome = "shed"
             await alarm.bounded(first_sink.error(exc))
-        await alarm.bounded(response.write_eof())
+        await alarm.bounded(client.finish())
     except (ConnectionResetError, ClientGone) as exc:
         outcome, status = "client_disconnected", 499
         error = exc.message if isinstance(exc, ClientGone) else None
-        _abort(request)
-    except asyncio.CancelledError:
+        client.abort()
+    except asyncio.CancelledError as exc:
         if not alarm.write_cancelled():  # the client went away: the handler is cancelled
-            on_cancel(outcome_of(499, "client_disconnected", None))
+            setattr(exc, _RELAYED, outcome_of(499, "client_disconnected", None))
             raise
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
-        _abort(request)
+        client.abort()
     finally:
         alarms.discard(alarm)
         alarm.close()
@@ -189,21 +191,29 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
-        current.ended(ok=clean, failure=failure)
-    return response, outcome_of(status, outcome, error)
+    return outcome_of(status, outcome, error)
 
 
-async def _reopen(request: web.Request, response: web.StreamResponse, resume: Resume, cut: Opened,
+_RELAYED = "gateway_relayed"
+
+
+def relayed(exc: BaseException) -> RelayOutcome | None:
+    """The outcome a cancelled `stream_answer` carries on its `CancelledError`."""
+    found = getattr(exc, _RELAYED, None)
+    return found if isinstance(found, RelayOutcome) else None
+
+
+async def _reopen(client: ClientStream, resume: Resume, cut: Opened, failure: str,
                   settings: StreamSettings, alarms: set[Stoppable],
                   on_heartbeat: Callable[[], None]) -> Opened:
     """The continuation of a cut stream. While it is asked for (retries and a slow first byte
     included), the client gets `: ping`s every heartbeat interval when its stream is between
     events, and drain can stop the wait (then `Stopped`)."""
+    asked = resume.continuation.reopen(cut, resume.view.streamed, failure)
     if not settings.heartbeat or not resume.view.between_events:
-        return await resume.reopen(cut, resume.view.streamed)
-    pings = EarlyCommit(request, "", {}, settings.heartbeat, on_heartbeat)
-    pings.response = response  # prepared: pings only
-    return await pings.around(resume.reopen(cut, resume.view.streamed),
+        return await asked
+    pings = EarlyCommit.pinging(client.write, settings.heartbeat, on_heartbeat)
+    return await pings.around(asked,
                               asyncio.get_running_loop().time() + settings.heartbeat, alarms)
 
 
@@ -212,11 +222,3 @@ def _sum(a: Usage, b: Usage) -> Usage:
     return Usage(a.prompt_tokens + b.prompt_tokens, a.completion_tokens + b.completion_tokens,
                  a.reported or b.reported, a.cache_read_tokens + b.cache_read_tokens,
                  a.cache_write_tokens + b.cache_write_tokens)
-
-
-def _abort(request: web.Request) -> None:
-    """A client that stopped reading (or reset) gets its connection aborted, not closed: a
-    close would wait to flush a buffer it never reads, holding the socket on."""
-    transport = request.transport
-    if transport is not None:
-        transport.abort()

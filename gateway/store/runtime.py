@@ -19,8 +19,9 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from ..config import Config
+from ..metrics import Metrics
 from ..record import Record
-from ..state import LIVE, LOGGER, Snapshot
+from ..state import LIVE, LOGGER, METRICS, Snapshot
 from .base import Store, StoreUnavailable
 from .redis import RedisStore
 from .spend import SpendBook
@@ -31,6 +32,8 @@ from .view import KeyView
 FLUSH_SECONDS = 0.5
 #: how long the last write at shutdown may take
 FINAL_WRITE_SECONDS = 5.0
+#: runtime tenants that get their own metric label value (labels stay bounded)
+MAX_TENANT_LABELS = 1000
 
 
 @dataclass(slots=True)
@@ -39,6 +42,7 @@ class StoreState:
     view: KeyView
     book: SpendBook = field(default_factory=SpendBook)
     down: str | None = None  # why the last read or write failed, while it does
+    labelled: set[str] = field(default_factory=set)  # runtime tenant names given to the metrics
 
 
 STORE = web.AppKey("store", StoreState)
@@ -75,22 +79,29 @@ async def probe_store(config: Config, config_path: str | None) -> None:
         await store.close()
 
 
-async def refresh(state: StoreState, logger: FilteringBoundLogger) -> None:
-    """Read the store again into the view (after this process changed it: at once)."""
+async def refresh(state: StoreState, logger: FilteringBoundLogger, metrics: Metrics) -> None:
+    """Read the store again into the view (after this process changed it: at once). Runtime
+    tenants become metric label values, at most `MAX_TENANT_LABELS` names in the process's
+    life (a label value is never taken back; then `other`)."""
     refused = state.view.replace(await state.store.load())
     for name in refused:
         logger.error("store_tenant_invalid", tenant=name)
+    room = MAX_TENANT_LABELS - len(state.labelled)
+    new = [name for name in state.view.tenants if name not in state.labelled][:max(0, room)]
+    if new:
+        state.labelled.update(new)
+        metrics.add_tenants(new)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    state, logger = app[STORE], app[LOGGER]
+    state, logger, metrics = app[STORE], app[LOGGER], app[METRICS]
     await state.store.open()  # StoreUnavailable: the start fails with its one line
     try:
-        await refresh(state, logger)
+        await refresh(state, logger, metrics)
     except StoreUnavailable:
         await state.store.close()
         raise
-    tasks = [asyncio.create_task(_watch(state, logger)), asyncio.create_task(_write(state, logger))]
+    tasks = [asyncio.create_task(_watch(state, logger, metrics)), asyncio.create_task(_write(state, logger))]
     yield
     for task in tasks:
         task.cancel()
@@ -115,14 +126,14 @@ def _noted(state: StoreState, logger: FilteringBoundLogger, exc: StoreUnavailabl
         state.down = None
 
 
-async def _watch(state: StoreState, logger: FilteringBoundLogger) -> None:
+async def _watch(state: StoreState, logger: FilteringBoundLogger, metrics: Metrics) -> None:
     """Another worker or replica changed tenants or keys: the view follows within a second."""
     store = state.store
     while True:
         await store.wait_change(store.poll_seconds)
         try:
             if await store.version() != state.view.version:
-                await refresh(state, logger)
+                await refresh(state, logger, metrics)
         except StoreUnavailable as exc:
             _noted(state, logger, exc)
             continue
@@ -160,9 +171,8 @@ def note_request(app: web.Application, record: Record) -> None:
     """A request that an upstream answered adds to its spend row (the middleware calls this
     once per request, after its log line). The cost is the one its budget was charged."""
     state = app.get(STORE)
-    ticket = record.ticket
-    if state is None or ticket is None or ticket.usage is None or record.tenant is None:
+    usage = record.usage
+    if state is None or not record.charged or usage is None or record.tenant is None:
         return
-    usage = ticket.usage
-    state.book.note(record.tenant.name, record.key_id or "", ticket.model or record.model or "",
-                    record.tags, usage.prompt_tokens, usage.completion_tokens, ticket.cost_micros or 0)
+    state.book.note(record.tenant.name, record.key_id or "", record.charged_model or record.model or "",
+                    record.tags, usage.prompt_tokens, usage.completion_tokens, record.cost_micros or 0)

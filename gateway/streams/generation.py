@@ -23,20 +23,24 @@ from typing import Any
 
 from aiohttp import web
 
-from ..admission.ticket import Admitted, Ticket
-from ..api.chat import _body_for, _error_message, _sink_maker
-from ..api.stages import Tried, note_relayed, resumer
+from ..admission.ticket import Admitted, Charge, Ticket
+from ..api.chat import CHAT_STREAM
+from ..api.pipeline import Continue, end_streams
+from ..api.stages import Tried, settle_stream
 from ..body import Call
 from ..dialects import UsageMeter
-from ..errors import GatewayError, Shed, UpstreamAnswered, UpstreamError, UpstreamHTTPError
+from ..errors import GatewayError, Shed, UpstreamError, UpstreamHTTPError
 from ..logs import info_line
 from ..record import Record
 from ..relay.loop import Stoppable
-from ..relay.stream import StreamSettings, stream_answer
+from ..relay.resume import Resume
+from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan
 from ..shapes import SIMPLE_SHAPE
+from ..spend import micros_to_usd
 from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS, Snapshot
 from ..store.runtime import note_request
+from ..upstream.attempt import tries_of
 from .log import EventLog, LogFull, Writer, split_events
 
 
@@ -48,24 +52,22 @@ class ClientCancelled(GatewayError):
     outcome = "cancelled"
 
 
-class LogResponse(web.StreamResponse):
-    """The relay's client for a generation: each write's simple events are appended to the
-    log (heartbeats are dropped: subscribers send their own). Writes never wait. Past the
-    log's bound the write raises `LogFull`; the one error event after it is let in."""
+class LogStream:
+    """The relay's client for a generation (`relay.client.ClientStream`): each write's simple
+    events are appended to the log (heartbeats are dropped: subscribers send their own).
+    Writes never wait. Past the log's bound the write raises `LogFull`; the one error event
+    after it is let in."""
+
+    __slots__ = ("writer", "full")
 
     def __init__(self, writer: Writer) -> None:
-        super().__init__()
         self.writer = writer
         self.full = False
 
-    @property
-    def prepared(self) -> bool:
-        return True
-
-    async def prepare(self, request: web.BaseRequest) -> None:
+    async def begin(self) -> None:
         return None
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
+    async def write(self, data: bytes) -> None:
         for event in split_events(bytes(data)):
             if self.full:
                 self.writer.append(event, over_bound=True)
@@ -76,7 +78,10 @@ class LogResponse(web.StreamResponse):
                 self.full = True
                 raise
 
-    async def write_eof(self, data: bytes = b"") -> None:
+    async def finish(self) -> None:
+        return None
+
+    def abort(self) -> None:
         return None
 
 
@@ -173,44 +178,59 @@ class Generation:
 
 async def generate(request: web.Request, live: Snapshot, record: Record, plan: Plan, call: Call,
                    admitted: Admitted, ticket: Ticket, generation: Generation) -> None:
-    """The generation's task: `/api/chat/stream`'s stages into the log, then settle and tell.
-    `record` is the generation's own (not its creating request's): told once, at its end."""
+    """The generation's task: `/api/chat/stream`'s stages (its route value, `CHAT_STREAM`) into
+    the log, then settle and tell. `record` is the generation's own (not its creating
+    request's): told once, at its end."""
     app = request.app
-    runtime, server = app[RUNTIME], live.config.server
+    runtime, server, upstreams = app[RUNTIME], live.config.server, app[UPSTREAMS]
     writer = generation.writer
+    tenant = record.tenant
+    assert tenant is not None  # the generation's record is made with its tenant
+    charge: Charge | None = None
     runtime.enter()  # drain waits for it like for a request
     try:
         try:
-            tried = Tried(_body_for(call, None, server.default_max_tokens))
+            tried = Tried(CHAT_STREAM.body_for(call, live))
             generation.waiting(runtime.alarms)
             try:
-                opened = await app[UPSTREAMS].open(
+                opened = await upstreams.open(
                     plan, tried, request.headers, record.request_id, stream=True,
-                    deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds,
-                    attempts=record.attempts)
-            except UpstreamError as exc:
-                tried_ = [a for a in record.attempts if a.outcome != "skipped"]
-                record.upstream = tried_[-1].upstream if tried_ else plan.targets[-1].upstream.name
-                record.retries = exc.retries
-                raise _refusal(exc) from None
+                    deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds)
+            except BaseException as exc:  # each carries what was tried
+                tries = tries_of(exc)
+                record.attempts.extend(tries.attempts)
+                if isinstance(exc, UpstreamError):
+                    named = [a for a in record.attempts if a.outcome != "skipped"]
+                    record.upstream = named[-1].upstream if named else plan.targets[-1].upstream.name
+                    record.retries = tries.retries
+                    if isinstance(exc, UpstreamHTTPError):
+                        raise CHAT_STREAM.refused(exc, tried.target)[0] from None
+                raise
             finally:
                 generation.relaying()
+            record.attempts.extend(opened.attempts)
             record.upstream, record.retries = opened.upstream.name, opened.retries
-            ticket.model = opened.target.model  # only the attempt that answered is charged
-            resume = None
+            continuation: Continue | None = None
+            resume: Resume | None = None
             if plan.resume_midstream:
-                resume = resumer(request, record, plan, tried, "simple", False, ticket.prompt_estimate)
-            make_sink = _sink_maker(None, SIMPLE_SHAPE, opened, False, server.max_line_bytes, ticket.prices)
+                continuation = Continue(upstreams, plan, tried, request, record)
+                resume = Resume(CHAT_STREAM.view(call), continuation)
+            make_sink = CHAT_STREAM.sink(opened, call, ticket, live, app, tenant)
             del call, tried
             meter = UsageMeter(opened.dialect, ticket.prompt_estimate)
-            ticket.settle(meter.usage)  # a cancel still charges what arrived
-            record.usage = meter.usage
-            _, outcome = await stream_answer(
-                request, opened, make_sink, meter, response=LogResponse(writer),
-                settings=StreamSettings(0, server.max_line_bytes), started=record.started,
-                alarms=runtime.alarms, on_heartbeat=_no_heartbeat,
-                on_cancel=lambda gone: note_relayed(record, ticket, gone), resume=resume)
-            note_relayed(record, ticket, outcome)
+            outcome: RelayOutcome | None = None
+            try:
+                outcome = await stream_answer(
+                    LogStream(writer), opened, make_sink, meter,
+                    settings=StreamSettings(0, server.max_line_bytes), started=record.started,
+                    alarms=runtime.alarms, on_heartbeat=_no_heartbeat, resume=resume)
+            except asyncio.CancelledError as exc:  # ours: the relay says how far it got
+                outcome = relayed(exc)
+                raise
+            finally:  # a cancel still charges what arrived
+                charge = settle_stream(record, ticket, opened, meter, outcome,
+                                       continuation.attempts if continuation is not None else ())
+                end_streams(upstreams, opened, continuation, outcome)
         except GatewayError as exc:  # before the first byte: no upstream answered, drain
             record.status, record.outcome, record.error = exc.status, exc.outcome, exc.message
             writer.end(error_event(exc))
@@ -225,9 +245,8 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
     finally:
         writer.end(error_event(UpstreamError("the stream ended without an answer")))  # unless it did
         generation.ended()
-        record.ticket = ticket
         try:
-            await admitted.__aexit__(None, None, None)  # settles the books with what arrived
+            await admitted.leave(charge)  # settles the books with what arrived
         finally:
             runtime.leave()
             tell_generation(app, record, generation)
@@ -235,13 +254,6 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
 
 def _no_heartbeat() -> None:
     """The generation sends no heartbeats (its subscribers do)."""
-
-
-def _refusal(exc: UpstreamError) -> GatewayError:
-    """No upstream answered: an upstream's 4xx told in the simple shape, or the error."""
-    if isinstance(exc, UpstreamHTTPError):
-        return UpstreamAnswered(exc.status, _error_message(exc.body))
-    return exc
 
 
 def tell_generation(app: web.Application, record: Record, generation: Generation) -> None:
@@ -252,14 +264,14 @@ def tell_generation(app: web.Application, record: Record, generation: Generation
     duration = time.perf_counter() - record.started
     tenant = metrics.tenant(record.tenant.name if record.tenant else None)
     model = metrics.model(record.model)
-    usage, ticket = record.usage, record.ticket
+    usage = record.usage
     child = metrics.child
     if usage is not None:
         child(metrics.tokens, tenant, model, "prompt").inc(usage.prompt_tokens)
         child(metrics.tokens, tenant, model, "completion").inc(usage.completion_tokens)
-    if ticket is not None and ticket.cost_micros is not None:
-        child(metrics.cost, tenant, model).inc(ticket.cost_usd or 0.0)
-    elif ticket is not None and ticket.unpriced:
+    if record.cost_micros is not None:
+        child(metrics.cost, tenant, model).inc(micros_to_usd(record.cost_micros))
+    elif record.charged:  # a model no `[prices]` pattern matches: zero
         child(metrics.unpriced, model).inc()
     if record.ttfb is not None:
         upstream = metrics.upstream(record.upstream)
@@ -279,7 +291,7 @@ def tell_generation(app: web.Application, record: Record, generation: Generation
         "completion_tokens": usage.completion_tokens if usage else 0,
         "usage_reported": usage.reported if usage else False,
         "retries": record.retries,
-        "cost_usd": (ticket.cost_usd or 0.0) if ticket is not None and ticket.usage is not None else None,
+        "cost_usd": micros_to_usd(record.cost_micros or 0) if record.charged else None,
         "subscribers": generation.subscribers,
         "resumes": generation.resumes,
     }

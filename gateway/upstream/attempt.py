@@ -9,7 +9,6 @@ what aiohttp sets itself are never forwarded; the rest (e.g. `anthropic-beta`) i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import orjson
 from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from ..breaker import CircuitBreaker, Permit
 from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect, Usage
 from ..errors import UpstreamHTTPError
@@ -40,32 +40,64 @@ DROPPED_HEADERS = frozenset({
 })
 
 
+#: a stream's breaker and the permit its verdict waits on (`UpstreamClient.ended`)
+Pending = tuple[CircuitBreaker, Permit]
+
+
 @dataclass(slots=True)
 class Opened:
     target: Target
     dialect: Dialect
     response: aiohttp.ClientResponse
-    first: bytes  # stream: the first body bytes (b"" when committed early); non-stream: all
+    #: stream: the first body bytes (b"" when committed early); non-stream: the whole body
+    first: bytes
     deadline: float  # loop time at which the whole exchange must end
     retries: int = 0
     first_byte_deadline: float = float("inf")  # loop time by which a stream's first byte is due
-    #: the policy's hook, called once when the stream's relay ends (its in-flight count and
-    #: its breaker's verdict): (a complete answer, the provider's failure or None)
-    on_end: Callable[[bool, str | None], None] | None = None
-    #: this attempt's index in the request's `attempts` (to charge it there), -1 when none
-    attempt: int = -1
+    #: every attempt of the `open` that gave this, in order; this one's own is the last
+    attempts: tuple[Attempt, ...] = ()
+    #: a stream's breaker permit and in-flight count, held by the policy until the handler says
+    #: its relay ended (`UpstreamClient.ended(opened, ok=..., failure=...)`), None after that
+    pending: Pending | None = None
 
     @property
     def upstream(self) -> UpstreamSpec:
         return self.target.upstream
 
-    def ended(self, *, ok: bool = False, failure: str | None = None) -> None:
-        """The relay is done with this stream: tell the policy, once. `ok`: the answer was
-        complete; `failure`: the provider failed it (cut, stall, malformed, truncated), which
-        counts against the target's breaker; neither: no verdict (the client left, drain)."""
-        hook, self.on_end = self.on_end, None
-        if hook is not None:
-            hook(ok, failure)
+    @property
+    def own(self) -> Attempt | None:
+        """This attempt's entry in `attempts` (its usage, cost and a cut are set there)."""
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass(frozen=True, slots=True)
+class Tries:
+    """What one `UpstreamClient.open` did: every attempt, in order, and the retries among them.
+    `Opened.attempts` carries it on success; an exception (a failure, a cancel, drain's stop)
+    carries it as `tries_of(exc)`: a cancel can return nothing, so it rides on the exception."""
+
+    attempts: tuple[Attempt, ...] = ()
+    retries: int = 0
+
+
+_TRIES = "gateway_tries"
+
+
+def carry_tries(exc: BaseException, tries: Tries) -> None:
+    setattr(exc, _TRIES, tries)
+
+
+def tries_of(exc: BaseException) -> Tries:
+    """The `Tries` an exception (or one it was raised while handling) carries, else none."""
+    seen: BaseException | None = exc
+    for _ in range(3):  # e.g. Stopped, raised while the cancel that carries them was handled
+        if seen is None:
+            break
+        found = getattr(seen, _TRIES, None)
+        if isinstance(found, Tries):
+            return found
+        seen = seen.__cause__ or seen.__context__
+    return Tries()
 
 
 @dataclass(slots=True)

@@ -16,12 +16,14 @@ Rules:
 - Circuit breakers, one per target (upstream, model): a target whose breaker is open is
   skipped, unless it is the last target left (then it is tried anyway, `force=True`). Only
   the provider's failures count (connect errors, resets, timeouts, 5xx, 429, and after the
-  first byte a cut, stalled or malformed stream: `Opened.ended`); an answer about the request
-  (400, 404, 413, 422, a prompt too long, a content-policy refusal) or the gateway's key
-  never does. A cancelled attempt releases its permit, so a cancelled probe does not wedge
-  the breaker. A stream's verdict comes when its relay ends (see `breaker.py`).
-- Every attempt, backoff and fallback together end by the request's `deadline`; every
-  attempt is appended to `attempts` for the request's log line.
+  first byte a cut, stalled or malformed stream: `ended(opened, failure=...)`); an answer
+  about the request (400, 404, 413, 422, a prompt too long, a content-policy refusal) or the
+  gateway's key never does. A cancelled attempt releases its permit, so a cancelled probe
+  does not wedge the breaker. A stream's verdict comes when the handler says its relay ended
+  (see `breaker.py`).
+- Every attempt, backoff and fallback together end by the request's `deadline`. What was
+  tried comes back as a value: `Opened.attempts`, or `tries_of(exc)` on whatever `open`
+  raised (a failure, a cancel); this module never writes a request's record.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import aiohttp
@@ -45,7 +47,7 @@ from ..errors import UpstreamError, UpstreamTimeout
 from ..metrics import Metrics
 from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
-from .attempt import Attempt, Failure, Opened, attempt
+from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
 from .continuation import Refusals
 from .health import publish
 from .order import order_targets
@@ -66,7 +68,7 @@ class _Request:
     stream: bool
     deadline: float
     commit_at: float | None
-    attempts: list[Attempt]
+    attempts: list[Attempt] = field(default_factory=list)
     retries: int = 0
     failure: Failure | None = None
 
@@ -86,7 +88,7 @@ class UpstreamClient:
         self._sleep = sleep
         self._jitter = jitter
         # Attempts in flight per upstream (opening, reading a non-stream answer, or a stream
-        # until its relay ends: `Opened.ended()`), for "balance".
+        # until the handler says its relay ended: `ended(opened)`), for "balance".
         self._in_flight: dict[str, int] = {}
         # Upstreams whose last verdict on the gateway's key was a 401/403 (for `/readyz`).
         self._refused: set[str] = set()
@@ -108,21 +110,32 @@ class UpstreamClient:
     async def open(
         self, plan: Plan | Sequence[Target], body_for: Callable[[Target], bytes],
         client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
-        deadline: float, commit_at: float | None = None, attempts: list[Attempt] | None = None,
+        deadline: float, commit_at: float | None = None,
     ) -> Opened:
-        """Open `plan` (a bare target list is a "fallback" plan). `attempts`, when given, is
-        the caller's list that every try is appended to, also when this raises."""
+        """Open `plan` (a bare target list is a "fallback" plan). Every try comes back in
+        `Opened.attempts`, or on what this raises (`tries_of(exc)`, a cancel included)."""
         if not isinstance(plan, Plan):
             plan = Plan("", tuple(plan))
-        state = _Request(body_for, client_headers, request_id, stream, deadline, commit_at,
-                         attempts if attempts is not None else [])
+        state = _Request(body_for, client_headers, request_id, stream, deadline, commit_at)
         try:
             opened = await self._open_plan(plan, state)
-        except UpstreamError as exc:
-            exc.retries = state.retries
+        except BaseException as exc:
+            if isinstance(exc, UpstreamError):
+                exc.retries = state.retries
+            carry_tries(exc, Tries(tuple(state.attempts), state.retries))
             raise
-        opened.retries = state.retries
+        opened.retries, opened.attempts = state.retries, tuple(state.attempts)
         return opened
+
+    def ended(self, opened: Opened, *, ok: bool = False, failure: str | None = None) -> None:
+        """The relay is done with a stream `open` gave (the first time counts): it leaves the
+        upstream's in-flight count, and its target's breaker gets its verdict. `ok`: the answer
+        was complete; `failure`: the provider failed it (cut, stall, malformed, truncated);
+        neither: no verdict (the client left, drain)."""
+        pending, opened.pending = opened.pending, None
+        if pending is not None:
+            breaker, permit = pending
+            self._stream_ended(opened.target, breaker, permit, ok, failure)
 
     async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
         loop = asyncio.get_running_loop()
@@ -188,7 +201,7 @@ class UpstreamClient:
         finally:
             if state.stream and isinstance(result, Opened):
                 # counted in flight, and its breaker's verdict waits, until the relay ends
-                result.on_end = lambda ok, error: self._stream_ended(target, breaker, permit, ok, error)
+                result.pending = (breaker, permit)
             else:
                 self._done(name)
             duration_ms = round((time.perf_counter() - started) * 1000, 3)
@@ -201,7 +214,6 @@ class UpstreamClient:
                            else breaker.record_success(permit))
                 state.attempts.append(
                     Attempt(name, target.model, "ok", duration_ms, result.response.status))
-                result.attempt = len(state.attempts) - 1
             else:
                 refused = name in self._refused
                 if result.kind == "refused":
