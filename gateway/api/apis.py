@@ -28,8 +28,9 @@ from aiohttp import web
 from ..admission.ticket import Ticket
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..config import Tenant
-from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
-from ..dialects.openai import OpenAIDialect
+from ..dialects import ANTHROPIC, OPENAI, Dialect
+from ..dialects.completions import COMPLETIONS
+from ..dialects.responses import RESPONSES, RESPONSES_ENDS, RESPONSES_ERRORS
 from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
 from ..markers import Marker
@@ -45,68 +46,10 @@ from .pipeline import SinkMaker, UpstreamRoute, run
 from .responses_claude import ResponsesToClaude
 from .stages import BodyFor
 
-
-class ResponsesDialect(OpenAIDialect):
-    """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
-
-    def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            return None
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), True)
-
-    def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
-        answer = data.get("response")
-        found = self.usage_from_body(answer) if isinstance(answer, dict) else None
-        if found is not None:
-            usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
-            usage.reported = True
+__all__ = ["RESPONSES_ENDS", "RESPONSES_ERRORS", "completions", "count_tokens", "embeddings",
+           "responses"]
 
 
-    # What a mid-stream continuation's events are read with (`relay/resume.py`'s Splice).
-    def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
-        if (data.get("type") or event) != "response.output_text.delta":
-            return None
-        delta = data.get("delta")
-        return delta if isinstance(delta, str) and delta else None
-
-    def is_final(self, event: str, data: str) -> bool:
-        return event in ("response.completed", "response.failed", "response.incomplete")
-
-    def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
-        if event == "error" or data.get("type") == "error":
-            error = data.get("error")
-            message = error.get("message") if isinstance(error, dict) else data.get("message")
-            return str(message or "upstream error")
-        return None
-
-
-class CompletionsDialect(OpenAIDialect):
-    """OpenAI's legacy completions: a chunk's text is `choices[0].text`."""
-
-    def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return None
-        text = choices[0].get("text")
-        return text if isinstance(text, str) and text else None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-RESPONSES = ResponsesDialect()
-COMPLETIONS = CompletionsDialect()
-#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
-#: names its type first); its error event is `event: error`. On line starts only.
-RESPONSES_ENDS = tuple(
-    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
-    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
-                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
-RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
-                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -237,7 +180,7 @@ class Api(UpstreamRoute):
 
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
-                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS, responses=True)
+                    responses=True)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
 API_COMPLETIONS = Api(COMPLETIONS, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
                       exact_usage=True)

@@ -11,8 +11,6 @@ Rules:
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,16 +22,11 @@ from aiohttp import web
 from ..admission.ticket import Ticket
 from ..body import Call, dumps, read_chat
 from ..codecs import (
-    AnthropicToChat,
-    ChatToAnthropic,
     SimpleCodec,
     StreamCodec,
-    chat_to_messages,
-    completion_to_message,
-    message_to_completion,
-    messages_to_chat,
     translate_error_body,
 )
+from ..codecs.registry import translation
 from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
@@ -132,10 +125,7 @@ def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Ca
             if target.model == call.model:
                 return call.raw  # pass-through: the client's bytes, as they are
             return dumps({**call.body, "model": target.model})
-        if client is OPENAI:
-            body = chat_to_messages(call.body, default_max_tokens)
-        else:
-            body = messages_to_chat(call.body)
+        body = translation(client.name, upstream.name).request(call.body, default_max_tokens)
         return dumps({**body, "model": target.model})
     return body_for
 
@@ -144,9 +134,8 @@ def _json_translator(client: Dialect | None, upstream: Dialect,
                      model: str) -> Callable[[dict[str, Any]], bytes] | None:
     if client is None or client is upstream:
         return None
-    if client is OPENAI:
-        return lambda body: orjson.dumps(message_to_completion(body, model))
-    return lambda body: orjson.dumps(completion_to_message(body, model))
+    answer = translation(client.name, upstream.name).answer
+    return lambda body: orjson.dumps(answer(body, model))
 
 
 def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, include_usage: bool,
@@ -162,11 +151,8 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
         sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
         return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers,
                                   upstream.end_bytes)
-    elif client is OPENAI:
-        codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
-                                f"chatcmpl-{uuid.uuid4().hex}")
     else:
-        codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
+        codec = translation(client.name, upstream.name).stream(opened.target.model, include_usage)
     return lambda write: Translating(write, shape, codec, max_line_bytes, upstream.end_event)
 
 

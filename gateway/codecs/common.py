@@ -10,6 +10,11 @@ from typing import Any
 
 import orjson
 
+from ..dialects.anthropic import FINISH_REASONS as FINISH_REASONS
+from ..dialects.anthropic import STOP_REASONS as STOP_REASONS
+from ..dialects.base import choice_zero as choice_zero
+from ..dialects.base import error_message as error_message
+
 NOT_JSON = "the upstream sent an event that is not JSON"
 
 
@@ -88,15 +93,6 @@ def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
     )
 
 
-def choice_zero(choices: object) -> dict[str, Any] | None:
-    """Choice 0 of a chunk or body (`n` > 1 has no Anthropic or simple counterpart).
-    A choice without an `index` counts as 0, as some OpenAI-compatible servers leave it out."""
-    for choice in choices if isinstance(choices, list) else []:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
-
-
 def load_object(data: str) -> dict[str, Any] | None:
     """An event's JSON object; None when the data is not JSON (a non-object is an empty dict)."""
     try:
@@ -114,27 +110,8 @@ def sse(data: object, event: str | None = None) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 
-#: Anthropic stop_reason -> OpenAI finish_reason. A stop sequence is a normal stop to OpenAI;
-#: `pause_turn` (a server tool paused a long turn) is one too, the client may continue.
-FINISH_REASONS: Mapping[str, str] = MappingProxyType({
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-})
-
-#: OpenAI finish_reason -> Anthropic stop_reason (`function_call` is the legacy `tool_calls`).
-STOP_REASONS: Mapping[str, str] = MappingProxyType({
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-})
-
+# The finish/stop reason tables are the Anthropic dialect's (one table, both ways), and
+# `choice_zero`/`error_message` the dialects' readers: imported here for the codecs.
 #: Anthropic error.type -> (OpenAI error.type, OpenAI error.code), the gateway's own codes
 #: where it has one (see gateway.errors) and the Anthropic type otherwise.
 OPENAI_ERRORS: Mapping[str, tuple[str, str]] = MappingProxyType({
@@ -199,12 +176,3 @@ def openai_error(anthropic_type: object, message: str, status: int) -> dict[str,
         _ANTHROPIC_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"))
     openai_type, code = OPENAI_ERRORS[kind]
     return {"message": message, "type": openai_type, "param": None, "code": code}
-
-
-def error_message(error: object, default: str) -> str:
-    """The `message` of an error object of either dialect, or `default`."""
-    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
-        return str(error["message"])
-    if isinstance(error, str) and error:
-        return error  # some OpenAI-compatible servers send {"error": "text"}
-    return default

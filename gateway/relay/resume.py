@@ -18,7 +18,8 @@ from typing import Any, Protocol
 import orjson
 
 from ..codecs.common import DONE, sse
-from ..dialects import Dialect, Usage, UsageMeter
+from ..dialects import DIALECTS, OPENAI, Dialect, Usage, UsageMeter
+from ..dialects.base import choice_zero
 from ..errors import GatewayError, UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
@@ -37,18 +38,17 @@ from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
 
 MALFORMED = "the upstream sent an event that is not JSON"
-#: finish reasons across dialects (a continuation may come from the other one)
-_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
-_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "content_filter": "end_turn"}
 
 
 class ClientView:
     """What the client has received, read from the bytes written to it. `client` is
-    "openai", "anthropic", "simple", "responses" or "completions" (the route's shape)."""
+    "openai", "anthropic", "simple" (the route's dialect), "responses" or "completions"
+    (the API's own shapes, read in `resume_apis.py`)."""
 
     def __init__(self, client: str, include_usage: bool) -> None:
         self.client = client
+        #: the client's dialect, which reads what was written to it (None: simple events)
+        self.dialect: Dialect | None = DIALECTS.get(client)
         self.include_usage = include_usage
         self.text: list[str] = []
         self.head: dict[str, Any] = {}  # OpenAI: the first chunk's id, created, model
@@ -83,47 +83,50 @@ class ClientView:
             self.tool, self.finished = self.tool or tool, self.finished or ended
             if text:
                 self.text.append(text)
-        elif self.client == "completions":
+            return
+        if self.client == "completions":
             text, ended = see_completions(self.head, data)
             self.finished = self.finished or ended or "error" in data
             if text:
                 self.text.append(text)
-        elif self.client == "simple":
+            return
+        if self.client == "simple":
             if event == "message" and isinstance(data.get("content"), str):
                 self.text.append(data["content"])
             elif event in ("done", "error"):
                 self.finished = True
-        elif self.client == "openai":
+            return
+        dialect = self.dialect
+        assert dialect is not None
+        text = dialect.text_delta(event, data)  # what the client's dialect reads as text
+        if text:
+            self.text.append(text)
+        if (dialect.finish_reason(data) is not None or dialect.stream_error(event, data) is not None
+                or dialect.ends_answer(event, data)):
+            self.finished = True
+        # Where a continuation goes on, in the client's own ids: OpenAI's head, Anthropic's
+        # text block; and whether a tool call reached it (then a cut is final).
+        if dialect is OPENAI:
             if not self.head and "id" in data:
                 self.head = {k: data.get(k) for k in ("id", "created", "model")}
-            choices = data.get("choices")
-            choice = choices[0] if isinstance(choices, list) and choices else None
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                if isinstance(delta.get("content"), str):
-                    self.text.append(delta["content"])
-                if delta.get("tool_calls"):
-                    self.tool = True
-            if isinstance(choice, dict) and choice.get("finish_reason") or "error" in data:
-                self.finished = True
-        else:
-            kind = data.get("type")
-            index = data.get("index")
-            if kind == "content_block_start" and isinstance(index, int):
-                block = data.get("content_block")
-                if isinstance(block, dict) and block.get("type") == "text":
-                    self.block = index
-                else:
-                    self.tool = True
-                self.next_block = index + 1
-            elif kind == "content_block_delta":
-                delta = data.get("delta")
-                if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-                    self.text.append(delta["text"])
-            elif kind == "content_block_stop":
-                self.block = None
-            elif kind in ("message_delta", "message_stop", "error"):
-                self.finished = True
+            choice = choice_zero(data.get("choices"))
+            delta = choice.get("delta") if choice is not None else None
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self.tool = True
+            return
+        kind = data.get("type")
+        index = data.get("index")
+        if kind == "content_block_start" and isinstance(index, int):
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text":
+                self.block = index
+            else:
+                self.tool = True
+            self.next_block = index + 1
+        elif kind == "content_block_stop":
+            self.block = None
+        elif kind == "message_delta":
+            self.finished = True
 
     @property
     def streamed(self) -> str:
@@ -242,16 +245,9 @@ class Splice(Sink):
         raise UpstreamError(TRUNCATED)
 
     def _note_stop(self, data: dict[str, Any]) -> None:
-        choices = data.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            reason = choices[0].get("finish_reason")
-            if isinstance(reason, str):
-                self._stop = reason
-        delta = data.get("delta")
-        if data.get("type") == "message_delta" and isinstance(delta, dict):
-            reason = delta.get("stop_reason")
-            if isinstance(reason, str):
-                self._stop = reason
+        reason = self.dialect.finish_reason(data)
+        if reason is not None:
+            self._stop = reason
 
     def _usage(self) -> Usage:
         now = self.meter.usage
@@ -280,16 +276,17 @@ class Splice(Sink):
 
     def _ending(self) -> bytes:
         view = self.view
-        stop = self._stop or "stop"
         usage = self._usage()
         if view.client == "responses":
             return responses_ending(view.responses, "".join(self._streamed), usage)
         if view.client == "completions":
-            return completions_ending(view.head, _TO_OPENAI.get(stop, stop), usage, view.include_usage)
-        if view.client == "simple":
+            return completions_ending(view.head, self._stop or "stop", usage, view.include_usage)
+        if view.dialect is None:  # simple events
             return sse({}, "done")
-        if view.client == "openai":
-            reason = _TO_OPENAI.get(stop, stop)
+        # The continuation's finish reason in the client's words (the dialects' one table).
+        stop = self._stop or self.dialect.default_finish
+        reason = view.dialect.finish_in(stop, self.dialect)
+        if view.dialect is OPENAI:
             out = sse({**view.head, "object": "chat.completion.chunk",
                        "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
             if view.include_usage:
@@ -301,7 +298,6 @@ class Splice(Sink):
         out = b""
         if view.block is not None:
             out += sse({"type": "content_block_stop", "index": view.block}, "content_block_stop")
-        reason = _TO_ANTHROPIC.get(stop, stop)
         return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
                           "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
             {"type": "message_stop"}, "message_stop")
