@@ -31,7 +31,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .admission.redis import REDIS_DOWN, connect
 from .errors import GatewayError, Shed
-from .state import CONFIG, LOGGER
+from .state import CONFIG, LOGGER, RESPONSE_OWNERS
 
 #: how long an id's owner is remembered: as long as the provider keeps a stored response
 #: (OpenAI: 30 days)
@@ -124,7 +124,6 @@ class RedisOwners:
         await self._redis.aclose()
 
 
-RESPONSE_OWNERS = web.AppKey("response_owners", Owners)
 
 
 async def response_owners_ctx(app: web.Application) -> AsyncIterator[None]:

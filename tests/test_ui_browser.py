@@ -28,7 +28,8 @@ from gateway.app import build_app
 from gateway.demo import DEMO_KEY, DEMO_UPSTREAM_KEY_ENV, demo_config
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
 from gateway.mock.shapes import answer_words
-from gateway.ui import DEMO_KEY_APPKEY, index_page
+from gateway.state import DEMO_KEY as DEMO_KEY_APPKEY
+from gateway.ui import index_page
 
 try:
     from playwright.async_api import async_playwright, expect

@@ -29,16 +29,18 @@ from ..admission.ticket import Ticket
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..config import Tenant
 from ..dialects import ANTHROPIC, OPENAI, Dialect
+from ..dialects.completions import COMPLETIONS
 from ..dialects.responses import RESPONSES, RESPONSES_ENDS, RESPONSES_ERRORS
 from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..live import Snapshot
 from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
+from ..relay.resume import ClientView
 from ..relay.sinks import PassThrough, Write
 from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
-from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
 from .responses_claude import ResponsesToClaude
@@ -70,6 +72,9 @@ class ResponsesPassThrough(PassThrough):
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
         return out
+
+    def numbered(self, last: int) -> None:
+        self.next_sequence_number = max(self.next_sequence_number, last + 1)
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
@@ -164,11 +169,20 @@ class Api(UpstreamRoute):
         sink = HiddenUsage if _hides_usage(self, call) else PassThrough
         return lambda write: sink(write, shape, ends, errors, end_bytes)
 
+    def view(self, call: Call) -> ClientView | None:
+        """Responses and completions streams are resumed in their own shapes (a Responses
+        plan that reaches Anthropic targets, translated, is not)."""
+        if self.responses:
+            return ClientView("responses", False) if self.claude is None else None
+        if self.streams_allowed:
+            return ClientView("completions", client_asked(call.body))
+        return None
+
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
                     responses=True)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
-API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
+API_COMPLETIONS = Api(COMPLETIONS, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
                       exact_usage=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 

@@ -31,13 +31,13 @@ from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..live import Snapshot
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.resume import ClientView
 from ..relay.sinks import PassThrough, Translating
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 from ..spend import PriceTable
-from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
 from .stages import BodyFor
@@ -67,7 +67,7 @@ class ChatRoute(UpstreamRoute):
         client = self.client
         if client is None:  # simple events: its own shape
             return UpstreamAnswered(exc.status, _error_message(exc.body)), False
-        if target is not None and _upstream(target) is not client:
+        if target is not None and _dialect_of(target) is not client:
             exc.body = translate_error_body(exc.body, target.upstream.dialect, client.name, exc.status)
             exc.content_type = "application/json"
             return exc, True
@@ -110,13 +110,13 @@ def _error_message(body: bytes) -> str:
     return str(message)[:500] if message else "the upstream refused the request"
 
 
-def _upstream(target: Target) -> Dialect:
+def _dialect_of(target: Target) -> Dialect:
     return DIALECTS[target.upstream.dialect]
 
 
 def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
-        upstream = _upstream(target)
+        upstream = _dialect_of(target)
         if client is None:
             return dumps({**upstream.simple_request(call.body), "model": target.model})
         if upstream is client:

@@ -11,8 +11,9 @@ from aiohttp import web
 
 from ..config import Tenant
 from ..errors import ModelNotFound
-from ..models import MODEL_LISTS, is_glob
-from ..state import LIVE, RECORD, Snapshot
+from ..live import Snapshot
+from ..models import is_glob
+from ..state import LIVE, MODEL_LISTS, RECORD
 from .stages import authenticate
 
 #: Anthropic lists carry a creation time; the gateway knows none, so it says the epoch.

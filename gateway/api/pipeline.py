@@ -26,18 +26,20 @@ from ..body import Call
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError, UpstreamHTTPError
+from ..live import Snapshot
 from ..record import Record
 from ..relay.client import HttpStream
 from ..relay.early import sse_response
 from ..relay.loop import Stopped
-from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
+from ..relay.resume import ClientView, Resume, with_prefill
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
-from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS, Snapshot
+from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS
 from ..upstream import Opened, UpstreamClient
 from ..upstream.attempt import Attempt, tries_of
+from ..upstream.continuation import continuation_targets, open_continuation
 from .stages import (
     BodyFor,
     Tried,
@@ -148,7 +150,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         resume: Resume | None = None
         if plan.resume_midstream and (view := route.view(call)) is not None:
             # keeps the request's body, to ask a continuation with it
-            continuation = Continue(app[UPSTREAMS], plan, tried, request, record)
+            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, view.client)
             resume = Resume(view, continuation)
         make_sink = route.sink(opened, call, ticket, live, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
@@ -195,37 +197,46 @@ def end_streams(upstreams: UpstreamClient, opened: Opened, continuation: Continu
 
 class Continue:
     """The handler's side of a mid-stream resume (`relay.resume.Continuation`): a cut stream
-    continues on a later target of the plan that `supports_prefill`, asked the original
-    request plus the streamed text as a trailing assistant message. What it opened and tried
-    stays here, for the handler to settle and record."""
+    continues on the cut target itself or a later one of the plan that `supports_prefill`
+    (`upstream/continuation.py`: a refusal moves on, and is remembered), asked the original
+    request plus the streamed text (`with_prefill`, in the shape of the client's API,
+    `kind`). What it opened and tried stays here, for the handler to settle and record."""
 
-    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "attempts", "opened")
+    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_kind", "_used",
+                 "attempts", "opened")
 
     def __init__(self, upstreams: UpstreamClient, plan: Plan, body_for: BodyFor,
-                 request: web.Request, record: Record) -> None:
+                 request: web.Request, record: Record, kind: str = "") -> None:
         self._upstreams, self._plan, self._body_for = upstreams, plan, body_for
-        self._request, self._record = request, record
+        self._request, self._record, self._kind = request, record, kind
+        self._used: set[tuple[str, str]] = set()  # the targets that continued this stream
         self.attempts: list[Attempt] = []  # every continuation's tries, in order
         self.opened: list[Opened] = []  # every continuation that answered
 
     async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
         # The cut stream no longer counts in flight, and its failure counts against its target.
-        self._upstreams.ended(cut, failure=failure)
-        targets = self._plan.targets
-        after = targets.index(cut.target) + 1 if cut.target in targets else len(targets)
-        able = tuple(t for t in targets[after:] if t.upstream.supports_prefill)
-        if not able:
-            raise NoContinuation(self._plan.name)
-        body_for, record = self._body_for, self._record
-        try:
-            opened = await self._upstreams.open(
-                Plan(self._plan.name, able), lambda target: with_prefill(body_for(target), text),
-                self._request.headers, record.request_id, stream=True,
-                deadline=record.arrived + able[0].upstream.total_timeout_seconds)
-        except BaseException as exc:
-            self.attempts.extend(tries_of(exc).attempts)
-            raise
-        self.attempts.extend(opened.attempts)
+        upstreams = self._upstreams
+        upstreams.ended(cut, failure=failure)
+        candidates = continuation_targets(self._plan.targets, cut.target, self._used,
+                                          upstreams.continuations)
+        body_for, record, kind = self._body_for, self._record, self._kind
+
+        async def open_plan(plan: Plan, asked: Callable[[Target], None]) -> Opened:
+            def body(target: Target) -> bytes:
+                asked(target)
+                return with_prefill(body_for(target), text, kind)
+            try:
+                opened = await upstreams.open(
+                    plan, body, self._request.headers, record.request_id, stream=True,
+                    deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds)
+            except BaseException as exc:
+                self.attempts.extend(tries_of(exc).attempts)
+                raise
+            self.attempts.extend(opened.attempts)
+            return opened
+
+        opened = await open_continuation(self._plan.name, candidates, open_plan,
+                                         upstreams.continuations, self._used)
         self.opened.append(opened)
         return opened
 

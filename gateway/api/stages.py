@@ -20,6 +20,7 @@ from ..auth import presented_key
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError
+from ..live import Snapshot
 from ..record import Record
 from ..relay.early import EarlyCommit
 from ..relay.loop import Stopped
@@ -27,7 +28,7 @@ from ..relay.stream import RelayOutcome
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
-from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..state import METRICS, RUNTIME, UPSTREAMS
 from ..tags import request_tags
 from ..upstream import Attempt, Opened
 from ..upstream.attempt import tries_of
@@ -155,8 +156,8 @@ def settle_stream(record: Record, ticket: Ticket, opened: Opened, meter: UsageMe
         record.usage = meter.usage
         return _charge(record, ticket, [(opened, meter.usage)], meter.usage)
     record.ttfb, record.status = outcome.ttfb, outcome.status
-    record.outcome, record.error = outcome.outcome, outcome.error
-    record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    record.outcome, record.error = outcome.result, outcome.error
+    record.midstream_error = outcome.result in ("upstream_error", "upstream_timeout")
     record.usage = outcome.usage  # after a resume: every part's usage, not the first one's
     charge = _charge(record, ticket, outcome.parts, outcome.usage)
     # After a mid-stream resume: each part but the last was cut after its first byte, and the

@@ -20,10 +20,11 @@ from aiohttp import web
 from ..body import Call, dumps, parse_json, read_chat
 from ..config import Tenant
 from ..errors import BadRequest, GatewayError
+from ..live import Snapshot
 from ..record import Record
-from ..state import GATE, LIVE, METRICS, RECORD, Snapshot
+from ..state import GATE, LIVE, METRICS, RECORD, STREAMS
 from ..streams.generation import ClientCancelled, Generation, generate
-from ..streams.hub import STREAMS, Streams
+from ..streams.hub import Streams
 from ..streams.log import StreamInfo, Unavailable
 from ..streams.subscribe import serve_events
 from .stages import authenticate

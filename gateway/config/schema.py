@@ -1,4 +1,5 @@
-"""The config schema: frozen, strict pydantic models for every key DESIGN.md fixes.
+"""The config schema: frozen, strict pydantic models for every key of the project's contract
+(docs/design.md, "Configuration reference").
 
 Cross-checks that span sections (names that must exist, duplicates, cycles) live in
 `Config._cross_checks`; each problem names its key (`_KeyProblem`), so the loader can

@@ -85,8 +85,8 @@ async def relay_lines(
                 clock.forwarded(loop.time())
             else:
                 clock.bytes_arrived()
-        # `Alarm.wait` inlined: no coroutine object per read (CPU per chunk, and its frame
-        # is memory every idle stream holds).
+        # The wait is inline (`waiting`, the read, `waited`): no coroutine object per read
+        # (CPU per chunk, and its frame is memory every idle stream holds).
         alarm.waiting(clock.wake())
         try:
             chunk = await reader.readany()
@@ -155,18 +155,6 @@ class Alarm:
         #: perf_counter() when lines first reached the sink: the stream's first byte, kept
         #: for a stream that fails after it (the relay then raises instead of returning it)
         self.first_forward: float | None = None
-
-    async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
-        """What the relay's hot path does inline (see `relay_lines`)."""
-        self.waiting(wake)
-        try:
-            return await reader.readany()
-        except asyncio.CancelledError:
-            if self.rang_for_wait():
-                raise TimeoutError from None
-            raise
-        finally:
-            self.waited()
 
     def waiting(self, wake: float) -> None:
         """A read is about to be awaited: ring at `wake` (or `Stopped` now, if stopped)."""

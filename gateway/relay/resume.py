@@ -24,18 +24,26 @@ from ..errors import GatewayError, UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
+from ..upstream.continuation import NoContinuation as NoContinuation
+from .resume_apis import (
+    ResponsesState,
+    completions_ending,
+    completions_text,
+    responses_ending,
+    responses_text,
+    see_completions,
+    see_responses,
+)
+from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
 
 MALFORMED = "the upstream sent an event that is not JSON"
 
 
-class NoContinuation(Exception):
-    """No target after the cut one supports prefill."""
-
-
 class ClientView:
     """What the client has received, read from the bytes written to it. `client` is
-    "openai", "anthropic" or "simple" (the route's dialect)."""
+    "openai", "anthropic", "simple" (the route's dialect), "responses" or "completions"
+    (the API's own shapes, read in `resume_apis.py`)."""
 
     def __init__(self, client: str, include_usage: bool) -> None:
         self.client = client
@@ -48,6 +56,7 @@ class ClientView:
         self.next_block = 0
         self.tool = False  # a tool call reached the client: not resumable
         self.finished = False  # the client has the answer's ending
+        self.responses = ResponsesState()  # Responses: its numbering, response and item
         self._parser = EventParser()
 
     def watch(self, write: Write) -> Write:
@@ -69,6 +78,18 @@ class ClientView:
                 self._see(event.event, payload)
 
     def _see(self, event: str, data: dict[str, Any]) -> None:
+        if self.client == "responses":
+            text, tool, ended = see_responses(self.responses, event, data)
+            self.tool, self.finished = self.tool or tool, self.finished or ended
+            if text:
+                self.text.append(text)
+            return
+        if self.client == "completions":
+            text, ended = see_completions(self.head, data)
+            self.finished = self.finished or ended or "error" in data
+            if text:
+                self.text.append(text)
+            return
         if self.client == "simple":
             if event == "message" and isinstance(data.get("content"), str):
                 self.text.append(data["content"])
@@ -183,6 +204,7 @@ class Splice(Sink):
         self.done = False
         self._stop: str | None = None
         self._parser = EventParser()
+        self._streamed = [view.streamed]  # the client's text: what it had, then what this adds
 
     async def lines(self, complete: bytes) -> None:
         out: list[bytes] = []
@@ -234,6 +256,11 @@ class Splice(Sink):
 
     def _text(self, text: str) -> bytes:
         view = self.view
+        self._streamed.append(text)
+        if view.client == "responses":
+            return responses_text(view.responses, text)
+        if view.client == "completions":
+            return completions_text(view.head, text)
         if view.client == "simple":
             return sse({"content": text, "done": False}, "message")
         if view.client == "openai":
@@ -250,6 +277,10 @@ class Splice(Sink):
     def _ending(self) -> bytes:
         view = self.view
         usage = self._usage()
+        if view.client == "responses":
+            return responses_ending(view.responses, "".join(self._streamed), usage)
+        if view.client == "completions":
+            return completions_ending(view.head, self._stop or "stop", usage, view.include_usage)
         if view.dialect is None:  # simple events
             return sse({}, "done")
         # The continuation's finish reason in the client's words (the dialects' one table).
@@ -279,7 +310,7 @@ class Continuation(Protocol):
     async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
         """The continuation of `cut` (which the provider failed: `failure`, its breaker's
         verdict) asked with the streamed `text` as a prefill; raises `NoContinuation` (no
-        later target can) or `UpstreamError` (none answered)."""
+        continuation target is left) or `UpstreamError` (none answered)."""
         ...
 
     def count(self, result: str) -> None:
@@ -294,12 +325,3 @@ class Resume:
 
     view: ClientView
     continuation: Continuation
-
-
-def with_prefill(body: bytes, text: str) -> bytes:
-    """An upstream request body with the streamed text as a trailing assistant message (the
-    same shape in both dialects)."""
-    data = orjson.loads(body)
-    if text:
-        data["messages"] = [*data.get("messages", []), {"role": "assistant", "content": text}]
-    return orjson.dumps(data)

@@ -45,6 +45,10 @@ class Sink:
         out (the same object, unless a key of the upstream's had to be masked)."""
         return complete
 
+    def numbered(self, last: int) -> None:
+        """After a resume: the last `sequence_number` the client has (for a shape whose
+        events are numbered, the error event comes after it)."""
+
     def end(self) -> bytes:
         """The upstream ended: raise `UpstreamError` unless the answer is complete. Returns
         what the gateway writes itself to end an answer that was complete without its end

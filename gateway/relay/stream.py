@@ -18,11 +18,12 @@ from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
+from ..upstream.continuation import NoContinuation
 from ..upstream.mask import StreamMask
 from .client import ClientStream
 from .early import EarlyCommit
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
-from .resume import Guarded, NoContinuation, Resume, Splice
+from .resume import Guarded, Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
 
@@ -40,7 +41,7 @@ class RelayOutcome:
     #: data); None when none was, however the stream ended
     ttfb: float | None
     status: int  # 200, or 499 when the client went away
-    outcome: str  # "ok", or the failing error's outcome
+    result: str  # "ok", or the failing error's outcome (the log line's `outcome`)
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
@@ -146,9 +147,12 @@ async def stream_answer(
                         resume.continuation.count("failed")
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
-                    usage, meter = before, UsageMeter(current.dialect, 0)
+                    # The API's own dialect when the continuation speaks it (Responses,
+                    # completions), else the continuation's upstream dialect (translated).
+                    speaks = meter.dialect if current.dialect.name == meter.dialect.name else current.dialect
+                    usage, meter = before, UsageMeter(speaks, 0)
                     metered.append((current, meter))
-                    sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
+                    sink = Splice(write, first_sink.shape, resume.view, speaks, before, meter)
                     sink.mask = StreamMask([*mask.secrets, current.upstream.api_key.get_secret_value()])
                     mask = sink.mask
                     clock = RelayClock(
@@ -161,6 +165,8 @@ async def stream_answer(
             # What reaches the client's error event and the log line: no upstream key in it.
             exc.message = mask.text(exc.message)
             outcome, error = exc.outcome, exc.message
+            if resume is not None:  # after a continuation's numbered events
+                first_sink.numbered(resume.view.responses.sequence)
             if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
                 failure = failure or exc.message
             if isinstance(exc, Stopped):

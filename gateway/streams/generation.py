@@ -30,6 +30,7 @@ from ..api.stages import Tried, settle_stream
 from ..body import Call
 from ..dialects import UsageMeter
 from ..errors import GatewayError, Shed, UpstreamError, UpstreamHTTPError
+from ..live import Snapshot
 from ..logs import info_line
 from ..record import Record
 from ..relay.loop import Stoppable
@@ -38,7 +39,7 @@ from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan
 from ..shapes import SIMPLE_SHAPE
 from ..spend import micros_to_usd
-from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS
 from ..store.runtime import note_request
 from ..upstream.attempt import tries_of
 from .log import EventLog, LogFull, Writer, split_events

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..errors import Shed
-from ..state import CONFIG, METRICS
+from ..state import CONFIG, METRICS, STREAMS
 from .generation import Generation
 from .log import EventLog
 from .memory import MemoryLog
@@ -43,7 +43,6 @@ class Streams:
             await asyncio.wait(tasks, timeout=STOP_SECONDS)
 
 
-STREAMS = web.AppKey("streams", Streams)
 
 
 def make_log(config: Config) -> EventLog:
