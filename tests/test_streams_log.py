@@ -249,3 +249,16 @@ async def test_redis_paused_mid_stream_a_remote_read_ends_and_the_gap_is_marked(
     finally:
         await here.close()
         await there.close()
+
+
+@pytest.mark.redis
+async def test_a_new_stream_is_findable_elsewhere_once_published(prefix: str) -> None:
+    here, there = redis_log(TEST_REDIS_URL, prefix), redis_log(TEST_REDIS_URL, prefix)
+    try:
+        here.create("s1", "tenant-a")
+        await asyncio.wait_for(here.published("s1"), 10)  # what the 201 waits for
+        info = await there.info("s1")
+        assert info is not None and info.tenant == "tenant-a"
+    finally:
+        await here.close()
+        await there.close()

@@ -45,6 +45,15 @@ class StreamNotFound(GatewayError):
         super().__init__("no such stream (unknown, expired, or not this key's)")
 
 
+class StreamElsewhere(GatewayError):
+    """DELETE of a stream whose generation runs in another process (Redis backend)."""
+
+    status = 409
+    code = "stream_elsewhere"
+    kind = "invalid_request"
+    outcome = "bad_request"
+
+
 class UriTooLong(BadRequest):
     status = 414
     code = "uri_too_long"
@@ -58,6 +67,7 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     call = await read_chat(request)
     record.model = call.model
     generation = await _start(request, live, record, tenant, call)
+    await request.app[STREAMS].log.published(generation.stream_id)  # findable on any replica
     url = f"/api/chat/streams/{generation.stream_id}"
     bound = max(t.upstream.total_timeout_seconds for t in live.router.route(tenant, call.model).targets)
     expires = datetime.fromtimestamp(time.time() + bound + live.config.streams.keep_seconds, UTC)
@@ -96,8 +106,8 @@ async def cancel_stream(request: web.Request) -> web.StreamResponse:
         raise StreamNotFound()
     generation = hub.generations.get(stream_id)
     if generation is None and not info.local:
-        raise GatewayError("this stream's generation runs on another replica: cancel it there, "
-                           "or let it be (nobody watching, it stops after abandon_seconds)")
+        raise StreamElsewhere("this stream's generation runs on another replica: cancel it there, "
+                              "or let it be (nobody watching, it stops after abandon_seconds)")
     if generation is not None and generation.task is not None:
         generation.cancel(ClientCancelled("the stream was cancelled by its creator"))
         await asyncio.wait([generation.task], timeout=CANCEL_WAIT_SECONDS)  # settled: charged

@@ -104,6 +104,9 @@ class EventLog(ABC):
     def reader(self, stream_id: str) -> Reader | None:
         """None when unknown here (see `info`)."""
 
+    async def published(self, stream_id: str) -> None:  # noqa: B027
+        """Wait (bounded) until other processes can find the new stream (memory: at once)."""
+
     async def watched(self, stream_id: str) -> bool:
         """Does a subscriber in another process watch it now? (never, in memory)"""
         return False
