@@ -1,6 +1,6 @@
-"""The first attempt's sink on a resumable stream: a malformed upstream event (a `data:` line
-that is neither JSON nor `[DONE]`) never reaches the client; the events before it go out, then
-the stream fails, and may be resumed (`resume.py`)."""
+"""The first attempt's sink when a stream may be resumed: a malformed upstream event (not
+JSON) never reaches the client; the events before it go out, then the stream fails (and may
+be resumed from what the client has)."""
 
 from __future__ import annotations
 

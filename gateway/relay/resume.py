@@ -1,6 +1,6 @@
 """Mid-stream resume: what the client has seen of a stream (`ClientView`) and the sink that
 splices a continuation from another upstream into the same client stream (`Splice`); the
-check that keeps a malformed upstream event from reaching it is `guard.py`'s `Guarded`.
+check that keeps a malformed upstream event from reaching the client is `guard.py`.
 
 Rules:
 - The text to continue is the text the CLIENT received, read back from the bytes written to
@@ -25,9 +25,7 @@ from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
 from ..upstream.continuation import NoContinuation as NoContinuation
-from .guard import MALFORMED as MALFORMED
-from .guard import Guarded as Guarded
-from .guard import first_malformed as first_malformed
+from .guard import MALFORMED
 from .resume_apis import (
     ResponsesState,
     completions_ending,
