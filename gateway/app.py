@@ -1,6 +1,7 @@
 """Wiring: build the aiohttp app from a `Config` — routes, middlewares, CORS, and the
-long-lived objects (client session, limiter, queue, metrics) created and closed in
-`cleanup_ctx`.
+long-lived objects under their `state.py` keys: plain values set here (config, metrics, the
+slot queue), those that hold connections or tasks (client session, limiter, budget, model
+lists, stream logs, response owners) made and closed in `cleanup_ctx`.
 """
 
 from __future__ import annotations

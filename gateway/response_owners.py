@@ -70,7 +70,7 @@ class MemoryOwners:
         self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def remember(self, response_id: str, tenant: str) -> None:
-        self._owners[response_id] = (tenant, time.monotonic() + self._keep)
+        self._owners[response_id] = (tenant, time.perf_counter() + self._keep)
         self._owners.move_to_end(response_id)
         while len(self._owners) > self._limit:
             self._owners.popitem(last=False)
@@ -79,7 +79,7 @@ class MemoryOwners:
         found = self._owners.get(response_id)
         if found is None:
             return None
-        if found[1] <= time.monotonic():
+        if found[1] <= time.perf_counter():
             del self._owners[response_id]
             return None
         return found[0]

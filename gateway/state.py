@@ -1,7 +1,7 @@
 """Every typed `web.AppKey` of the gateway's app, in one place (the mock upstream, a separate
 app, keeps its own in `mock/state.py`). Types only: nothing here is imported at run time, so
-this module locates nothing; the objects are made and closed in `cleanup_ctx` by their owners
-(`app.py` wires them) and the values live on the app."""
+this module locates nothing. `app.py` wires the values (those that hold a connection, a task
+or a file are made and closed in `cleanup_ctx`) and they live on the app."""
 
 from __future__ import annotations
 

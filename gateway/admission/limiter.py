@@ -214,7 +214,7 @@ class MemoryLimiter:
     created full on a tenant's first request, and rebuilt (full) if its limits change.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
         self._tenants: dict[str, _Buckets] = {}
 

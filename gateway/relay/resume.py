@@ -1,6 +1,6 @@
-"""Mid-stream resume: what the client has seen of a stream (`ClientView`), the check that
-keeps a malformed upstream event from reaching it (`Guarded`), and the sink that splices a
-continuation from another upstream into the same client stream (`Splice`).
+"""Mid-stream resume: what the client has seen of a stream (`ClientView`) and the sink that
+splices a continuation from another upstream into the same client stream (`Splice`); the
+check that keeps a malformed upstream event from reaching the client is `guard.py`.
 
 Rules:
 - The text to continue is the text the CLIENT received, read back from the bytes written to
@@ -20,11 +20,12 @@ import orjson
 from ..codecs.common import DONE, sse
 from ..dialects import DIALECTS, OPENAI, Dialect, Usage, UsageMeter
 from ..dialects.base import choice_zero
-from ..errors import GatewayError, UpstreamError
+from ..errors import UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
 from ..upstream.continuation import NoContinuation as NoContinuation
+from .guard import MALFORMED
 from .resume_apis import (
     ResponsesState,
     completions_ending,
@@ -36,8 +37,6 @@ from .resume_apis import (
 )
 from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
-
-MALFORMED = "the upstream sent an event that is not JSON"
 
 
 class ClientView:
@@ -139,55 +138,6 @@ class ClientView:
 
     def resumable(self, sink: Sink) -> bool:
         return not (self.tool or self.finished or sink.failed)
-
-
-def first_malformed(complete: bytes) -> int | None:
-    """Where the event holding the first `data:` line that is neither JSON nor `[DONE]`
-    starts in `complete` (the offset after the blank line before it), or None."""
-    start = offset = 0
-    for line in complete.splitlines(keepends=True):
-        body = line.rstrip(b"\r\n")
-        if not body:
-            start = offset + len(line)
-        elif body.startswith(b"data:"):
-            value = body[5:].strip()
-            if value != b"[DONE]":
-                try:
-                    orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    return start
-        offset += len(line)
-    return None
-
-
-class Guarded(Sink):
-    """The route's own sink for the first attempt, with a malformed event kept from the
-    client: the events before it go out, then the stream fails (and may be resumed). An
-    unterminated last line at EOF (a cut inside an event) is dropped: half an event is of
-    no use to the client, and the continuation carries that text."""
-
-    def __init__(self, inner: Sink) -> None:
-        super().__init__(inner.write, inner.shape)
-        self.inner = inner
-
-    async def lines(self, complete: bytes) -> None:
-        bad = first_malformed(complete)
-        if bad is None:
-            await self.inner.lines(complete)
-            return
-        if not complete.endswith(b"\n"):  # the flushed tail of a cut stream
-            if bad:
-                await self.inner.lines(complete[:bad])
-            return
-        if bad:
-            await self.inner.lines(complete[:bad])
-        raise UpstreamError(MALFORMED)
-
-    def end(self) -> bytes:
-        return self.inner.end()
-
-    async def error(self, exc: GatewayError) -> None:
-        await self.inner.error(exc)
 
 
 class Splice(Sink):

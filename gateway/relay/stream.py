@@ -22,8 +22,9 @@ from ..upstream.continuation import NoContinuation
 from ..upstream.mask import StreamMask
 from .client import ClientStream
 from .early import EarlyCommit
+from .guard import Guarded
 from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
-from .resume import Guarded, Resume, Splice
+from .resume import Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
 
