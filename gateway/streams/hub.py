@@ -46,8 +46,11 @@ class Streams:
 
 
 def make_log(config: Config) -> EventLog:
+    """The configured backend; with several workers and no backend set, Redis (a browser's
+    reconnect may reach any worker; workers need ratelimit's Redis anyway)."""
     streams = config.streams
-    if streams.backend == "redis":
+    implied = config.server.workers > 1 and "backend" not in streams.model_fields_set
+    if streams.backend == "redis" or implied:
         from .redis import RedisLog
 
         return RedisLog(config.ratelimit.redis_url, prefix=config.ratelimit.key_prefix + "st:",
