@@ -175,12 +175,14 @@ async def stream_chat(
     headers: Mapping[str, str],
     timeout: float = 30.0,
 ) -> StreamResult:
-    """POST a streaming chat completion; timestamp each line as it arrives."""
+    """POST a streaming chat completion; timestamp each line as it arrives. It asks for usage,
+    so every upstream event reaches it (without, the gateway hides the usage-only last chunk
+    it asked the upstream for)."""
     lines: list[bytes] = []
     arrivals: list[float] = []
     async with session.post(
         f"{url}/v1/chat/completions",
-        json=chat_body(model),
+        json=chat_body(model, stream_options={"include_usage": True}),
         headers=dict(headers),
         timeout=aiohttp.ClientTimeout(total=timeout),
     ) as resp:
