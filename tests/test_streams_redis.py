@@ -121,3 +121,27 @@ async def test_redis_paused_mid_stream_a_remote_tail_ends_with_an_error_not_a_ha
         # once Redis is back, a resume elsewhere still never gets a stream with a gap
         status, raw = await asyncio.wait_for(whole(session, b.url + path, {"Last-Event-ID": "1"}), 20)
         assert status == 404 or parse(raw)[-1][1] == "error"
+
+
+async def test_delete_through_another_process_cancels_the_generation(
+    mock: Mock, spawned: Spawn, redis_process: RedisProcess,
+) -> None:
+    import json
+
+    from tests.conftest import CLIENT_KEY_B
+
+    a, b = pair(spawned, mock, redis_process.url)
+    async with aiohttp.ClientSession(timeout=BOUND) as session:
+        path = await create(session, a, chat_body("mock-1+tps=20,words=400"))
+        async with session.get(a.url + path) as local:
+            got = await local.content.readuntil(b"event: message")
+            async with session.delete(b.url + path, headers=auth(CLIENT_KEY_B)) as other:
+                assert other.status == 404
+            async with session.delete(b.url + path, headers=auth()) as mine:
+                assert mine.status == 204, await mine.text()
+            got += await asyncio.wait_for(local.content.read(), 20)
+    events = parse(got)
+    assert events[-1][1] == "error" and events[-1][2]["code"] == 499
+    lines = [json.loads(line) for line in a.stderr().splitlines() if line.startswith("{")]
+    (line,) = [x for x in lines if x.get("event") == "generation"]
+    assert line["outcome"] == "cancelled" and 0 < line["completion_tokens"] < 400

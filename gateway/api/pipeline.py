@@ -4,7 +4,7 @@ and the settlement. What differs between routes is an `UpstreamRoute` value (how
 read and built per target, its error shape, how an answer is metered, translated and sunk).
 
 Rules:
-- One snapshot of the live config per request (`live`), taken here, passed down.
+- One snapshot of the live config per request (`snapshot`), taken here, passed down.
 - Lower stages hand back values: the policy its attempts (`Opened.attempts`, or
   `tries_of(exc)`), the relay its `RelayOutcome` (or, cancelled, `relayed(exc)`), and a
   continuation comes from `Continue`, which the relay asks through its `Continuation`
@@ -70,15 +70,15 @@ class UpstreamRoute:
     def streams(self, call: Call) -> bool:
         return call.stream
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
         raise NotImplementedError
 
-    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> UpstreamRoute:
+    def prepare(self, call: Call, plan: Plan, snapshot: Snapshot) -> UpstreamRoute:
         """This request's route value: itself, or a copy holding what one request needs
         across the stages (a translation bridge), made before admission (raises to refuse)."""
         return self
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
         raise NotImplementedError
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
@@ -103,7 +103,7 @@ class UpstreamRoute:
     def answered(self, app: web.Application, tenant: Tenant, opened: Opened, status: int) -> None:
         """A JSON answer (`status`) went out for `opened` (its body: `opened.first`)."""
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         raise NotImplementedError
 
@@ -114,24 +114,24 @@ class UpstreamRoute:
 
 async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     app = request.app
-    live = app[LIVE].current
+    snapshot = app[LIVE].current
     record = request[RECORD]
-    tenant = authenticate(request, live, record)
+    tenant = authenticate(request, snapshot, record)
     call = await route.read(request)
     record.model, record.stream = call.model, route.streams(call)
     await route.vet(app, tenant, call)
-    plan = route.plan(live, tenant, call, request.path)
-    route = route.prepare(call, plan, live)
-    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
+    plan = route.plan(snapshot, tenant, call, request.path)
+    route = route.prepare(call, plan, snapshot)
+    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=snapshot.prices,
                                tokens=route.tokens, answer=route.answers, models=plan.models)
     ticket = await admitted.enter()
     record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
     charge: Charge | None = None
     try:
-        tried = Tried(route.body_for(call, live))
-        early = early_commit(request, live, record)  # heartbeats don't end failover
+        tried = Tried(route.body_for(call, snapshot))
+        early = early_commit(request, snapshot, record)  # heartbeats don't end failover
         try:
-            opened = await open_upstream(request, live, record, plan, tried, early)
+            opened = await open_upstream(request, snapshot, record, plan, tried, early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, route.shape, exc)
@@ -152,13 +152,13 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
             # keeps the request's body, to ask a continuation with it
             continuation = Continue(app[UPSTREAMS], plan, tried, request, record, route.meters)
             resume = Resume(view, continuation)
-        make_sink = route.sink(opened, call, ticket, live, app, tenant)
+        make_sink = route.sink(opened, call, ticket, snapshot, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
         # The meter's usage grows as lines arrive: a stream that ends in any way (a bug
         # included) is charged for what was received.
         meter = UsageMeter(dialect, ticket.prompt_estimate)
         outcome: RelayOutcome | None = None
-        server = live.config.server
+        server = snapshot.config.server
         sse = (early.response if early is not None and early.response is not None
                else sse_response(record.request_id, ticket.headers))
         try:

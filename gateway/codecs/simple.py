@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..dialects import DIALECTS, OPENAI
+from ..dialects import DIALECTS
 from ..errors import GatewayError
-from .common import NOT_JSON, TokenUsage, load_object, sse, usage_from_anthropic, usage_from_openai
+from .common import NOT_JSON, TokenUsage, load_object, sse
 
 #: `PriceTable.cost` bound to the answering model: (non-cached prompt, completion, cache read,
 #: cache write) tokens -> USD, or None when the model is unpriced
@@ -56,7 +56,7 @@ class SimpleCodec:
         if failed is not None:
             self.failure = failed
             return self.error_event(502, "api_error", f"upstream error: {failed}")
-        self._count(payload)
+        self._usage = dialect.token_usage(self._usage, payload)  # for the done event's cost
         text = dialect.text_delta(event, payload)
         return sse({"content": text, "done": False}, "message") if text else b""
 
@@ -79,15 +79,3 @@ class SimpleCodec:
             return b""
         self.done = True
         return sse({"code": status, "message": message}, "error")
-
-    def _count(self, payload: dict[str, Any]) -> None:
-        """The usage an event reports (the codecs' `TokenUsage`, for the done event's cost)."""
-        if self.dialect is OPENAI:
-            if payload.get("usage") is not None:
-                self._usage = usage_from_openai(payload["usage"], self._usage)
-            return
-        kind = payload.get("type")
-        if kind == "message_start" and isinstance(payload.get("message"), dict):
-            self._usage = usage_from_anthropic(payload["message"].get("usage"), self._usage)
-        elif kind == "message_delta":
-            self._usage = usage_from_anthropic(payload.get("usage"), self._usage)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from ..markers import Marker
-from .base import Dialect, Usage, error_message, model_ids
+from .base import Dialect, TokenUsage, Usage, count, error_message, model_ids
 
 API_VERSION = "2023-06-01"
 
@@ -97,6 +97,14 @@ class AnthropicDialect(Dialect):
                 usage.completion_tokens = found.completion_tokens
                 usage.reported = True
 
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            return usage_from_anthropic(data["message"].get("usage"), before)
+        if kind == "message_delta":
+            return usage_from_anthropic(data.get("usage"), before)
+        return before
+
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
         if data.get("type") != "content_block_delta":
             return None
@@ -146,6 +154,24 @@ class AnthropicDialect(Dialect):
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_anthropic(usage: object, before: TokenUsage) -> TokenUsage:
+    """Fold an Anthropic `usage` object (message_start, message_delta or a body) into `before`.
+    Counts are cumulative; a field the object leaves out keeps its earlier value."""
+    if not isinstance(usage, dict):
+        return before
+
+    def pick(key: str, old: int) -> int:
+        return count(usage[key]) if key in usage and usage[key] is not None else old
+
+    return TokenUsage(
+        input_tokens=pick("input_tokens", before.input_tokens),
+        output_tokens=pick("output_tokens", before.output_tokens),
+        cache_read_tokens=pick("cache_read_input_tokens", before.cache_read_tokens),
+        cache_write_tokens=pick("cache_creation_input_tokens", before.cache_write_tokens),
+        reported=True,
+    )
 
 
 ANTHROPIC = AnthropicDialect()

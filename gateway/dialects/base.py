@@ -33,6 +33,48 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a stream or body reported, in Anthropic's terms: `input_tokens` excludes the
+    prompt tokens read from (`cache_read_tokens`) or written to (`cache_write_tokens`) the cache.
+    OpenAI's `prompt_tokens` includes its `cached_tokens`, so it is split on the way in."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reported: bool = False  # the upstream said so (else: nothing seen yet)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def openai(self) -> dict[str, Any]:
+        """OpenAI's `usage` object."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.prompt_tokens + self.output_tokens,
+        }
+        if self.cache_read_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
+        return usage
+
+    def anthropic(self) -> dict[str, Any]:
+        """Anthropic's `usage` object (cache fields only when a cache was touched)."""
+        usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cache_read_tokens:
+            usage["cache_read_input_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = self.cache_write_tokens
+        return usage
+
+
+def count(value: object) -> int:
+    """A token count as sent, or 0 for anything that is not a non-negative int."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 class Dialect(ABC):
     name: str
     path: str  # appended to the upstream's base_url
@@ -83,6 +125,11 @@ class Dialect(ABC):
     @abstractmethod
     def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
         """Fold one stream event's JSON into `usage` (only called when it mentions usage)."""
+
+    @abstractmethod
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        """Fold one stream event's usage into `before` (the codecs' `TokenUsage`, split by
+        cache; the meter's `Usage` is `update_usage`'s)."""
 
     @abstractmethod
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:

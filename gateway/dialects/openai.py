@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..markers import Marker
-from .base import Dialect, Usage, choice_zero, error_message
+from .base import Dialect, TokenUsage, Usage, choice_zero, count, error_message
 
 
 class OpenAIDialect(Dialect):
@@ -36,6 +36,10 @@ class OpenAIDialect(Dialect):
             usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
             usage.cache_read_tokens = found.cache_read_tokens
             usage.reported = True
+
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        usage = data.get("usage")
+        return before if usage is None else usage_from_openai(usage, before)
 
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
         choice = choice_zero(data.get("choices"))
@@ -69,6 +73,21 @@ class OpenAIDialect(Dialect):
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
+    """An OpenAI `usage` object (the last chunk with include_usage, or a body)."""
+    if not isinstance(usage, dict):
+        return before
+    prompt = count(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = min(prompt, count(details.get("cached_tokens"))) if isinstance(details, dict) else 0
+    return TokenUsage(
+        input_tokens=prompt - cached,
+        output_tokens=count(usage.get("completion_tokens")),
+        cache_read_tokens=cached,
+        reported=True,
+    )
 
 
 OPENAI = OpenAIDialect()

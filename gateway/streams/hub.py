@@ -11,7 +11,7 @@ from aiohttp import web
 from ..config import Config
 from ..errors import Shed
 from ..state import CONFIG, METRICS, STREAMS
-from .generation import Generation
+from .generation import ClientCancelled, Generation
 from .log import EventLog
 from .memory import MemoryLog
 
@@ -42,7 +42,12 @@ class Streams:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_SECONDS)
 
-
+    async def cancel_asked(self) -> None:
+        """Cancels asked through another process (DELETE there), for generations running here."""
+        while True:
+            generation = self.generations.get(await self.log.cancelled())
+            if generation is not None:
+                generation.cancel(ClientCancelled("the stream was cancelled by its creator"))
 
 
 def make_log(config: Config) -> EventLog:
@@ -78,7 +83,10 @@ async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         gauge.labels("generating").set_function(lambda: hub.counts()[0])
         gauge.labels("kept").set_function(lambda: hub.counts()[1])
+    cancels = asyncio.create_task(hub.cancel_asked())
     yield
+    cancels.cancel()
+    await asyncio.wait([cancels])
     if publisher is not None:
         publisher.cancel()
     await hub.stop_all("the gateway is shutting down")

@@ -4,7 +4,8 @@ reconnects through another worker or replica resumes exactly where it stopped.
 Keys (under `prefix`): `{id}` the Redis Stream (entry id `0-<seq of its last event>`, field
 `e` = the bytes of the events since the entry before: one XADD per stream per round trip),
 `{id}:m` a hash (`t` = the creating tenant), `{id}:w` set while a subscriber in another
-process watches it (for the generation's abandon check).
+process watches it (for the generation's abandon check), `{id}:c` set by a DELETE through
+another process (the generating process's mirror reads it in its next round trip).
 
 Rules:
 - The generation's own process keeps a local copy (`MemoryLog`): its subscribers read that,
@@ -39,6 +40,8 @@ WRITE_TIMEOUT_SECONDS = 1.0
 #: a remote subscriber says it is there at most this often
 WATCH_EVERY_SECONDS = 1.0
 READ_COUNT = 512
+#: how often a cancel asked elsewhere looks whether the stream has ended
+CANCEL_POLL_SECONDS = 0.05
 
 
 class _Mirrored(Writer):
@@ -82,6 +85,8 @@ class RedisLog(EventLog):
         self.wake = asyncio.Event()
         self.broken: dict[str, bool] = {}  # stream id -> its `1-0` marker is written
         self.errors = 0  # failed round trips (for tests and logs)
+        #: streams of this process another process asked to cancel (DELETE there)
+        self.cancels: asyncio.Queue[str] = asyncio.Queue()
         #: new streams whose meta is not in Redis yet -> resolved once its round trip is over
         self.publishing: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -141,6 +146,24 @@ class RedisLog(EventLog):
         local = self.local.reader(stream_id)
         return local if local is not None else _RemoteReader(self, stream_id)
 
+    async def cancel_elsewhere(self, stream_id: str, wait: float) -> bool:
+        """Leave `{id}:c` for the generating process (its mirror sees it with its next events'
+        round trip), then wait (bounded) for the stream's last event."""
+        key = self.key(stream_id)
+        try:
+            async with asyncio.timeout(wait):
+                await self.writes.set(key + ":c", b"1", px=self.keep_ms)
+                while True:
+                    last = _entries(await self.writes.xrevrange(key, count=1))
+                    if not last or last[0][0] == BROKEN_ID or (last[0][1] and is_terminal(last[0][1][-1])):
+                        return True
+                    await asyncio.sleep(CANCEL_POLL_SECONDS)
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
+
+    async def cancelled(self) -> str:
+        return await self.cancels.get()
+
     async def watched(self, stream_id: str) -> bool:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
@@ -185,15 +208,22 @@ class RedisLog(EventLog):
             touched[stream_id] = touched.get(stream_id, False) or (seq > 0 and is_terminal(event))
         if run:
             pipe.xadd(self.key(run_id), {"e": b"".join(run)}, id=f"0-{run_seq}")
+        asked: list[tuple[int, str]] = []  # (reply index, stream id): a cancel asked elsewhere?
         for stream_id, ended in touched.items():
             key, ms = self.key(stream_id), self.keep_ms if ended else self.live_ms
             pipe.pexpire(key, ms)
             pipe.pexpire(key + ":m", ms)
+            if not ended:
+                asked.append((len(pipe), stream_id))
+                pipe.exists(key + ":c")
         try:
             if not len(pipe):
                 return
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS * 2):
-                await pipe.execute()
+                replies = await pipe.execute()
+            for at, stream_id in asked:
+                if replies[at]:
+                    self.cancels.put_nowait(stream_id)
         except (redis.RedisError, OSError, TimeoutError):
             self.errors += 1
             for stream_id in touched:  # what they hold may have a gap now: mirror no more
