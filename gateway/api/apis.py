@@ -171,9 +171,9 @@ class Api(UpstreamRoute):
 
     def view(self, call: Call) -> ClientView | None:
         """Responses and completions streams are resumed in their own shapes (a Responses
-        plan that reaches Anthropic targets, translated, is not)."""
+        stream from or to an Anthropic target too: its events are read in `meters`')."""
         if self.responses:
-            return ClientView("responses", False) if self.claude is None else None
+            return ClientView("responses", False)
         if self.streams_allowed:
             return ClientView("completions", client_asked(call.body))
         return None

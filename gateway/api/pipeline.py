@@ -150,7 +150,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         resume: Resume | None = None
         if plan.resume_midstream and (view := route.view(call)) is not None:
             # keeps the request's body, to ask a continuation with it
-            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, view.client)
+            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, route.meters)
             resume = Resume(view, continuation)
         make_sink = route.sink(opened, call, ticket, snapshot, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
@@ -199,16 +199,18 @@ class Continue:
     """The handler's side of a mid-stream resume (`relay.resume.Continuation`): a cut stream
     continues on the cut target itself or a later one of the plan that `supports_prefill`
     (`upstream/continuation.py`: a refusal moves on, and is remembered), asked the original
-    request plus the streamed text (`with_prefill`, in the shape of the client's API,
-    `kind`). What it opened and tried stays here, for the handler to settle and record."""
+    request plus the streamed text (`with_prefill`, in the shape of the target's body). What
+    it opened and tried stays here, for the handler to settle and record."""
 
-    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_kind", "_used",
+    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_used", "_meters",
                  "attempts", "opened")
 
     def __init__(self, upstreams: UpstreamClient, plan: Plan, body_for: BodyFor,
-                 request: web.Request, record: Record, kind: str = "") -> None:
+                 request: web.Request, record: Record,
+                 meters: Callable[[Opened], Dialect] | None = None) -> None:
         self._upstreams, self._plan, self._body_for = upstreams, plan, body_for
-        self._request, self._record, self._kind = request, record, kind
+        self._request, self._record = request, record
+        self._meters = meters  # the route's `meters` (None: the upstream's own dialect)
         self._used: set[tuple[str, str]] = set()  # the targets that continued this stream
         self.attempts: list[Attempt] = []  # every continuation's tries, in order
         self.opened: list[Opened] = []  # every continuation that answered
@@ -219,12 +221,12 @@ class Continue:
         upstreams.ended(cut, failure=failure)
         candidates = continuation_targets(self._plan.targets, cut.target, self._used,
                                           upstreams.continuations)
-        body_for, record, kind = self._body_for, self._record, self._kind
+        body_for, record = self._body_for, self._record
 
         async def open_plan(plan: Plan, asked: Callable[[Target], None]) -> Opened:
             def body(target: Target) -> bytes:
                 asked(target)
-                return with_prefill(body_for(target), text, kind)
+                return with_prefill(body_for(target), text)
             try:
                 opened = await upstreams.open(
                     plan, body, self._request.headers, record.request_id, stream=True,
@@ -239,6 +241,9 @@ class Continue:
                                          upstreams.continuations, self._used)
         self.opened.append(opened)
         return opened
+
+    def meters(self, opened: Opened) -> Dialect:
+        return self._meters(opened) if self._meters is not None else opened.dialect
 
     def count(self, result: str) -> None:
         app = self._request.app

@@ -149,9 +149,7 @@ async def stream_answer(
                         resume.continuation.count("failed")
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
-                    # The API's own dialect when the continuation speaks it (Responses,
-                    # completions), else the continuation's upstream dialect (translated).
-                    speaks = meter.dialect if current.dialect.name == meter.dialect.name else current.dialect
+                    speaks = resume.continuation.meters(current)  # as the route reads it
                     usage, meter = before, UsageMeter(speaks, 0)
                     metered.append((current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, speaks, before, meter)
