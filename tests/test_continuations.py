@@ -243,3 +243,22 @@ async def test_a_completions_stream_is_resumed_with_the_text_after_the_prompt(
     (cont,) = [a for a in upstream.asked("m") if a.continuation]
     assert cont.body["prompt"] == "Say:Hello "
     assert gateway.request_logs()[-1]["outcome"] == "ok"
+
+
+async def test_a_responses_stream_translated_from_an_anthropic_target_is_resumed(
+    start_gateway: GatewayFactory, upstream: Scripted,
+) -> None:
+    upstream.scripts["m"] = Script([anthropic_start(), anthropic_text("Hello ")], end="abort")
+    upstream.scripts["m#cont"] = Script([anthropic_start(), anthropic_text("world"), anthropic_finish(),
+                                         ANTHROPIC_END])
+    gateway = await _gateway(start_gateway, upstream, ["sa:m"])
+    response = await gateway.client.post("/v1/responses", json={"model": "chat", "input": "hi", "stream": True},
+                                         headers=auth())
+    events = [(e, orjson.loads(d)) for e, d in _events(await response.read())]
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+    assert [e for e, _ in events].count("response.created") == 1 and events[-1][0] == "response.completed"
+    assert "".join(d["delta"] for e, d in events if e == "response.output_text.delta") == "Hello world"
+    assert events[-1][1]["response"]["output"][0]["content"][0]["text"] == "Hello world"
+    (cont,) = [a for a in upstream.asked("m") if a.continuation]
+    assert cont.body["messages"][-1] == {"role": "assistant", "content": "Hello "}
+    assert gateway.request_logs()[-1]["outcome"] == "ok"

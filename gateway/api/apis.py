@@ -117,20 +117,20 @@ class Api(UpstreamRoute):
         if self.responses:  # another tenant's response id is a 404 (response_owners.py)
             await check_previous(app, tenant.name, call.body)
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
         name = self.dialect.name
-        plan = live.router.route(tenant, call.model, None if self.responses else name, api=path)
+        plan = snapshot.router.route(tenant, call.model, None if self.responses else name, api=path)
         return replace(plan, targets=tuple(replace(t, path=self.path) if t.upstream.dialect == name
                                            else t for t in plan.targets))
 
-    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> Api:
+    def prepare(self, call: Call, plan: Plan, snapshot: Snapshot) -> Api:
         if not self.responses:
             return self
         # What can't be carried to an Anthropic target is a 400 here, before admission.
-        claude = ResponsesToClaude.for_plan(call, plan, live.config.server.default_max_tokens)
+        claude = ResponsesToClaude.for_plan(call, plan, snapshot.config.server.default_max_tokens)
         return self if claude is None else replace(self, claude=claude)
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
         return _body_for(call, self, self.claude)
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
@@ -155,10 +155,10 @@ class Api(UpstreamRoute):
         if self.responses and not self.translates(opened):  # the gateway keeps no translated one
             remember_answer(app, tenant.name, status, opened.first)
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         if self.claude is not None and self.translates(opened):
-            return self.claude.sink(opened.target.model, live.config.server.max_line_bytes)
+            return self.claude.sink(opened.target.model, snapshot.config.server.max_line_bytes)
         ends = self.ends or self.dialect.end_markers
         errors = self.errors or self.dialect.error_markers
         if self.shape is RESPONSES_SHAPE:  # a Responses stream has no finish before its end event
@@ -171,9 +171,9 @@ class Api(UpstreamRoute):
 
     def view(self, call: Call) -> ClientView | None:
         """Responses and completions streams are resumed in their own shapes (a Responses
-        plan that reaches Anthropic targets, translated, is not)."""
+        stream from or to an Anthropic target too: its events are read in `meters`')."""
         if self.responses:
-            return ClientView("responses", False) if self.claude is None else None
+            return ClientView("responses", False)
         if self.streams_allowed:
             return ClientView("completions", client_asked(call.body))
         return None

@@ -57,11 +57,11 @@ class ChatRoute(UpstreamRoute):
     def streams(self, call: Call) -> bool:
         return call.stream or self.client is None
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
-        return live.router.route(tenant, call.model)
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+        return snapshot.router.route(tenant, call.model)
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
-        return _body_for(call, self.client, live.config.server.default_max_tokens)
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
+        return _body_for(call, self.client, snapshot.config.server.default_max_tokens)
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
         client = self.client
@@ -79,10 +79,10 @@ class ChatRoute(UpstreamRoute):
     def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
         return _json_translator(self.client, opened.dialect, opened.target.model)
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         return _sink_maker(self.client, self.shape, opened, _include_usage(call),
-                           live.config.server.max_line_bytes, ticket.prices)
+                           snapshot.config.server.max_line_bytes, ticket.prices)
 
     def view(self, call: Call) -> ClientView:
         client = self.client

@@ -61,16 +61,16 @@ class UriTooLong(BadRequest):
 
 
 async def create_stream(request: web.Request) -> web.StreamResponse:
-    live = request.app[LIVE].current
+    snapshot = request.app[LIVE].current
     record = request[RECORD]
-    tenant = authenticate(request, live, record)
+    tenant = authenticate(request, snapshot, record)
     call = await read_chat(request)
     record.model = call.model
-    generation = await _start(request, live, record, tenant, call)
+    generation = await _start(request, snapshot, record, tenant, call)
     await request.app[STREAMS].log.published(generation.stream_id)  # findable on any replica
     url = f"/api/chat/streams/{generation.stream_id}"
-    bound = max(t.upstream.total_timeout_seconds for t in live.router.route(tenant, call.model).targets)
-    expires = datetime.fromtimestamp(time.time() + bound + live.config.streams.keep_seconds, UTC)
+    bound = max(t.upstream.total_timeout_seconds for t in snapshot.router.route(tenant, call.model).targets)
+    expires = datetime.fromtimestamp(time.time() + bound + snapshot.config.streams.keep_seconds, UTC)
     body = {"id": generation.stream_id, "url": url,
             "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
     return web.Response(status=201, body=dumps(body), content_type="application/json",
@@ -97,8 +97,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 
 async def cancel_stream(request: web.Request) -> web.StreamResponse:
-    live = request.app[LIVE].current
-    tenant = authenticate(request, live, request[RECORD])
+    snapshot = request.app[LIVE].current
+    tenant = authenticate(request, snapshot, request[RECORD])
     hub = request.app[STREAMS]
     stream_id = _stream_id(request.match_info["stream_id"])
     info = await _info(request, hub, stream_id, resumed=False)
@@ -117,10 +117,10 @@ async def cancel_stream(request: web.Request) -> web.StreamResponse:
 
 async def chat_stream_get(request: web.Request) -> web.StreamResponse:
     """The origin story's `EventSource(BASE + '/api/chat/stream?messages=...')`."""
-    live = request.app[LIVE].current
+    snapshot = request.app[LIVE].current
     record = request[RECORD]
-    tenant = authenticate(request, live, record)
-    limit = live.config.server.max_body_bytes
+    tenant = authenticate(request, snapshot, record)
+    limit = snapshot.config.server.max_body_bytes
     if len(request.raw_path) > limit:
         raise UriTooLong(f"the URL is {len(request.raw_path)} bytes, over the body limit of {limit}: "
                          "POST the messages to /api/chat/streams instead")
@@ -134,9 +134,9 @@ async def chat_stream_get(request: web.Request) -> web.StreamResponse:
         if info.tenant != tenant.name:
             raise StreamNotFound()
         return await _subscribe(request, hub, stream_id, int(seq), stream_id + ".", resumed=True)
-    call = _query_call(request, live, tenant)
+    call = _query_call(request, snapshot, tenant)
     record.model = call.model
-    generation = await _start(request, live, record, tenant, call)
+    generation = await _start(request, snapshot, record, tenant, call)
     return await _subscribe(request, hub, generation.stream_id, 0, generation.stream_id + ".",
                             resumed=False)
 
@@ -144,13 +144,13 @@ async def chat_stream_get(request: web.Request) -> web.StreamResponse:
 # -- the stages ---------------------------------------------------------------------------
 
 
-async def _start(request: web.Request, live: Snapshot, record: Record, tenant: Tenant,
+async def _start(request: web.Request, snapshot: Snapshot, record: Record, tenant: Tenant,
                  call: Call) -> Generation:
     """Admit (buckets, budget, a slot the generation holds) and start the generation."""
     app = request.app
     hub = app[STREAMS]
-    plan = live.router.route(tenant, call.model)
-    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
+    plan = snapshot.router.route(tenant, call.model)
+    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=snapshot.prices,
                                models=[t.model for t in plan.targets])
     ticket = await admitted.enter()
     try:
@@ -162,7 +162,7 @@ async def _start(request: web.Request, live: Snapshot, record: Record, tenant: T
                      config=record.config, tenant=tenant, model=call.model, stream=True,
                      queue_wait=ticket.queue_wait, key_id=record.key_id, tags=record.tags)
         task = generation.task = asyncio.get_running_loop().create_task(
-            generate(request, live, own, plan, call, admitted, ticket, generation))
+            generate(request, snapshot, own, plan, call, admitted, ticket, generation))
     except BaseException:
         await admitted.leave(None)
         raise
@@ -217,8 +217,8 @@ async def _info(request: web.Request, hub: Streams, stream_id: str, *, resumed: 
 
 def _name_tenant(request: web.Request, info: StreamInfo) -> None:
     """A subscriber has no key: its log line names the stream's tenant."""
-    live = request.app[LIVE].current
-    request[RECORD].tenant = next((t for t in live.config.tenants if t.name == info.tenant), None)
+    snapshot = request.app[LIVE].current
+    request[RECORD].tenant = next((t for t in snapshot.config.tenants if t.name == info.tenant), None)
 
 
 def _stream_id(value: str) -> str:
@@ -234,7 +234,7 @@ def _last_event_id(request: web.Request) -> str | None:
     return value.strip() or None
 
 
-def _query_call(request: web.Request, live: Snapshot, tenant: Tenant) -> Call:
+def _query_call(request: web.Request, snapshot: Snapshot, tenant: Tenant) -> Call:
     """`messages` (JSON) and `model` from the query; without `model`, the first model
     `/v1/models` lists for this key."""
     raw_messages = request.query.get("messages")
@@ -245,7 +245,7 @@ def _query_call(request: web.Request, live: Snapshot, tenant: Tenant) -> Call:
         raise BadRequest("`messages` must be a non-empty JSON array")
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a string `role`")
-    model = request.query.get("model") or next((name for name, _ in live.router.models_for(tenant)), "")
+    model = request.query.get("model") or next((name for name, _ in snapshot.router.models_for(tenant)), "")
     if not model:
         raise BadRequest("`model` is required (no model is listed for this key)")
     body = {"model": model, "messages": messages, "stream": True}

@@ -267,6 +267,11 @@ class Continuation(Protocol):
         """One `gateway_midstream_recoveries_total` result: ok, failed or unavailable."""
         ...
 
+    def meters(self, opened: Opened) -> Dialect:
+        """The dialect a continuation's events are read (and metered) in: the route's, for
+        the upstream that answered (e.g. Responses events from an OpenAI target)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Resume:

@@ -146,16 +146,17 @@ def prefilled_prompt(body: dict[str, Any], text: str) -> None:
         body["prompt"] = [prompt[0] + text]
 
 
-def with_prefill(body: bytes, text: str, client: str = "") -> bytes:
-    """An upstream request body asking to go on from the streamed text: a trailing assistant
-    message (the same shape in both chat dialects; a Responses input item), or for
-    completions the prompt with the text after it."""
+def with_prefill(body: bytes, text: str) -> bytes:
+    """An upstream request body asking to go on from the streamed text, in the shape of that
+    body (the target's API and dialect): a trailing assistant message (`messages`, both chat
+    dialects, a Responses request translated for an Anthropic target too), an assistant input
+    item (`input`, Responses), or the prompt with the text after it (`prompt`, completions)."""
     data = orjson.loads(body)
     if text:
-        if client == "responses":
-            prefilled_input(data, text)
-        elif client == "completions":
-            prefilled_prompt(data, text)
-        else:
+        if "messages" in data or ("input" not in data and "prompt" not in data):
             data["messages"] = [*data.get("messages", []), {"role": "assistant", "content": text}]
+        elif "input" in data:
+            prefilled_input(data, text)
+        else:
+            prefilled_prompt(data, text)
     return orjson.dumps(data)

@@ -177,13 +177,13 @@ class Generation:
             self._timer = None
 
 
-async def generate(request: web.Request, live: Snapshot, record: Record, plan: Plan, call: Call,
+async def generate(request: web.Request, snapshot: Snapshot, record: Record, plan: Plan, call: Call,
                    admitted: Admitted, ticket: Ticket, generation: Generation) -> None:
     """The generation's task: `/api/chat/stream`'s stages (its route value, `CHAT_STREAM`) into
     the log, then settle and tell. `record` is the generation's own (not its creating
     request's): told once, at its end."""
     app = request.app
-    runtime, server, upstreams = app[RUNTIME], live.config.server, app[UPSTREAMS]
+    runtime, server, upstreams = app[RUNTIME], snapshot.config.server, app[UPSTREAMS]
     writer = generation.writer
     tenant = record.tenant
     assert tenant is not None  # the generation's record is made with its tenant
@@ -191,7 +191,7 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
     runtime.enter()  # drain waits for it like for a request
     try:
         try:
-            tried = Tried(CHAT_STREAM.body_for(call, live))
+            tried = Tried(CHAT_STREAM.body_for(call, snapshot))
             generation.waiting(runtime.alarms)
             try:
                 opened = await upstreams.open(
@@ -216,7 +216,7 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
             if plan.resume_midstream:
                 continuation = Continue(upstreams, plan, tried, request, record)
                 resume = Resume(CHAT_STREAM.view(call), continuation)
-            make_sink = CHAT_STREAM.sink(opened, call, ticket, live, app, tenant)
+            make_sink = CHAT_STREAM.sink(opened, call, ticket, snapshot, app, tenant)
             del call, tried
             meter = UsageMeter(opened.dialect, ticket.prompt_estimate)
             outcome: RelayOutcome | None = None
