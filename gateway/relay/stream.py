@@ -23,7 +23,7 @@ from ..upstream.mask import StreamMask
 from .client import ClientStream
 from .early import EarlyCommit
 from .guard import Guarded
-from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
+from .loop import HEARTBEAT, Alarm, FirstForward, Stoppable, Stopped, relay_lines
 from .resume import Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
@@ -73,6 +73,7 @@ async def stream_answer(
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
     alarm = Alarm(loop, opened.deadline)
+    seen = FirstForward()  # the stream's first line written (a continuation's is not)
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
 
@@ -97,8 +98,8 @@ async def stream_answer(
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
         first = ttfb
-        if first is None and alarm.first_forward is not None:  # failed or cut after it
-            first = alarm.first_forward - started
+        if first is None and seen.at is not None:  # failed or cut after it
+            first = seen.at - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
         return RelayOutcome(total, first, status, outcome, error, parts, clean, failure, anomaly)
@@ -113,7 +114,7 @@ async def stream_answer(
                 try:
                     forwarded = await relay_lines(
                         current.response.content, sink, meter, current.first,
-                        LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
+                        LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm, seen)
                     if forwarded is not None and ttfb is None:
                         ttfb = forwarded - started
                     closing = sink.end()
@@ -134,8 +135,8 @@ async def stream_answer(
                             resume.continuation.count("failed")
                         raise cause or exc from None
                     cause = cause or exc
-                    if ttfb is None and alarm.first_forward is not None:  # before a continuation's
-                        ttfb = alarm.first_forward - started
+                    if ttfb is None and seen.at is not None:  # before a continuation's
+                        ttfb = seen.at - started
                     current.response.close()
                     cut, failure = current, None
                     try:  # the cut attempt's verdict (a failure) goes with the question
