@@ -122,6 +122,10 @@ def _add_cors(app: web.Application, origins: tuple[str, ...]) -> None:
                         "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens",
                         "x-ratelimit-reset-tokens"),
         allow_headers="*",  # SDKs in browsers send their own (x-stainless-*, anthropic-*)
+        # Routes sharing a path (GET and DELETE /api/chat/streams/{id}, POST and GET
+        # /api/chat/stream) are separate resources with their own names, and a preflight is
+        # matched to the first one only: the methods are allowed here, so each passes its own.
+        allow_methods=("GET", "POST", "DELETE"),
         max_age=600,
     )
     cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})

@@ -26,7 +26,7 @@ def _entry(model: str, owner: str, anthropic: bool) -> dict[str, Any]:
     return {"id": model, "object": "model", "created": 0, "owned_by": owner}
 
 
-def _listed(request: web.Request, snapshot: Snapshot, tenant: Tenant) -> list[tuple[str, str]]:
+def listed_models(request: web.Request, snapshot: Snapshot, tenant: Tenant) -> list[tuple[str, str]]:
     """(model, owner), sorted: the config's concrete names, and the names each upstream with a
     glob reported in its own list that match the glob (from memory: never an upstream call)."""
     seen = dict(snapshot.router.models_for(tenant))
@@ -40,7 +40,7 @@ async def models(request: web.Request) -> web.StreamResponse:
     snapshot = request.app[LIVE].current
     tenant = authenticate(request, snapshot, request[RECORD])
     anthropic = "anthropic-version" in request.headers
-    data = [_entry(model, owner, anthropic) for model, owner in _listed(request, snapshot, tenant)]
+    data = [_entry(model, owner, anthropic) for model, owner in listed_models(request, snapshot, tenant)]
     body: dict[str, Any]
     if anthropic:
         body = {"data": data, "has_more": False,
@@ -58,7 +58,7 @@ async def model(request: web.Request) -> web.StreamResponse:
     wanted = request.match_info["model_id"]
     if is_glob(wanted):
         raise ModelNotFound(f"model {wanted[:200]!r} is not available to this key")
-    owner = dict(_listed(request, snapshot, tenant)).get(wanted)
+    owner = dict(listed_models(request, snapshot, tenant)).get(wanted)
     if owner is None:
         plan = snapshot.router.route(tenant, wanted)  # ModelNotFound when it does not route
         owner = plan.targets[0].upstream.name

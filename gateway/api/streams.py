@@ -27,6 +27,7 @@ from ..streams.generation import ClientCancelled, Generation, generate
 from ..streams.hub import Streams
 from ..streams.log import StreamInfo, Unavailable
 from ..streams.subscribe import serve_events
+from .models import listed_models
 from .stages import authenticate
 
 #: what `secrets.token_urlsafe(24)` makes (192 random bits), with room to spare
@@ -245,7 +246,8 @@ def _query_call(request: web.Request, snapshot: Snapshot, tenant: Tenant) -> Cal
         raise BadRequest("`messages` must be a non-empty JSON array")
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a string `role`")
-    model = request.query.get("model") or next((name for name, _ in snapshot.router.models_for(tenant)), "")
+    listed = listed_models(request, snapshot, tenant)  # what /v1/models lists, in its order
+    model = request.query.get("model") or (listed[0][0] if listed else "")
     if not model:
         raise BadRequest("`model` is required (no model is listed for this key)")
     body = {"model": model, "messages": messages, "stream": True}
