@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
@@ -170,9 +170,44 @@ class Dialect(ABC):
         """An error body's `error` object says the prompt does not fit the model."""
         return False
 
+    # A mid-stream resume writes a continuation into a client's stream of this dialect:
+    # `noted` sees each event the client got, `more_text` and `ending` write in its ids.
+
+    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
+        """Note in `spot` what a continuation needs of an event the client received."""
+        return None
+
+    def more_text(self, spot: StreamSpot, text: str) -> bytes:
+        """A continuation's text, as the next event(s) of the client's stream."""
+        raise NotImplementedError(f"a {self.name} client's stream is not resumed")
+
+    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
+        """The client's stream's ending after a continuation (`reason` in this dialect's words)."""
+        raise NotImplementedError(f"a {self.name} client's stream is not resumed")
+
     @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """One SSE event: optional `event:` line, one `data:` line (orjson never writes a newline)."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamSpot(Protocol):
+    """Where a client's stream stands, for a continuation to go on in it (`relay.resume`'s
+    `ClientView`): the dialect notes what it needs as the client's events go by."""
+
+    head: dict[str, Any]  # OpenAI: the first chunk's id, created, model
+    block: int | None  # Anthropic: the open text block's index
+    next_block: int
+    tool: bool  # a tool call reached the client: not resumable
+    finished: bool  # the client has the answer's ending
 
 
 def choice_zero(choices: object) -> dict[str, Any] | None:
