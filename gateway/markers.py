@@ -55,6 +55,35 @@ def has_line(complete: bytes, markers: tuple[Marker, ...]) -> bool:
     return False
 
 
+def lines_holding(complete: bytes, needle: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each line of `complete` that holds `needle`, its line ending left out
+    (`complete[start:end]` is what `splitlines()` gives for it). Found by `find`, so a read of
+    a hundred lines with one such line costs a few C calls, not a loop over the hundred."""
+    spans: list[tuple[int, int]] = []
+    at = complete.find(needle)
+    while at >= 0:
+        start = max(complete.rfind(b"\n", 0, at), complete.rfind(b"\r", 0, at)) + 1
+        end = line_end(complete, at)
+        spans.append((start, end))
+        at = complete.find(needle, end)
+    return spans
+
+
+def line_end(complete: bytes, at: int) -> int:
+    """Where the line holding offset `at` ends (its CR or LF, or the end of `complete`)."""
+    lf, cr = complete.find(b"\n", at), complete.find(b"\r", at)
+    if lf < 0:
+        return len(complete) if cr < 0 else cr
+    return lf if cr < 0 or lf < cr else cr
+
+
+def after_line_end(complete: bytes, end: int) -> int:
+    """Past the line ending at `end` (CRLF, CR or LF, as `splitlines` takes them)."""
+    if complete.startswith(b"\r\n", end):
+        return end + 2
+    return min(end + 1, len(complete))
+
+
 def has_finish(complete: bytes) -> bool:
     for finish in FINISHES:
         if finish in complete:
