@@ -62,7 +62,8 @@ def lines_holding(complete: bytes, needle: bytes) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     at = complete.find(needle)
     while at >= 0:
-        start = max(complete.rfind(b"\n", 0, at), complete.rfind(b"\r", 0, at)) + 1
+        lf = complete.rfind(b"\n", 0, at)  # then a CR only between it and `at`: the line's
+        start = max(lf, complete.rfind(b"\r", lf + 1, at)) + 1  # length, not the read's
         end = line_end(complete, at)
         spans.append((start, end))
         at = complete.find(needle, end)
@@ -71,10 +72,10 @@ def lines_holding(complete: bytes, needle: bytes) -> list[tuple[int, int]]:
 
 def line_end(complete: bytes, at: int) -> int:
     """Where the line holding offset `at` ends (its CR or LF, or the end of `complete`)."""
-    lf, cr = complete.find(b"\n", at), complete.find(b"\r", at)
-    if lf < 0:
-        return len(complete) if cr < 0 else cr
-    return lf if cr < 0 or lf < cr else cr
+    lf = complete.find(b"\n", at)
+    stop = len(complete) if lf < 0 else lf
+    cr = complete.find(b"\r", at, stop)  # a CR only before the LF: the line's length again
+    return stop if cr < 0 else cr
 
 
 def after_line_end(complete: bytes, end: int) -> int:
