@@ -21,9 +21,10 @@ UPSTREAM_KEY_ENV = "BENCH_UPSTREAM_KEY"
 def gateway_config(port: int, mock_url: str, *, heartbeat: float = 2.0, streams: int = 10_500,
                    server: dict[str, Any] | None = None, limits: dict[str, Any] | None = None,
                    ratelimit: dict[str, Any] | None = None,
-                   upstream: dict[str, Any] | None = None) -> dict[str, Any]:
+                   upstream: dict[str, Any] | None = None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One tenant (`CLIENT_KEY`, limits no run can reach) and the mock as the one upstream;
-    each section's keys can be added to or overridden."""
+    each section's keys can be added to or overridden; `extra`: more sections (`streams`)."""
     return {
         # The operator's cap on client connections: the idle rows open `streams` of them.
         "server": {"host": "127.0.0.1", "port": port, "heartbeat_seconds": heartbeat,
@@ -41,6 +42,7 @@ def gateway_config(port: int, mock_url: str, *, heartbeat: float = 2.0, streams:
             "name": "bench", "key_sha256": hashlib.sha256(CLIENT_KEY.encode()).hexdigest(),
             "requests_per_minute": 1_000_000_000, "tokens_per_minute": 1_000_000_000_000,
         }],
+        **(extra or {}),
     }
 
 

@@ -41,6 +41,7 @@ from bench import rows, rows_fresh  # noqa: E402
 from bench.client import client_main, loop_factory  # noqa: E402
 from bench.procs import Floor, Gateway, Nginx, find_binary  # noqa: E402
 from bench.report import machine, report  # noqa: E402
+from bench.resumable import resumable  # noqa: E402
 from bench.runner import Run  # noqa: E402
 
 Phase = Callable[[Run], Awaitable[None]]
@@ -57,6 +58,7 @@ FRESH: tuple[tuple[str, Phase], ...] = (
     ("asyncio_loop", rows_fresh.loop_variant),
     ("admission", rows_fresh.admission),
     ("workers", rows_fresh.workers),
+    ("resumable", resumable),
     ("cost_growth", rows_fresh.cost_growth),  # last: in a --quick run it gets what time is left
 )
 

@@ -19,8 +19,7 @@ from .auth import presented_key
 from .config import Tenant
 from .errors import Shed
 from .reload import reload_everywhere
-from .state import GATE, LIVE
-from .store.runtime import STORE
+from .state import GATE, LIVE, STORE
 
 
 def authorize(request: web.Request) -> None:
@@ -78,7 +77,7 @@ async def _tenant(request: web.Request, tenant: Tenant) -> dict[str, Any]:
                    "tokens_per_minute": tenant.tokens_per_minute},
         "remaining": remaining,
         "budget": budget,
-        "active_streams": gate.streams_by_tenant().get(tenant.name, 0),  # every worker's
+        "active_streams": gate.holding_by_tenant().get(tenant.name, 0),  # every worker's
     }
 
 

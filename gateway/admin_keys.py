@@ -25,9 +25,9 @@ from .admin import authorize
 from .admin_page import PAGE_ROUTES
 from .admin_spend import SPEND_ROUTES
 from .auth import hash_key
-from .state import LIVE, LOGGER, METRICS
+from .state import LIVE, LOGGER, METRICS, STORE
 from .store.base import KeyRow, NotFound, StoreUnavailable, TenantExists, TenantRow
-from .store.runtime import STORE, StoreState, refresh
+from .store.runtime import StoreState, refresh
 from .store.tenants import Invalid, checked_fields, public
 
 KEY_BODY = {"label": str, "expires_at": str}

@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from aiohttp import web
 
 from .admin import authorize
+from .state import STORE
 from .store.base import StoreUnavailable
-from .store.runtime import STORE
 from .store.spend import GROUPS, as_csv, grouped
 
 PARAMS = ("from", "to", "group_by", "format")

@@ -1,6 +1,7 @@
 """Wiring: build the aiohttp app from a `Config` — routes, middlewares, CORS, and the
-long-lived objects (client session, limiter, queue, metrics) created and closed in
-`cleanup_ctx`.
+long-lived objects under their `state.py` keys: plain values set here (config, metrics, the
+slot queue), those that hold connections or tasks (client session, limiter, budget, model
+lists, stream logs, response owners) made and closed in `cleanup_ctx`.
 """
 
 from __future__ import annotations
@@ -19,38 +20,39 @@ from .admin import ADMIN_ROUTES
 from .admin_keys import KEY_ROUTES
 from .admission.budget import Budget, MemoryBudget
 from .admission.limiter import Limiter, MemoryLimiter
-from .admission.queue import StreamQueue
+from .admission.queue import SlotQueue
 from .admission.share import worker_share
 from .admission.ticket import Gate
 from .breaker import Breakers
 from .config import Config
 from .errors import GatewayError
+from .live import LiveConfig, Runtime, Snapshot
 from .logs import make_logger
 from .metrics import Metrics
-from .middleware import REQUEST_IDS, RequestIds, anthropic_ratelimit_headers, gateway_middleware
-from .models import MODEL_LISTS, ModelLists, model_lists_ctx
-from .reload import CONFIG_PATH
+from .middleware import RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .models import ModelLists, model_lists_ctx
 from .response_owners import response_owners_ctx
 from .routes import ROUTES
 from .state import (
     BREAKERS,
     CONFIG,
+    CONFIG_PATH,
+    DEMO_KEY,
     GATE,
     LIMITER,
     LIVE,
     LOGGER,
     METRICS,
+    MODEL_LISTS,
     QUEUE,
+    REQUEST_IDS,
     RUNTIME,
     SESSION,
     UPSTREAMS,
-    Live,
-    Runtime,
-    Snapshot,
 )
 from .store.runtime import install_store
 from .streams.hub import streams_ctx
-from .ui import DEMO_KEY_APPKEY, index_page
+from .ui import index_page
 from .upstream import UpstreamClient, reachable
 from .upstream.health import follow_config
 
@@ -76,15 +78,15 @@ def build_app(
     app[REQUEST_IDS] = RequestIds()
     app[LOGGER] = logger or make_logger()
     app[METRICS] = metrics = Metrics(config)
-    app[LIVE] = Live(Snapshot.of(config))
+    app[LIVE] = LiveConfig(Snapshot.of(config))
     install_store(app, config, config_path)  # runtime tenants and keys, spend rows ([store])
     app[RUNTIME] = Runtime()
     if config_path:
         app[CONFIG_PATH] = config_path
     if demo_key is not None:
-        app[DEMO_KEY_APPKEY] = demo_key  # the chat page offers it (see ui.py)
+        app[DEMO_KEY] = demo_key  # the chat page offers it (see ui.py)
     limits, workers = config.limits, config.server.workers
-    app[QUEUE] = queue = StreamQueue(  # the limits hold for all workers together: a share each
+    app[QUEUE] = queue = SlotQueue(  # the limits hold for all workers together: a share each
         worker_share(limits.max_concurrent_streams, workers, worker),
         worker_share(limits.max_queue, workers, worker), limits.queue_timeout_seconds)
     if metrics.multiprocess:  # callbacks can't cross processes: each worker writes its own

@@ -254,7 +254,7 @@ class _Bar:
 
     def __call__(self, done: int, failed: int, total: int) -> None:
         self.errors += failed
-        now = time.monotonic()
+        now = time.perf_counter()
         if done < total and now - self.drawn < 0.1:
             return
         self.drawn = now

@@ -52,7 +52,7 @@ class CloseLog:
     slow clients must not become a flood of log lines."""
 
     def __init__(self, metrics: Metrics, logger: FilteringBoundLogger,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self._metrics = metrics
         self._logger = logger
         self._clock = clock

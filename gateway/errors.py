@@ -76,7 +76,7 @@ class ModelUnpriced(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """A tenant bucket (`kind` = "requests" or "tokens") cannot admit the request."""
+    """A tenant bucket (`bucket` = "requests" or "tokens") cannot admit the request."""
 
     status = 429
     code = "rate_limit_exceeded"

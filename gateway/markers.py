@@ -30,8 +30,16 @@ class Marker(NamedTuple):
     whole: bool = True  # the line must end right after the prefix
 
 
-#: a stream's answer is complete (its end marker may still be missing)
-FINISHES = (b'"finish_reason":"', b'"finish_reason": "', b'"stop_reason":"', b'"stop_reason": "')
+#: a stream's answer is complete (its end marker may still be missing): `"finish_reason":"…`
+#: (OpenAI), `"stop_reason":"…` (Anthropic), with or without a space after the colon
+FINISHES = (b'_reason":"', b'_reason": "')
+
+
+def needle(marker: Marker) -> bytes:
+    """The part of a marker past its field name (`[DONE]`, `message_stop`, `{"error"`): one
+    substring search for it rules the marker out of most reads before any line is checked."""
+    value = marker.prefix.partition(b":")[2].lstrip()
+    return value.removeprefix(b'{"type":').lstrip().strip(b'"') or marker.prefix
 
 
 def line_at(complete: bytes, marker: Marker) -> int:
@@ -109,9 +117,12 @@ def whole_last_line(rest: bytes) -> bytes | None:
 
 class EndWatch:
     """What a stream's complete lines said so far: its end marker (`done`), the upstream's
-    own error event (`failed`), a finish (`finished`). Once `done`, nothing more is searched."""
+    own error event (`failed`), a finish (`finished`). Once `done`, nothing more is searched.
+    Each read costs one substring search per distinct `needle` (two or three), the line
+    checks only when one is there."""
 
-    __slots__ = ("ends", "errors", "finishes", "done", "failed", "finished")
+    __slots__ = ("ends", "errors", "finishes", "done", "failed", "finished", "_end_needles",
+                 "_error_needles")
 
     def __init__(self, ends: tuple[Marker, ...], errors: tuple[Marker, ...], *,
                  finishes: bool = True) -> None:
@@ -121,15 +132,24 @@ class EndWatch:
         self.done = False
         self.failed = False
         self.finished = False
+        self._end_needles = tuple(dict.fromkeys(needle(m) for m in ends))
+        self._error_needles = tuple(dict.fromkeys(needle(m) for m in errors))
 
     def feed(self, complete: bytes) -> None:
         if self.done:
             return
         # The error event first: an error and the end marker in the same read is an error.
-        if not self.failed and has_line(complete, self.errors):
+        if not self.failed and _any_in(complete, self._error_needles) and has_line(complete, self.errors):
             self.failed = True
-        if has_line(complete, self.ends):
+        if _any_in(complete, self._end_needles) and has_line(complete, self.ends):
             self.done = True
             return
         if self.finishes and not self.finished and has_finish(complete):
             self.finished = True
+
+
+def _any_in(complete: bytes, needles: tuple[bytes, ...]) -> bool:
+    for found in needles:
+        if found in complete:
+            return True
+    return False

@@ -1,4 +1,5 @@
-"""Prometheus metrics: the names and labels DESIGN.md fixes, on a registry the app owns.
+"""Prometheus metrics: the names and labels the project's contract fixes (docs/design.md lists
+them), on a registry the app owns.
 
 Labels stay bounded: tenant and model values come from the config (anything else is
 "other"), routes and statuses from our own code.

@@ -32,9 +32,8 @@ from .record import Record, tell
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
 from .spend import micros_to_usd
-from .state import CONFIG, LIVE, LOGGER, METRICS, RECORD, RUNTIME
+from .state import CONFIG, LIVE, LOGGER, METRICS, RECORD, REQUEST_IDS, RUNTIME, TRACER
 from .store.runtime import note_request
-from .tracing import TRACER
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -54,7 +53,6 @@ class RequestIds:
         return f"{self._prefix}{next(self._count):016x}"
 
 
-REQUEST_IDS = web.AppKey("request_ids", RequestIds)
 
 
 def error_response(exc: GatewayError, shape: ErrorShape) -> web.Response:

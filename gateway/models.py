@@ -28,8 +28,9 @@ from structlog.typing import FilteringBoundLogger
 
 from .config import Config, UpstreamSpec
 from .dialects import DIALECTS
+from .live import LiveConfig
 from .metrics import Metrics
-from .state import LIVE, LOGGER, METRICS, SESSION, Live
+from .state import LIVE, LOGGER, METRICS, MODEL_LISTS, SESSION
 
 #: a failed list is asked again after this (or its own period, when shorter)
 RETRY_SECONDS = 30.0
@@ -80,7 +81,7 @@ class ModelLists:
         """The config changed (a reload): look at its upstreams now."""
         self._wake.set()
 
-    async def keep_fresh(self, session: aiohttp.ClientSession, live: Live, metrics: Metrics,
+    async def keep_fresh(self, session: aiohttp.ClientSession, live: LiveConfig, metrics: Metrics,
                          logger: FilteringBoundLogger) -> None:
         """Forever: refresh each listed upstream when it is due, then sleep until the next is
         (or a reload wakes it)."""
@@ -185,7 +186,6 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     return b"".join(chunks)
 
 
-MODEL_LISTS = web.AppKey("model_lists", ModelLists)
 
 
 async def model_lists_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,11 +15,9 @@ from aiohttp import web
 
 from .config import Config, load_config
 from .errors import ConfigError
-from .models import MODEL_LISTS
-from .state import BREAKERS, LIVE, LOGGER, METRICS, UPSTREAMS, Snapshot
+from .live import Snapshot
+from .state import BREAKERS, CONFIG_PATH, LIVE, LOGGER, METRICS, MODEL_LISTS, SUPERVISOR_PID, UPSTREAMS
 from .upstream.health import follow_config
-
-CONFIG_PATH = web.AppKey("config_path", str)  # the file the app was started from
 
 #: settings read once at start (the socket, the pools, the backends): a reload can't apply them
 RESTART_ONLY = (
@@ -41,7 +39,6 @@ def restart_needed(old: Config, new: Config) -> list[str]:
 
 
 #: with `workers > 1`: the supervisor's pid, which passes a SIGHUP on to every worker
-SUPERVISOR_PID = web.AppKey("supervisor_pid", int)
 
 
 def reload_everywhere(app: web.Application) -> str | None:

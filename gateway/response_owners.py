@@ -31,7 +31,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .admission.redis import REDIS_DOWN, connect
 from .errors import GatewayError, Shed
-from .state import CONFIG, LOGGER
+from .state import CONFIG, LOGGER, RESPONSE_OWNERS
 
 #: how long an id's owner is remembered: as long as the provider keeps a stored response
 #: (OpenAI: 30 days)
@@ -52,8 +52,9 @@ class PreviousResponseNotFound(GatewayError):
 
 class Owners(Protocol):
     def remember(self, response_id: str, tenant: str) -> None:
-        """Note `tenant` as the owner of `response_id` (never waits: Redis is written in the
-        background)."""
+        """Note `tenant` as the owner of `response_id`. Never waits: Redis is written in the
+        background, the write sent before the answer that carries the id goes out (a stream's
+        id: long before the stream ends)."""
         ...
 
     async def owner(self, response_id: str) -> str | None:
@@ -69,7 +70,7 @@ class MemoryOwners:
         self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def remember(self, response_id: str, tenant: str) -> None:
-        self._owners[response_id] = (tenant, time.monotonic() + self._keep)
+        self._owners[response_id] = (tenant, time.perf_counter() + self._keep)
         self._owners.move_to_end(response_id)
         while len(self._owners) > self._limit:
             self._owners.popitem(last=False)
@@ -78,7 +79,7 @@ class MemoryOwners:
         found = self._owners.get(response_id)
         if found is None:
             return None
-        if found[1] <= time.monotonic():
+        if found[1] <= time.perf_counter():
             del self._owners[response_id]
             return None
         return found[0]
@@ -123,7 +124,6 @@ class RedisOwners:
         await self._redis.aclose()
 
 
-RESPONSE_OWNERS = web.AppKey("response_owners", Owners)
 
 
 async def response_owners_ctx(app: web.Application) -> AsyncIterator[None]:

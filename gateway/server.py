@@ -22,8 +22,8 @@ from . import tracing
 from .app import build_app
 from .config import Config
 from .connections import connection_cap, guarded_runner, raise_fd_limit
-from .reload import SUPERVISOR_PID, reload_config
-from .state import METRICS, RUNTIME
+from .reload import reload_config
+from .state import METRICS, RUNTIME, SUPERVISOR_PID, TRACER
 
 #: after drain_seconds and the stop, how long stopped streams get to write their error event
 STOP_GRACE_SECONDS = 5.0
@@ -68,7 +68,7 @@ async def serve(
     if supervisor is not None:
         app[SUPERVISOR_PID] = supervisor
     if (tracer := tracing.from_env(os.environ)) is not None:  # OTEL_* env, with the otel extra
-        app[tracing.TRACER] = tracer
+        app[TRACER] = tracer
         app.on_cleanup.append(lambda _: asyncio.to_thread(tracer.shutdown))
     # Drain below waits for requests itself; what is left after it is cancelled at once. The
     # runner bounds every client connection (header/body/keep-alive timeouts, the cap).

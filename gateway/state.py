@@ -1,93 +1,52 @@
-"""What the app holds: typed `web.AppKey`s for every long-lived object, and the little that
-changes while serving (`Runtime`). Created and closed in `app.py`'s cleanup contexts."""
+"""Every typed `web.AppKey` of the gateway's app, in one place (the mock upstream, a separate
+app, keeps its own in `mock/state.py`). Types only: nothing here is imported at run time, so
+this module locates nothing. `app.py` wires the values (those that hold a connection, a task
+or a file are made and closed in `cleanup_ctx`) and they live on the app."""
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
-from structlog.typing import FilteringBoundLogger
 
-from .admission.limiter import Limiter
-from .admission.queue import StreamQueue
-from .admission.ticket import Gate
-from .auth import Authenticator, RuntimeKeys
-from .breaker import Breakers
-from .config import Config, UpstreamSpec
-from .metrics import Metrics
-from .prices import builtin_prices
-from .record import Record
-from .relay.loop import Stoppable
-from .routing import Router
-from .spend import PriceTable
-from .upstream import UpstreamClient
+if TYPE_CHECKING:
+    import aiohttp
+    from structlog.typing import FilteringBoundLogger
 
+    from .admission.limiter import Limiter
+    from .admission.queue import SlotQueue
+    from .admission.ticket import Gate
+    from .breaker import Breakers
+    from .config import Config
+    from .live import LiveConfig, Runtime
+    from .metrics import Metrics
+    from .middleware import RequestIds
+    from .models import ModelLists
+    from .record import Record
+    from .response_owners import Owners
+    from .store.runtime import StoreState
+    from .streams.hub import Streams
+    from .tracing import RequestTracer
+    from .upstream import UpstreamClient
 
-@dataclass(slots=True)
-class Runtime:
-    """Drain state, the API requests in flight, and the streams drain may have to stop."""
-
-    draining: bool = False
-    in_flight: int = 0
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set when nothing is in flight
-    alarms: set[Stoppable] = field(default_factory=set)  # one per relaying or committed stream
-    upstreams_reachable: bool = True
-    ready_checked: float = float("-inf")  # perf_counter() of the last upstream probe
-    ready_probed: tuple[UpstreamSpec, ...] = ()  # the upstreams it probed
-
-    def __post_init__(self) -> None:
-        self.idle.set()
-
-    def enter(self) -> None:
-        self.in_flight += 1
-        self.idle.clear()
-
-    def leave(self) -> None:
-        self.in_flight -= 1
-        if not self.in_flight:
-            self.idle.set()
-
-    def stop_streams(self, reason: str) -> int:
-        """Drain ran out of time: every stream ends with an error event at its next wait."""
-        for alarm in list(self.alarms):
-            alarm.stop(reason)
-        return len(self.alarms)
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """What a request reads of the config, taken ONCE at its start: a reload swaps the
-    whole snapshot for new requests, and requests in flight finish on the one they took."""
-
-    config: Config
-    auth: Authenticator
-    router: Router
-    prices: PriceTable
-
-    @classmethod
-    def of(cls, config: Config, runtime: RuntimeKeys | None = None) -> Snapshot:
-        """`runtime`: the store's view of issued keys and runtime tenants (one per app).
-        Prices: `[prices]` over the shipped price table (read again at each reload)."""
-        return cls(config, Authenticator(config.tenants, runtime), Router(config),
-                   PriceTable.from_config(config.prices, builtin_prices()))
-
-
-@dataclass(slots=True)
-class Live:
-    current: Snapshot
-
-
-CONFIG = web.AppKey("config", Config)  # the config the app started with (pools, sizes)
-LIVE = web.AppKey("live", Live)
-METRICS = web.AppKey("metrics", Metrics)
-LOGGER = web.AppKey("logger", FilteringBoundLogger)
-LIMITER = web.AppKey("limiter", Limiter)
-QUEUE = web.AppKey("queue", StreamQueue)
-GATE = web.AppKey("gate", Gate)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-UPSTREAMS = web.AppKey("upstreams", UpstreamClient)
-BREAKERS = web.AppKey("breakers", Breakers)  # the upstreams' (UPSTREAMS uses them)
-RUNTIME = web.AppKey("runtime", Runtime)
-RECORD = web.RequestKey("record", Record)  # the request's record
+CONFIG: web.AppKey[Config] = web.AppKey("config")  # the config the app started with (pools, sizes)
+CONFIG_PATH: web.AppKey[str] = web.AppKey("config_path")  # the file the app was started from
+LIVE: web.AppKey[LiveConfig] = web.AppKey("live")  # the snapshot in force
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+LOGGER: web.AppKey[FilteringBoundLogger] = web.AppKey("logger")
+REQUEST_IDS: web.AppKey[RequestIds] = web.AppKey("request_ids")
+LIMITER: web.AppKey[Limiter] = web.AppKey("limiter")
+QUEUE: web.AppKey[SlotQueue] = web.AppKey("queue")
+GATE: web.AppKey[Gate] = web.AppKey("gate")
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("session")
+UPSTREAMS: web.AppKey[UpstreamClient] = web.AppKey("upstreams")
+BREAKERS: web.AppKey[Breakers] = web.AppKey("breakers")  # the upstreams' (UPSTREAMS uses them)
+RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
+MODEL_LISTS: web.AppKey[ModelLists] = web.AppKey("model_lists")
+RESPONSE_OWNERS: web.AppKey[Owners] = web.AppKey("response_owners")
+STORE: web.AppKey[StoreState] = web.AppKey("store")
+STREAMS: web.AppKey[Streams] = web.AppKey("streams")
+TRACER: web.AppKey[RequestTracer] = web.AppKey("tracer")
+DEMO_KEY: web.AppKey[str] = web.AppKey("demo_key")  # the key the demo page offers (ui.py)
+SUPERVISOR_PID: web.AppKey[int] = web.AppKey("supervisor_pid")  # with workers > 1
+RECORD: web.RequestKey[Record] = web.RequestKey("record")  # the request's record

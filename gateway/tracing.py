@@ -19,8 +19,6 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from .config import Config
 from .record import Record
 from .spend import micros_to_usd
@@ -139,4 +137,3 @@ def from_env(env: Mapping[str, str]) -> RequestTracer | None:
     return RequestTracer(provider.get_tracer("gateway"), provider)
 
 
-TRACER = web.AppKey("tracer", RequestTracer)

@@ -8,7 +8,7 @@ from importlib import resources
 
 from aiohttp import web
 
-DEMO_KEY_APPKEY = web.AppKey("demo_key", str)
+from .state import DEMO_KEY
 
 #: The page's empty settings block; the handler replaces it with the page's settings. The block
 #: is `type="application/json"`, so the browser never runs it and the page reads it with
@@ -34,7 +34,7 @@ def render_page(page: bytes, demo_key: str | None) -> bytes:
 
 async def index_page(request: web.Request) -> web.Response:
     page = resources.files("gateway").joinpath("static/index.html").read_bytes()
-    body = render_page(page, request.app.get(DEMO_KEY_APPKEY))
+    body = render_page(page, request.app.get(DEMO_KEY))
     # no-store: the page may carry a key, and a cached copy would outlive the demo.
     return web.Response(body=body, content_type="text/html", charset="utf-8",
                         headers={"Cache-Control": "no-store"})

@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import pytest
 
 from tests._proc import Child, http_ok, running
 from tests._proc import tail as tail  # re-exported: the live tests print logs with it
-from tests.conftest import CLIENT_KEY, REPO, UPSTREAM_KEY, chat_body, free_port
+from tests.conftest import CLIENT_KEY, REPO, UPSTREAM_KEY, chat_body, free_port, start_gateway_process
 
 START_TIMEOUT = 15.0
 
@@ -137,13 +136,17 @@ async def live_gateway(
         config.write_text(
             gateway_toml(port, mock_url.rstrip("/"), extra_toml, heartbeat_seconds)
         )
-        log = tmp_path / "gateway.log"
-        argv = [sys.executable, "-m", "gateway", "serve", "--config", str(config)]
-        env = subprocess_env({"MOCK_UPSTREAM_KEY": UPSTREAM_KEY})  # the mock checks no key
-        async with run_process(argv, log, env=env, cwd=tmp_path) as process:
-            url = f"http://127.0.0.1:{port}"
-            await wait_http_ok(f"{url}/healthz", process, log)
-            yield LiveGateway(url, port, mock_url, runner.app, process, log)
+        # The one process starter (conftest.start_gateway_process); the mock checks no key.
+        try:
+            process = await start_gateway_process(
+                config, tmp_path, port, env={"MOCK_UPSTREAM_KEY": UPSTREAM_KEY})
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
+        try:
+            yield LiveGateway(process.url, port, mock_url, runner.app, process.child,
+                              process.stderr_path)
+        finally:
+            await process.stop()
     finally:
         await runner.cleanup()
 
@@ -172,12 +175,14 @@ async def stream_chat(
     headers: Mapping[str, str],
     timeout: float = 30.0,
 ) -> StreamResult:
-    """POST a streaming chat completion; timestamp each line as it arrives."""
+    """POST a streaming chat completion; timestamp each line as it arrives. It asks for usage,
+    so every upstream event reaches it (without, the gateway hides the usage-only last chunk
+    it asked the upstream for)."""
     lines: list[bytes] = []
     arrivals: list[float] = []
     async with session.post(
         f"{url}/v1/chat/completions",
-        json=chat_body(model),
+        json=chat_body(model, stream_options={"include_usage": True}),
         headers=dict(headers),
         timeout=aiohttp.ClientTimeout(total=timeout),
     ) as resp:

@@ -2,8 +2,9 @@
 for its model name: a stream cut mid-line, a complete answer without its end marker, model
 text that looks like a marker, an error event that echoes the key it was sent.
 
-`scripts[model]` is a `Script`; a continuation (the last message is the assistant's) of a
-model uses `scripts[model + "#cont"]` when there is one. Every request is recorded.
+`scripts[model]` is a `Script`; a continuation (the last message or input item is the
+assistant's, or a completions prompt that extends an earlier one) of a model uses
+`scripts[model + "#cont"]` when there is one. Every request is recorded.
 """
 
 from __future__ import annotations
@@ -37,10 +38,19 @@ class Asked:
     headers: dict[str, str]
     body: dict[str, Any]
 
-    @property
-    def continuation(self) -> bool:
-        messages = self.body.get("messages")
-        return isinstance(messages, list) and bool(messages) and messages[-1].get("role") == "assistant"
+    #: a continuation: the last message (or Responses input item) is the assistant's, or a
+    #: completions prompt that extends an earlier one of the same model
+    continuation: bool = False
+
+
+def _continues(body: dict[str, Any], earlier: list[Asked]) -> bool:
+    for turns in (body.get("messages"), body.get("input")):
+        if isinstance(turns, list) and turns and isinstance(turns[-1], dict):
+            return turns[-1].get("role") == "assistant"
+    prompt = body.get("prompt")
+    return isinstance(prompt, str) and any(
+        a.body.get("model") == body.get("model") and isinstance(a.body.get("prompt"), str)
+        and prompt != a.body["prompt"] and prompt.startswith(a.body["prompt"]) for a in earlier)
 
 
 @dataclass
@@ -105,8 +115,10 @@ def responses_event(kind: str, seq: int, **data: Any) -> bytes:
 async def _answer(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = orjson.loads(raw) if raw else {}
-    asked = Asked(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
-    request.app[SEEN].append(asked)
+    seen = request.app[SEEN]
+    asked = Asked(request.path, {k.lower(): v for k, v in request.headers.items()}, body,
+                  _continues(body, seen))
+    seen.append(asked)
     model = str(body.get("model", ""))
     scripts = request.app[SCRIPTS]
     script = scripts.get(model + "#cont") if asked.continuation else None

@@ -24,7 +24,7 @@ from gateway.config import Config, config_from_dict
 from gateway.logs import make_logger
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
 from tests._metrics import metric_value
-from tests._proc import Child, blocking, free_port, port_open, spawn
+from tests._proc import Child, blocking, free_port, http_ok, port_open, spawn
 
 pytest_plugins = ["tests.conftest_redis"]
 
@@ -178,11 +178,15 @@ def gateway_argv(config_path: Path) -> list[str]:
 
 async def start_gateway_process(config_path: Path, tmp_path: Path, port: int,
                                 env: dict[str, str] | None = None, name: str = "gateway") -> Process:
-    """`python -m gateway serve` as a real subprocess, awaited (bounded) until its port is open."""
+    """THE way a test starts `python -m gateway serve` (the live and deployment tests too, see
+    `tests/_live.py`): a real subprocess with the upstream keys in its env and none of this
+    process's `GATEWAY_*` overrides (only `env`'s), awaited (bounded) until `/healthz` answers."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     child = spawn(gateway_argv(config_path), tmp_path / f"{name}.stderr",
-                  env={**os.environ, **UPSTREAM_ENV, **(env or {})}, cwd=REPO)
+                  env={**inherited, **UPSTREAM_ENV, **(env or {})}, cwd=REPO)
     try:
         await child.ready(port_open(port), what=f"listening on port {port}")
+        await child.ready(http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")
     except BaseException:
         child.stop_blocking(signal.SIGKILL)
         raise

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gateway.auth import hash_key
-from gateway.store.runtime import STORE
+from gateway.state import STORE
 from tests._proc import eventually, free_port
 from tests.conftest import (
     CLIENT_KEY,

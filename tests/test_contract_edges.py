@@ -9,6 +9,8 @@ import anthropic
 import openai
 
 from gateway.auth import hash_key
+from gateway.state import QUEUE
+from tests._proc import eventually
 from tests.conftest import CLIENT_KEY, Gateway, GatewayFactory, Mock, auth, chat_body
 
 
@@ -52,7 +54,8 @@ async def test_a_shed_request_carries_the_rate_limit_headers(start_gateway: Gate
     gateway = await start_gateway(limits={"max_concurrent_streams": 1, "max_queue": 0})
     first = asyncio.create_task(gateway.client.post(
         "/v1/chat/completions", json=chat_body("mock-1+delay=1"), headers=auth()))
-    await asyncio.sleep(0.3)
+    queue = gateway.client.app[QUEUE]
+    await eventually(lambda: queue.active == 1, timeout=5, what="the first request holding the slot")
     shed = await gateway.client.post("/v1/chat/completions", json=chat_body(), headers=auth())
     assert shed.status == 503 and "Retry-After" in shed.headers
     assert shed.headers["x-ratelimit-remaining-requests"]

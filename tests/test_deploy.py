@@ -41,6 +41,7 @@ SCHEMA: dict[str, set[str]] = {
     },
     "limits": {"max_concurrent_streams", "max_queue", "queue_timeout_seconds"},
     "ratelimit": {"backend", "redis_url", "fail_open"},
+    "streams": {"backend"},
     "upstreams": {
         "name", "dialect", "base_url", "api_key_env", "models", "fallbacks",
         "connect_timeout_seconds", "first_byte_timeout_seconds", "idle_timeout_seconds",

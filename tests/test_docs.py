@@ -13,6 +13,7 @@ from gateway.config.schema import (
     RateLimitConfig,
     RouteSpec,
     ServerConfig,
+    StreamsConfig,
     Tenant,
     UpstreamSpec,
 )
@@ -23,7 +24,8 @@ DESIGN = (REPO / "docs" / "design.md").read_text()
 
 
 def test_every_config_key_is_in_the_reference() -> None:
-    for model in (ServerConfig, LimitsConfig, RateLimitConfig, UpstreamSpec, RouteSpec, PriceSpec, Tenant):
+    for model in (ServerConfig, LimitsConfig, RateLimitConfig, UpstreamSpec, RouteSpec, PriceSpec, Tenant,
+                  StreamsConfig):
         for key in model.model_fields:
             if key == "api_key":  # resolved from api_key_env, never written in the file
                 continue

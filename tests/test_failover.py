@@ -4,7 +4,6 @@ non-stream size cap, against the mock's fault directives."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -14,6 +13,7 @@ from gateway.config import config_from_dict
 from gateway.routing import Target
 from gateway.upstream.mask import mask_secrets
 from gateway.upstream.order import order_targets
+from tests._proc import eventually
 from tests.conftest import UPSTREAM_ENV, Gateway, GatewayFactory, Mock, auth, chat_body, raw_config
 
 FAST = {"first_byte_timeout_seconds": 0.3, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5,
@@ -219,10 +219,11 @@ async def test_primary_down_then_healthy_breaker_skips_it_then_probes_back(
     assert 2 <= primary_attempts <= 6  # the breaker tripped after 2: far fewer than 20
     assert await _metric(gateway, 'gateway_upstream_up{upstream="a"}') == 0.0
     # Back on the primary once it is healthy and the cooldown is over (bounded wait).
-    async with asyncio.timeout(15):
-        while gateway.request_logs()[-1]["upstream"] != "a":
-            await asyncio.sleep(0.1)
-            assert (await _post(gateway))[0] == 200
+    async def served_by_a() -> bool:
+        assert (await _post(gateway))[0] == 200
+        return bool(gateway.request_logs()[-1]["upstream"] == "a")
+
+    await eventually(served_by_a, timeout=15, interval=0.1, what="a request served by a again")
     assert await _metric(gateway, 'gateway_upstream_up{upstream="a"}') == 1.0
     events = [(line["event"], line.get("upstream")) for line in gateway.log_lines()
               if str(line.get("event", "")).startswith("circuit_")]

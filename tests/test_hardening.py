@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gateway.admission.limiter import format_reset, parse_reset
 from gateway.auth import hash_key
+from tests._proc import eventually
 from tests.conftest import (
     CLIENT_KEY,
     CLIENT_KEY_B,
@@ -40,11 +41,11 @@ async def metric_text(gateway: Gateway) -> str:
 
 async def until_metric(gateway: Gateway, line: str) -> None:
     """Bounded poll of /metrics until `line` shows (queue depth and slots have no event)."""
-    for _ in range(500):
-        if line in await metric_text(gateway):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{line!r} never appeared in /metrics")
+
+    async def shown() -> bool:
+        return line in await metric_text(gateway)
+
+    await eventually(shown, timeout=5, what=f"{line!r} in /metrics")
 
 
 async def post(gateway: Gateway, body: dict[str, Any], key: str = CLIENT_KEY,

@@ -21,6 +21,20 @@ from gateway.sse import LineSplitter
 from tests._proc import eventually
 
 
+async def wait_read(alarm: Alarm, reader: aiohttp.StreamReader, wake: float) -> bytes:
+    """One read of the relay's hot path as `relay_lines` runs it inline: `waiting`, the read,
+    a cancel that was the alarm's own is a timeout, then `waited`."""
+    alarm.waiting(wake)
+    try:
+        return await reader.readany()
+    except asyncio.CancelledError:
+        if alarm.rang_for_wait():
+            raise TimeoutError from None
+        raise
+    finally:
+        alarm.waited()
+
+
 class Reader:
     """What the relay uses of `aiohttp.StreamReader`: `readany()`; b"" is EOF."""
 
@@ -203,7 +217,7 @@ async def test_alarm_rings_during_a_wait_as_timeout_error_and_leaves_the_task_un
         alarm = Alarm(loop, loop.time() + 60)
         reader: Any = Reader()
         with pytest.raises(TimeoutError):
-            await alarm.wait(reader, loop.time() + 0.01)
+            await wait_read(alarm, reader, loop.time() + 0.01)
         alarm.close()
         task = asyncio.current_task()
         assert task is not None
@@ -218,9 +232,9 @@ async def test_alarm_returns_data_that_arrives_before_wake() -> None:
         reader = Reader()
         # the first wait arms the one timer early; the second moves wake later: it sleeps on
         reader.feed(b"data: now\n\n")
-        first = await alarm.wait(reader, loop.time() + 0.01)  # type: ignore[arg-type]
+        first = await wait_read(alarm, reader, loop.time() + 0.01)  # type: ignore[arg-type]
         loop.call_later(0.05, reader.feed, b"data: later\n\n")
-        second = await alarm.wait(reader, loop.time() + 30)  # type: ignore[arg-type]
+        second = await wait_read(alarm, reader, loop.time() + 30)  # type: ignore[arg-type]
         alarm.close()
         return first + second
 
@@ -234,7 +248,7 @@ async def test_alarm_stop_during_a_wait_raises_stopped() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         holder.append(Alarm(loop, loop.time() + 60))
         try:
-            await holder[0].wait(reader, loop.time() + 60)  # type: ignore[arg-type]
+            await wait_read(holder[0], reader, loop.time() + 60)  # type: ignore[arg-type]
         finally:
             holder[0].close()
 
@@ -249,7 +263,7 @@ async def test_alarm_stopped_before_a_wait_raises_at_once() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         alarm = Alarm(loop, loop.time() + 60)
         alarm.stop("draining")
-        await alarm.wait(Reader(), loop.time() + 60)  # type: ignore[arg-type]
+        await wait_read(alarm, Reader(), loop.time() + 60)  # type: ignore[arg-type]
 
     with pytest.raises(Stopped):
         await in_task(body)
@@ -261,7 +275,7 @@ async def test_a_cancel_that_is_not_the_alarms_propagates() -> None:
     async def body(loop: asyncio.AbstractEventLoop) -> None:
         alarm = Alarm(loop, loop.time() + 60)
         try:
-            await alarm.wait(reader, loop.time() + 60)  # type: ignore[arg-type]
+            await wait_read(alarm, reader, loop.time() + 60)  # type: ignore[arg-type]
         finally:
             alarm.close()
 

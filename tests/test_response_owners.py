@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio
 
 from gateway.response_owners import KEEP_SECONDS, WATCHED_READS, MemoryOwners, StreamIdWatch
+from tests._proc import eventually
 from tests.conftest import CLIENT_KEY, CLIENT_KEY_B, Gateway, GatewayFactory, Mock, auth
 
 
@@ -66,8 +67,9 @@ async def test_with_redis_every_gateway_knows_the_owner_for_thirty_days(
     two = await start_gateway(ratelimit=ratelimit)
     theirs = await create(one, CLIENT_KEY, stream=True)
     client = redis.asyncio.Redis.from_url(redis_url)
-    try:
-        assert await client.get(f"{prefix}resp:{theirs}") == b"tenant-a"
+    try:  # a stream's id is written in the background as its first event passes
+        await eventually(lambda: _is(client.get(f"{prefix}resp:{theirs}"), b"tenant-a"),
+                         what="the owner in Redis")
         assert KEEP_SECONDS - 60 < await client.ttl(f"{prefix}resp:{theirs}") <= KEEP_SECONDS
     finally:
         await client.aclose()
@@ -75,6 +77,13 @@ async def test_with_redis_every_gateway_knows_the_owner_for_thirty_days(
     assert status == 404 and answer["error"]["code"] == NOT_FOUND, answer
     status, answer = await follow_up(two, CLIENT_KEY, theirs)
     assert status == 200, answer
+    mine = await create(two, CLIENT_KEY_B, stream=False)  # sent to Redis before the answer
+    status, answer = await follow_up(one, CLIENT_KEY, mine)
+    assert status == 404 and answer["error"]["code"] == NOT_FOUND, answer
+
+
+async def _is(value: Any, expected: object) -> bool:
+    return bool(await value == expected)
 
 
 async def test_memory_forgets_the_oldest_past_its_bound() -> None:

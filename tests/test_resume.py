@@ -11,7 +11,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.mock.answers import answer_words, word_pieces
-from gateway.relay.resume import first_malformed
+from gateway.relay.guard import first_malformed
 from gateway.sse import EventParser
 from gateway.state import UPSTREAMS
 from tests.conftest import CLIENT_KEY, Gateway, GatewayFactory, Mock, auth, chat_body

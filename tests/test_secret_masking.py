@@ -67,6 +67,7 @@ CASES = [  # (route, target, upstream's stream, body)
     ("/v1/messages", "sa:m", _anthropic_echo, MESSAGES),
     ("/v1/messages", "s:m", _openai_echo, MESSAGES),  # translated
     ("/v1/responses", "s:m", _responses_echo, {"model": "chat", "input": "hi", "stream": True}),
+    ("/v1/responses", "sa:m", _anthropic_echo, {"model": "chat", "input": "hi", "stream": True}),  # translated
     ("/api/chat/stream", "s:m", _openai_echo, chat_body("chat")),
     ("/api/chat/stream", "sa:m", _anthropic_echo, chat_body("chat")),
 ]

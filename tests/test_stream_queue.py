@@ -1,4 +1,4 @@
-"""StreamQueue: priority then FIFO, shedding, and no slot leaked under cancellation.
+"""SlotQueue: priority then FIFO, shedding, and no slot leaked under cancellation.
 
 Tasks are synchronised with futures and single loop turns (`asyncio.sleep(0)` lets every
 ready task run one step), never with timed sleeps.
@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.admission.queue import StreamQueue
+from gateway.admission.queue import SlotQueue
 from gateway.errors import Shed
+
+
+@asynccontextmanager
+async def slot(q: SlotQueue, priority: int) -> AsyncIterator[float]:
+    """`acquire`, and always `release`: what admission does around an upstream call."""
+    waited = await q.acquire(priority)
+    try:
+        yield waited
+    finally:
+        q.release()
 
 
 async def turn() -> None:
@@ -21,7 +33,7 @@ async def turn() -> None:
 
 
 async def test_free_slot_is_taken_without_suspending() -> None:
-    q = StreamQueue(max_active=1, max_queue=1, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=1, timeout=10)
     coro = q.acquire(0)
     with pytest.raises(StopIteration) as done:
         coro.send(None)  # ran to the end in one step: it never awaited
@@ -30,12 +42,12 @@ async def test_free_slot_is_taken_without_suspending() -> None:
 
 
 async def test_higher_priority_first_then_fifo() -> None:
-    q = StreamQueue(max_active=1, max_queue=10, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=10, timeout=10)
     await q.acquire(0)
     order: list[str] = []
 
     async def waiter(name: str, priority: int) -> None:
-        async with q.slot(priority):
+        async with slot(q, priority):
             order.append(name)
 
     tasks = [asyncio.create_task(waiter(n, p))
@@ -50,7 +62,7 @@ async def test_higher_priority_first_then_fifo() -> None:
 
 
 async def test_release_hands_the_slot_over_so_newcomers_cannot_jump_the_queue() -> None:
-    q = StreamQueue(max_active=1, max_queue=10, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=10, timeout=10)
     await q.acquire(0)
     waiter = asyncio.create_task(q.acquire(0))
     await turn()
@@ -66,7 +78,7 @@ async def test_release_hands_the_slot_over_so_newcomers_cannot_jump_the_queue() 
 
 
 async def test_full_queue_sheds_at_once() -> None:
-    q = StreamQueue(max_active=1, max_queue=2, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=2, timeout=10)
     await q.acquire(0)
     waiters = [asyncio.create_task(q.acquire(0)) for _ in range(2)]
     await turn()
@@ -83,7 +95,7 @@ async def test_full_queue_sheds_at_once() -> None:
 
 
 async def test_full_queue_higher_priority_displaces_the_lowest_newest_waiter() -> None:
-    q = StreamQueue(max_active=1, max_queue=3, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=3, timeout=10)
     await q.acquire(0)
     old_low = asyncio.create_task(q.acquire(1))
     await turn()
@@ -109,7 +121,7 @@ async def test_full_queue_higher_priority_displaces_the_lowest_newest_waiter() -
 
 
 async def test_displaced_waiter_is_shed_and_its_place_leaks_nothing() -> None:
-    q = StreamQueue(max_active=1, max_queue=1, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=1, timeout=10)
     await q.acquire(0)
     low = asyncio.create_task(q.acquire(0))
     await turn()
@@ -123,7 +135,7 @@ async def test_displaced_waiter_is_shed_and_its_place_leaks_nothing() -> None:
 
 
 async def test_wait_over_timeout_sheds() -> None:
-    q = StreamQueue(max_active=1, max_queue=2, timeout=0.05)
+    q = SlotQueue(max_active=1, max_queue=2, timeout=0.05)
     await q.acquire(0)
     with pytest.raises(Shed) as info:
         await q.acquire(0)
@@ -135,7 +147,7 @@ async def test_wait_over_timeout_sheds() -> None:
 
 
 async def test_cancelled_waiter_leaves_at_once_and_takes_no_slot() -> None:
-    q = StreamQueue(max_active=1, max_queue=5, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=5, timeout=10)
     await q.acquire(0)
     waiter = asyncio.create_task(q.acquire(0))
     await turn()
@@ -149,7 +161,7 @@ async def test_cancelled_waiter_leaves_at_once_and_takes_no_slot() -> None:
 
 
 async def test_cancelled_in_the_turn_it_got_the_slot_passes_it_on() -> None:
-    q = StreamQueue(max_active=1, max_queue=5, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=5, timeout=10)
     await q.acquire(0)
     first = asyncio.create_task(q.acquire(1))
     second = asyncio.create_task(q.acquire(0))
@@ -165,7 +177,7 @@ async def test_cancelled_in_the_turn_it_got_the_slot_passes_it_on() -> None:
 
 
 async def test_slot_freed_while_a_cancelled_waiter_is_still_counted_is_not_lost() -> None:
-    q = StreamQueue(max_active=1, max_queue=5, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=5, timeout=10)
     await q.acquire(0)
     cancelled = asyncio.create_task(q.acquire(0))
     await turn()
@@ -179,9 +191,9 @@ async def test_slot_freed_while_a_cancelled_waiter_is_still_counted_is_not_lost(
 
 
 async def test_slot_is_released_on_exception() -> None:
-    q = StreamQueue(max_active=1, max_queue=0, timeout=10)
+    q = SlotQueue(max_active=1, max_queue=0, timeout=10)
     with pytest.raises(RuntimeError):
-        async with q.slot(0) as waited:
+        async with slot(q, 0) as waited:
             assert waited == 0.0
             raise RuntimeError("stream failed")
     assert q.active == 0
@@ -191,14 +203,14 @@ async def test_slot_is_released_on_exception() -> None:
 
 async def test_hammer_success_exception_cancellation_and_shedding() -> None:
     rnd = random.Random(1234)
-    q = StreamQueue(max_active=4, max_queue=12, timeout=10)
+    q = SlotQueue(max_active=4, max_queue=12, timeout=10)
     outcomes = {"ok": 0, "error": 0, "shed": 0, "cancelled": 0}
     peak = 0
 
     async def client(i: int) -> None:
         nonlocal peak
         try:
-            async with q.slot(rnd.randrange(4)):
+            async with slot(q, rnd.randrange(4)):
                 peak = max(peak, q.active)
                 for _ in range(rnd.randrange(6)):
                     await turn()

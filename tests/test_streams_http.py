@@ -283,3 +283,22 @@ async def test_cors_for_eventsource_on_the_get_routes(start_gateway: GatewayFact
     response = await gateway.client.get(created["url"], headers={"Origin": "https://evil.example"})
     await response.read()
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_budgets_and_admin_tenants_see_the_generations_cost(start_gateway: GatewayFactory) -> None:
+    from gateway.auth import hash_key
+    from tests.conftest import CLIENT_KEY
+
+    admin = "gw-admin-secret"
+    tenants = [{"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "budget_usd": 5.0,
+                "budget_period": "total"},
+               {"name": "tenant-b", "key_sha256": hash_key(CLIENT_KEY_B)}]
+    gateway = await start_gateway(server={"admin_key_sha256": hash_key(admin)}, prices=PRICES,
+                                  tenants=tenants)
+    await create(gateway, chat_body(max_tokens=100))
+    (line,) = await eventually(lambda: generations(gateway), what="the generation's line")
+    answer = await (await gateway.client.get("/admin/tenants", headers=auth(admin))).json()
+    budget = {t["name"]: t for t in answer["tenants"]}["tenant-a"]["budget"]
+    assert line["cost_usd"] > 0 and budget["spent_usd"] == pytest.approx(line["cost_usd"])
+    assert await gateway.metric("gateway_budget_remaining_usd", tenant="tenant-a") == pytest.approx(
+        5.0 - line["cost_usd"])

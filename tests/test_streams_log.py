@@ -249,3 +249,32 @@ async def test_redis_paused_mid_stream_a_remote_read_ends_and_the_gap_is_marked(
     finally:
         await here.close()
         await there.close()
+
+
+@pytest.mark.redis
+async def test_a_new_stream_is_findable_elsewhere_once_published(prefix: str) -> None:
+    here, there = redis_log(TEST_REDIS_URL, prefix), redis_log(TEST_REDIS_URL, prefix)
+    try:
+        here.create("s1", "tenant-a")
+        await asyncio.wait_for(here.published("s1"), 10)  # what the 201 waits for
+        info = await there.info("s1")
+        assert info is not None and info.tenant == "tenant-a"
+    finally:
+        await here.close()
+        await there.close()
+
+
+def test_several_workers_keep_streams_in_redis() -> None:
+    from gateway.config import config_from_dict
+    from gateway.errors import ConfigError
+    from gateway.streams.hub import make_log
+    from tests.conftest import UPSTREAM_ENV, raw_config
+
+    sections = {"server": {"workers": 2}, "ratelimit": {"backend": "redis"}}
+    config = config_from_dict(raw_config("http://127.0.0.1:9", **sections), UPSTREAM_ENV, source="<t>")
+    assert config.streams.backend == "memory" and isinstance(make_log(config), RedisLog)
+    single = config_from_dict(raw_config("http://127.0.0.1:9"), UPSTREAM_ENV, source="<t>")
+    assert isinstance(make_log(single), MemoryLog)
+    with pytest.raises(ConfigError, match=r"streams\.backend: more than 1 worker"):
+        config_from_dict(raw_config("http://127.0.0.1:9", streams={"backend": "memory"}, **sections),
+                         UPSTREAM_ENV, source="<t>")

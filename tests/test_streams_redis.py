@@ -102,16 +102,46 @@ async def test_redis_paused_mid_stream_a_remote_tail_ends_with_an_error_not_a_ha
     async with aiohttp.ClientSession(timeout=BOUND) as session:
         path = await create(session, a, chat_body("mock-1+tps=10,words=30", content="paused"))
         async with session.get(a.url + path) as local, session.get(b.url + path) as remote:
-            await remote.content.readuntil(b"event: message")  # B tails it through Redis
+            assert (local.status, remote.status) == (200, 200)
+            tail = b""
+            while b"event: message" not in tail:  # B tails it through Redis
+                tail += await remote.content.readany()
             redis_process.child.send(signal.SIGSTOP)
             try:
-                tail = await asyncio.wait_for(remote.read(), 20)
-                got = await asyncio.wait_for(local.read(), 20)
+                tail += await asyncio.wait_for(remote.content.read(), 20)
+                got = await asyncio.wait_for(local.content.read(), 20)
             finally:
                 redis_process.child.send(signal.SIGCONT)
-        assert parse(tail)[-1][1] == "error" and parse(tail)[-1][2]["code"] == 503
+        remote_events = parse(tail)
+        assert remote_events and remote_events[-1][1] == "error", tail
+        assert remote_events[-1][2]["code"] == 503
         events = parse(got)
-        assert events[-1][1] == "done" and text_of(events).split() == answer_words("paused", 30)
+        assert events and events[-1][1] == "done", got
+        assert text_of(events).split() == answer_words("paused", 30)
         # once Redis is back, a resume elsewhere still never gets a stream with a gap
         status, raw = await asyncio.wait_for(whole(session, b.url + path, {"Last-Event-ID": "1"}), 20)
         assert status == 404 or parse(raw)[-1][1] == "error"
+
+
+async def test_delete_through_another_process_cancels_the_generation(
+    mock: Mock, spawned: Spawn, redis_process: RedisProcess,
+) -> None:
+    import json
+
+    from tests.conftest import CLIENT_KEY_B
+
+    a, b = pair(spawned, mock, redis_process.url)
+    async with aiohttp.ClientSession(timeout=BOUND) as session:
+        path = await create(session, a, chat_body("mock-1+tps=20,words=400"))
+        async with session.get(a.url + path) as local:
+            got = await local.content.readuntil(b"event: message")
+            async with session.delete(b.url + path, headers=auth(CLIENT_KEY_B)) as other:
+                assert other.status == 404
+            async with session.delete(b.url + path, headers=auth()) as mine:
+                assert mine.status == 204, await mine.text()
+            got += await asyncio.wait_for(local.content.read(), 20)
+    events = parse(got)
+    assert events[-1][1] == "error" and events[-1][2]["code"] == 499
+    lines = [json.loads(line) for line in a.stderr().splitlines() if line.startswith("{")]
+    (line,) = [x for x in lines if x.get("event") == "generation"]
+    assert line["outcome"] == "cancelled" and 0 < line["completion_tokens"] < 400

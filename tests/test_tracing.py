@@ -15,7 +15,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.app import build_app
 from gateway.logs import make_logger
-from gateway.tracing import TRACER, RequestTracer, from_env
+from gateway.state import TRACER
+from gateway.tracing import RequestTracer, from_env
 from tests.conftest import Mock, auth, chat_body, make_config
 
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -28,7 +28,8 @@ from gateway.app import build_app
 from gateway.demo import DEMO_KEY, DEMO_UPSTREAM_KEY_ENV, demo_config
 from gateway.mock import MOCK_STATE, MockSettings, MockState, start_mock
 from gateway.mock.shapes import answer_words
-from gateway.ui import DEMO_KEY_APPKEY, index_page
+from gateway.state import DEMO_KEY as DEMO_KEY_APPKEY
+from gateway.ui import index_page
 
 try:
     from playwright.async_api import async_playwright, expect
@@ -134,10 +135,24 @@ def simple_event(name: str, data: object) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-async def fake_chat_stream(request: web.Request) -> web.StreamResponse:
+FAKE_STREAMS = web.AppKey("fake_streams", dict)
+
+
+async def fake_create_stream(request: web.Request) -> web.Response:
+    """`POST /api/chat/streams`: the body kept under a new id, to be followed."""
+    streams = request.app[FAKE_STREAMS]
+    stream_id = f"fake{len(streams)}"
+    streams[stream_id] = await request.json()
+    return web.json_response({"id": stream_id, "url": f"/api/chat/streams/{stream_id}"}, status=201)
+
+
+async def fake_follow_stream(request: web.Request) -> web.StreamResponse:
+    return await fake_chat_stream(request, request.app[FAKE_STREAMS][request.match_info["stream_id"]])
+
+
+async def fake_chat_stream(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     """Answers by prompt, a few characters per event, then `done` with usage and cost (or the
     cost in a header), as a later gateway version reports them."""
-    body = await request.json()
     prompt = body["messages"][-1]["content"]
     answer = {MARKDOWN_PROMPT: MARKDOWN_ANSWER, UNSAFE_PROMPT: UNSAFE_ANSWER}.get(prompt, INTRO_ANSWER)
     headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -166,7 +181,9 @@ async def fake_gateway() -> AsyncIterator[str]:
     app[DEMO_KEY_APPKEY] = DEMO_KEY
     app.router.add_get("/", index_page)
     app.router.add_get("/v1/models", fake_models)
-    app.router.add_post("/api/chat/stream", fake_chat_stream)
+    app[FAKE_STREAMS] = {}
+    app.router.add_post("/api/chat/streams", fake_create_stream)
+    app.router.add_get("/api/chat/streams/{stream_id}", fake_follow_stream)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     try:

@@ -8,7 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.ui import DEMO_KEY_APPKEY, SETTINGS_BLOCK, index_page, render_page, settings_json
+from gateway.state import DEMO_KEY as DEMO_KEY_APPKEY
+from gateway.ui import SETTINGS_BLOCK, index_page, render_page, settings_json
 
 SETTINGS = re.compile(rb'<script id="gateway-settings" type="application/json">(.*?)</script>', re.S)
 

@@ -49,12 +49,9 @@ async def test_two_workers_share_the_port_sum_metrics_and_drain(
                                  "key_prefix": f"gw-test-workers-{os.getpid()}:"})
     pid = gateway.proc.pid
     try:
-        for _ in range(100):  # both workers up (the parent listens on nothing itself)
-            if len(_children(pid)) >= 2:
-                break
-            await asyncio.sleep(0.05)
-        workers = _children(pid)
-        assert len(workers) >= 2
+        # both workers up (the parent listens on nothing itself)
+        workers = await eventually(lambda: found if len(found := _children(pid)) >= 2 else None,
+                                   timeout=5, what="two workers")
         headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
         # A fresh connection per request, so the kernel spreads them over both workers.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
@@ -63,7 +60,12 @@ async def test_two_workers_share_the_port_sum_metrics_and_drain(
                                      json=chat_body(stream=True)) as response:
                     assert response.status == 200
                     assert b"[DONE]" in await response.read()
-            await asyncio.sleep(0.6)  # the slot gauges are published every 0.5 s
+            async def settled() -> bool:  # each worker publishes its slot gauge every 0.5 s
+                async with http.get(f"{gateway.url}/metrics") as response:
+                    text = await response.text()
+                return _requests_total(text) == 20 and "gateway_active_streams 0.0" in text
+
+            await eventually(settled, timeout=10, interval=0.1, what="both workers' gauges at rest")
             for _ in range(6):  # any worker's /metrics reports the sum over both
                 async with http.get(f"{gateway.url}/metrics") as response:
                     text = await response.text()
@@ -99,7 +101,9 @@ async def test_an_admin_reload_reaches_every_worker(
         async with http.post(f"{gateway.url}/admin/reload",
                              headers={"Authorization": "Bearer admin-key"}) as response:
             assert response.status == 200
-        await asyncio.sleep(0.5)  # each worker applies the supervisor's SIGHUP
+        # each worker applies the supervisor's SIGHUP (and says so)
+        await eventually(lambda: gateway.stderr().count('"event":"config_reloaded"') == 2,
+                         timeout=10, what="both workers reloaded")
         limits = set()
         for _ in range(16):  # fresh connections: the kernel spreads them over both workers
             async with http.post(f"{gateway.url}/v1/chat/completions", json=chat_body(stream=False),

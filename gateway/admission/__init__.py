@@ -3,10 +3,10 @@
 `RedisLimiter` lives in `gateway.admission.redis`, imported only when the config asks for it.
 """
 
-from gateway.admission.bucket import TokenBucket
-from gateway.admission.limiter import Admission, Limiter, MemoryLimiter, Quota, TenantLimits
-from gateway.admission.queue import StreamQueue
+from .bucket import TokenBucket
+from .limiter import Admission, Limiter, MemoryLimiter, Quota, TenantLimits
+from .queue import SlotQueue
 
 __all__ = [
-    "Admission", "Limiter", "MemoryLimiter", "Quota", "StreamQueue", "TenantLimits", "TokenBucket",
+    "Admission", "Limiter", "MemoryLimiter", "Quota", "SlotQueue", "TenantLimits", "TokenBucket",
 ]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, Protocol
 
-from gateway.errors import BudgetExceeded
-from gateway.spend import micros_to_usd, usd_to_micros
+from ..errors import BudgetExceeded
+from ..spend import micros_to_usd, usd_to_micros
 
 Period = Literal["day", "month", "total"]
 PERIODS: tuple[Period, ...] = ("day", "month", "total")

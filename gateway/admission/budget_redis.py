@@ -6,7 +6,9 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from gateway.admission.budget import (
+from ..errors import Shed
+from ..spend import micros_to_usd, usd_to_micros
+from .budget import (
     Period,
     Reservation,
     period_key,
@@ -15,9 +17,7 @@ from gateway.admission.budget import (
     to_micros,
     utcnow,
 )
-from gateway.admission.redis import REDIS_DOWN, connect
-from gateway.errors import Shed
-from gateway.spend import micros_to_usd, usd_to_micros
+from .redis import REDIS_DOWN, connect
 
 # KEYS[1] = the account hash. ARGV[1] = amount, ARGV[2] = budget (micro-dollars, integers),
 # ARGV[3] = unix time the account expires at (0 = never). Returns {admitted 0/1, spent,

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from gateway.admission.bucket import TokenBucket, seconds_until
-from gateway.errors import RateLimited
-from gateway.header_names import ANTHROPIC_RATELIMIT, RATELIMIT
+from ..errors import RateLimited
+from ..header_names import ANTHROPIC_RATELIMIT, RATELIMIT
+from .bucket import TokenBucket, seconds_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +214,7 @@ class MemoryLimiter:
     created full on a tenant's first request, and rebuilt (full) if its limits change.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
         self._tenants: dict[str, _Buckets] = {}
 

@@ -10,10 +10,8 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from gateway.errors import Shed
+from ..errors import Shed
 
 #: What a shed client is told to wait before retrying: long enough not to hammer a saturated
 #: gateway, short enough that a slot freed meanwhile is not wasted.
@@ -25,8 +23,9 @@ def _queue_full() -> Shed:
                 reason="queue_full", retry_after=SHED_RETRY_AFTER)
 
 
-class StreamQueue:
-    """At most `max_active` streams at once; up to `max_queue` more wait for a slot.
+class SlotQueue:
+    """At most `max_active` upstream calls (streams or not) at once; up to `max_queue` more
+    wait for a slot.
 
     Rules:
     - a free slot with nobody waiting is taken at once, without awaiting;
@@ -107,7 +106,7 @@ class StreamQueue:
     def release(self) -> None:
         """Give a slot back: to the best live waiter if there is one, else to the pool."""
         if self._active <= 0:
-            raise RuntimeError("StreamQueue.release() without a matching acquire()")
+            raise RuntimeError("SlotQueue.release() without a matching acquire()")
         self._active -= 1
         self._dispatch()
 
@@ -140,12 +139,3 @@ class StreamQueue:
         if len(self._heap) > 2 * self._waiting + 16:
             self._heap = [entry for entry in self._heap if not entry[2].done()]
             heapq.heapify(self._heap)
-
-    @asynccontextmanager
-    async def slot(self, priority: int) -> AsyncIterator[float]:
-        """`async with queue.slot(p) as waited:` acquire, and always release."""
-        waited = await self.acquire(priority)
-        try:
-            yield waited
-        finally:
-            self.release()

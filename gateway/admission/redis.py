@@ -19,9 +19,9 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from gateway.admission.bucket import EPSILON
-from gateway.admission.limiter import Admission, Quota, TenantLimits, clamp_tokens, refusal
-from gateway.errors import Shed
+from ..errors import Shed
+from .bucket import EPSILON
+from .limiter import Admission, Quota, TenantLimits, clamp_tokens, refusal
 
 # Shared by both scripts. ARGV[1..2] = requests and tokens per minute. Levels are floats
 # (Redis stores a Lua number with 17 significant digits, so nothing is lost between calls).

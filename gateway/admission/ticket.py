@@ -38,7 +38,7 @@ from ..spend import PriceTable, micros_to_usd
 from .anomaly import MAX_USAGE_TOKENS
 from .budget import Budget, MemoryBudget, Reservation
 from .limiter import Admission, Limiter, MemoryLimiter, TenantLimits
-from .queue import StreamQueue
+from .queue import SlotQueue
 from .share import gauge_by_label
 
 #: how long the whole gateway's per-tenant stream counts (read from every worker's metrics
@@ -79,7 +79,7 @@ class Charge:
 class Gate:
     """The app's admission stage: limiter + spend budget + stream queue."""
 
-    def __init__(self, limiter: Limiter, queue: StreamQueue, metrics: Metrics, default_max_tokens: int,
+    def __init__(self, limiter: Limiter, queue: SlotQueue, metrics: Metrics, default_max_tokens: int,
                  budget: Budget | None = None, logger: FilteringBoundLogger | None = None):
         self.limiter = limiter
         self.queue = queue
@@ -90,14 +90,16 @@ class Gate:
         self.metrics = metrics
         self.default_max_tokens = default_max_tokens
         self.logger = logger  # for the anomalies settling finds (usage no model reaches)
-        self.streams: dict[str, int] = {}  # tenant name -> streams holding a slot now
+        #: tenant name -> its upstream calls holding a slot now (streams and non-stream calls
+        #: alike; `gateway_tenant_active_streams` keeps its name)
+        self.holding: dict[str, int] = {}
         self._gateway_streams: tuple[float, Mapping[str, int]] = (-STREAMS_READ_SECONDS, {})
 
-    def streams_by_tenant(self) -> Mapping[str, int]:
-        """Streams holding a slot now per tenant, for the whole gateway: this process's, or
+    def holding_by_tenant(self) -> Mapping[str, int]:
+        """Upstream calls holding a slot now per tenant, for the whole gateway: this process's, or
         with workers every live worker's (`gateway_tenant_active_streams`, summed)."""
         if not self.metrics.multiprocess:
-            return self.streams
+            return self.holding
         read_at, streams = self._gateway_streams
         now = time.perf_counter()
         if now - read_at >= STREAMS_READ_SECONDS:
@@ -195,7 +197,7 @@ class Admitted:
                     raise self._refused(exc) from None
                 finally:  # admitted, shed or gone: every wait is observed
                     gate.metrics.queue_wait.observe(time.perf_counter() - since)
-                gate.streams[tenant.name] = gate.streams.get(tenant.name, 0) + 1
+                gate.holding[tenant.name] = gate.holding.get(tenant.name, 0) + 1
                 gate.metrics.child(gate.metrics.tenant_streams, tenant.name).inc()
                 self._holding = True
         except BaseException:
@@ -220,7 +222,7 @@ class Admitted:
         if self._holding:
             self._holding = False
             self._gate.queue.release()
-            self._gate.streams[self._tenant.name] -= 1
+            self._gate.holding[self._tenant.name] -= 1
             self._gate.metrics.child(self._gate.metrics.tenant_streams, self._tenant.name).dec()
         await self._settle(charge)
 

@@ -28,54 +28,28 @@ from aiohttp import web
 from ..admission.ticket import Ticket
 from ..body import Call, check_token_limits, dumps, model_of, read_json, stream_of
 from ..config import Tenant
-from ..dialects import ANTHROPIC, OPENAI, Dialect, Usage
-from ..dialects.openai import OpenAIDialect
+from ..dialects import ANTHROPIC, OPENAI, Dialect
+from ..dialects.completions import COMPLETIONS
+from ..dialects.responses import RESPONSES, RESPONSES_ENDS, RESPONSES_ERRORS
 from ..errors import BadRequest, GatewayError, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..live import Snapshot
 from ..markers import Marker
 from ..relay.hidden_usage import HiddenUsage
+from ..relay.resume import ClientView
 from ..relay.sinks import PassThrough, Write
 from ..response_owners import StreamIdWatch, check_previous, remember_answer, watch_stream
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, RESPONSES_SHAPE, ErrorShape
-from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
 from .responses_claude import ResponsesToClaude
 from .stages import BodyFor
 
-
-class ResponsesDialect(OpenAIDialect):
-    """OpenAI's Responses API: usage is `input_tokens`/`output_tokens`, in the body or in the
-    final `response.*` event's `response` (see `RESPONSES_ENDS`)."""
-
-    def usage_from_body(self, body: dict[str, Any]) -> Usage | None:
-        usage = body.get("usage")
-        if not isinstance(usage, dict):
-            return None
-        return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")), True)
-
-    def update_usage(self, usage: Usage, data: dict[str, Any]) -> None:
-        answer = data.get("response")
-        found = self.usage_from_body(answer) if isinstance(answer, dict) else None
-        if found is not None:
-            usage.prompt_tokens, usage.completion_tokens = found.prompt_tokens, found.completion_tokens
-            usage.reported = True
+__all__ = ["RESPONSES_ENDS", "RESPONSES_ERRORS", "completions", "count_tokens", "embeddings",
+           "responses"]
 
 
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-RESPONSES = ResponsesDialect()
-#: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
-#: names its type first); its error event is `event: error`. On line starts only.
-RESPONSES_ENDS = tuple(
-    marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
-    for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
-                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
-RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
-                    Marker(b'data: {"type":"error"', whole=False))
 _SEQUENCE_KEY = b'"sequence_number"'
 _SEQUENCE_VALUE = re.compile(rb"\s*:\s*(\d{1,18})")
 
@@ -98,6 +72,9 @@ class ResponsesPassThrough(PassThrough):
         if at >= 0 and (found := _SEQUENCE_VALUE.match(complete, at + len(_SEQUENCE_KEY))):
             self.next_sequence_number = max(self.next_sequence_number, int(found.group(1)) + 1)
         return out
+
+    def numbered(self, last: int) -> None:
+        self.next_sequence_number = max(self.next_sequence_number, last + 1)
 
     async def error(self, exc: GatewayError) -> None:
         if not self.failed:
@@ -140,20 +117,20 @@ class Api(UpstreamRoute):
         if self.responses:  # another tenant's response id is a 404 (response_owners.py)
             await check_previous(app, tenant.name, call.body)
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
         name = self.dialect.name
-        plan = live.router.route(tenant, call.model, None if self.responses else name, api=path)
+        plan = snapshot.router.route(tenant, call.model, None if self.responses else name, api=path)
         return replace(plan, targets=tuple(replace(t, path=self.path) if t.upstream.dialect == name
                                            else t for t in plan.targets))
 
-    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> Api:
+    def prepare(self, call: Call, plan: Plan, snapshot: Snapshot) -> Api:
         if not self.responses:
             return self
         # What can't be carried to an Anthropic target is a 400 here, before admission.
-        claude = ResponsesToClaude.for_plan(call, plan, live.config.server.default_max_tokens)
+        claude = ResponsesToClaude.for_plan(call, plan, snapshot.config.server.default_max_tokens)
         return self if claude is None else replace(self, claude=claude)
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
         return _body_for(call, self, self.claude)
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
@@ -178,10 +155,10 @@ class Api(UpstreamRoute):
         if self.responses and not self.translates(opened):  # the gateway keeps no translated one
             remember_answer(app, tenant.name, status, opened.first)
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         if self.claude is not None and self.translates(opened):
-            return self.claude.sink(opened.target.model, live.config.server.max_line_bytes)
+            return self.claude.sink(opened.target.model, snapshot.config.server.max_line_bytes)
         ends = self.ends or self.dialect.end_markers
         errors = self.errors or self.dialect.error_markers
         if self.shape is RESPONSES_SHAPE:  # a Responses stream has no finish before its end event
@@ -192,11 +169,20 @@ class Api(UpstreamRoute):
         sink = HiddenUsage if _hides_usage(self, call) else PassThrough
         return lambda write: sink(write, shape, ends, errors, end_bytes)
 
+    def view(self, call: Call) -> ClientView | None:
+        """Responses and completions streams are resumed in their own shapes (a Responses
+        stream from or to an Anthropic target too: its events are read in `meters`')."""
+        if self.responses:
+            return ClientView("responses", False)
+        if self.streams_allowed:
+            return ClientView("completions", client_asked(call.body))
+        return None
+
 
 API_RESPONSES = Api(RESPONSES, "/responses", RESPONSES_SHAPE, "input", streams_allowed=True,
-                    ends=RESPONSES_ENDS, errors=RESPONSES_ERRORS, responses=True)
+                    responses=True)
 API_EMBEDDINGS = Api(OPENAI, "/embeddings", OPENAI_SHAPE, "input", answers=False)
-API_COMPLETIONS = Api(OPENAI, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
+API_COMPLETIONS = Api(COMPLETIONS, "/completions", OPENAI_SHAPE, "prompt", streams_allowed=True,
                       exact_usage=True)
 API_COUNT_TOKENS = Api(ANTHROPIC, "/messages/count_tokens", ANTHROPIC_SHAPE, "messages", tokens=False)
 

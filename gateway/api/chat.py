@@ -11,8 +11,6 @@ Rules:
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -24,27 +22,22 @@ from aiohttp import web
 from ..admission.ticket import Ticket
 from ..body import Call, dumps, read_chat
 from ..codecs import (
-    AnthropicToChat,
-    ChatToAnthropic,
     SimpleCodec,
     StreamCodec,
-    chat_to_messages,
-    completion_to_message,
-    message_to_completion,
-    messages_to_chat,
     translate_error_body,
 )
+from ..codecs.registry import translation
 from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
 from ..exact_usage import asking_usage, client_asked
+from ..live import Snapshot
 from ..relay.hidden_usage import HiddenUsage
 from ..relay.resume import ClientView
 from ..relay.sinks import PassThrough, Translating
 from ..routing import Plan, Target
 from ..shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, SIMPLE_SHAPE, ErrorShape
 from ..spend import PriceTable
-from ..state import Snapshot
 from ..upstream import Opened
 from .pipeline import SinkMaker, UpstreamRoute, run
 from .stages import BodyFor
@@ -64,17 +57,17 @@ class ChatRoute(UpstreamRoute):
     def streams(self, call: Call) -> bool:
         return call.stream or self.client is None
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
-        return live.router.route(tenant, call.model)
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+        return snapshot.router.route(tenant, call.model)
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
-        return _body_for(call, self.client, live.config.server.default_max_tokens)
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
+        return _body_for(call, self.client, snapshot.config.server.default_max_tokens)
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
         client = self.client
         if client is None:  # simple events: its own shape
             return UpstreamAnswered(exc.status, _error_message(exc.body)), False
-        if target is not None and _upstream(target) is not client:
+        if target is not None and _dialect_of(target) is not client:
             exc.body = translate_error_body(exc.body, target.upstream.dialect, client.name, exc.status)
             exc.content_type = "application/json"
             return exc, True
@@ -86,10 +79,10 @@ class ChatRoute(UpstreamRoute):
     def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
         return _json_translator(self.client, opened.dialect, opened.target.model)
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         return _sink_maker(self.client, self.shape, opened, _include_usage(call),
-                           live.config.server.max_line_bytes, ticket.prices)
+                           snapshot.config.server.max_line_bytes, ticket.prices)
 
     def view(self, call: Call) -> ClientView:
         client = self.client
@@ -117,13 +110,13 @@ def _error_message(body: bytes) -> str:
     return str(message)[:500] if message else "the upstream refused the request"
 
 
-def _upstream(target: Target) -> Dialect:
+def _dialect_of(target: Target) -> Dialect:
     return DIALECTS[target.upstream.dialect]
 
 
 def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Callable[[Target], bytes]:
     def body_for(target: Target) -> bytes:
-        upstream = _upstream(target)
+        upstream = _dialect_of(target)
         if client is None:
             return dumps({**upstream.simple_request(call.body), "model": target.model})
         if upstream is client:
@@ -132,10 +125,7 @@ def _body_for(call: Call, client: Dialect | None, default_max_tokens: int) -> Ca
             if target.model == call.model:
                 return call.raw  # pass-through: the client's bytes, as they are
             return dumps({**call.body, "model": target.model})
-        if client is OPENAI:
-            body = chat_to_messages(call.body, default_max_tokens)
-        else:
-            body = messages_to_chat(call.body)
+        body = translation(client.name, upstream.name).request(call.body, default_max_tokens)
         return dumps({**body, "model": target.model})
     return body_for
 
@@ -144,9 +134,8 @@ def _json_translator(client: Dialect | None, upstream: Dialect,
                      model: str) -> Callable[[dict[str, Any]], bytes] | None:
     if client is None or client is upstream:
         return None
-    if client is OPENAI:
-        return lambda body: orjson.dumps(message_to_completion(body, model))
-    return lambda body: orjson.dumps(completion_to_message(body, model))
+    answer = translation(client.name, upstream.name).answer
+    return lambda body: orjson.dumps(answer(body, model))
 
 
 def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, include_usage: bool,
@@ -162,11 +151,8 @@ def _sink_maker(client: Dialect | None, shape: ErrorShape, opened: Opened, inclu
         sink = PassThrough if include_usage or upstream is not OPENAI else HiddenUsage
         return lambda write: sink(write, shape, upstream.end_markers, upstream.error_markers,
                                   upstream.end_bytes)
-    elif client is OPENAI:
-        codec = AnthropicToChat(opened.target.model, include_usage, int(time.time()),
-                                f"chatcmpl-{uuid.uuid4().hex}")
     else:
-        codec = ChatToAnthropic(opened.target.model, f"msg_{uuid.uuid4().hex}")
+        codec = translation(client.name, upstream.name).stream(opened.target.model, include_usage)
     return lambda write: Translating(write, shape, codec, max_line_bytes, upstream.end_event)
 
 

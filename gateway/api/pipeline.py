@@ -4,7 +4,7 @@ and the settlement. What differs between routes is an `UpstreamRoute` value (how
 read and built per target, its error shape, how an answer is metered, translated and sunk).
 
 Rules:
-- One snapshot of the live config per request (`live`), taken here, passed down.
+- One snapshot of the live config per request (`snapshot`), taken here, passed down.
 - Lower stages hand back values: the policy its attempts (`Opened.attempts`, or
   `tries_of(exc)`), the relay its `RelayOutcome` (or, cancelled, `relayed(exc)`), and a
   continuation comes from `Continue`, which the relay asks through its `Continuation`
@@ -26,18 +26,20 @@ from ..body import Call
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError, UpstreamHTTPError
+from ..live import Snapshot
 from ..record import Record
 from ..relay.client import HttpStream
 from ..relay.early import sse_response
 from ..relay.loop import Stopped
-from ..relay.resume import ClientView, NoContinuation, Resume, with_prefill
+from ..relay.resume import ClientView, Resume, with_prefill
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
-from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS, Snapshot
+from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS
 from ..upstream import Opened, UpstreamClient
 from ..upstream.attempt import Attempt, tries_of
+from ..upstream.continuation import continuation_targets, open_continuation
 from .stages import (
     BodyFor,
     Tried,
@@ -68,15 +70,15 @@ class UpstreamRoute:
     def streams(self, call: Call) -> bool:
         return call.stream
 
-    def plan(self, live: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
+    def plan(self, snapshot: Snapshot, tenant: Tenant, call: Call, path: str) -> Plan:
         raise NotImplementedError
 
-    def prepare(self, call: Call, plan: Plan, live: Snapshot) -> UpstreamRoute:
+    def prepare(self, call: Call, plan: Plan, snapshot: Snapshot) -> UpstreamRoute:
         """This request's route value: itself, or a copy holding what one request needs
         across the stages (a translation bridge), made before admission (raises to refuse)."""
         return self
 
-    def body_for(self, call: Call, live: Snapshot) -> BodyFor:
+    def body_for(self, call: Call, snapshot: Snapshot) -> BodyFor:
         raise NotImplementedError
 
     def refused(self, exc: UpstreamHTTPError, target: Target | None) -> tuple[GatewayError, bool]:
@@ -101,7 +103,7 @@ class UpstreamRoute:
     def answered(self, app: web.Application, tenant: Tenant, opened: Opened, status: int) -> None:
         """A JSON answer (`status`) went out for `opened` (its body: `opened.first`)."""
 
-    def sink(self, opened: Opened, call: Call, ticket: Ticket, live: Snapshot,
+    def sink(self, opened: Opened, call: Call, ticket: Ticket, snapshot: Snapshot,
              app: web.Application, tenant: Tenant) -> SinkMaker:
         raise NotImplementedError
 
@@ -112,24 +114,24 @@ class UpstreamRoute:
 
 async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     app = request.app
-    live = app[LIVE].current
+    snapshot = app[LIVE].current
     record = request[RECORD]
-    tenant = authenticate(request, live, record)
+    tenant = authenticate(request, snapshot, record)
     call = await route.read(request)
     record.model, record.stream = call.model, route.streams(call)
     await route.vet(app, tenant, call)
-    plan = route.plan(live, tenant, call, request.path)
-    route = route.prepare(call, plan, live)
-    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=live.prices,
+    plan = route.plan(snapshot, tenant, call, request.path)
+    route = route.prepare(call, plan, snapshot)
+    admitted = app[GATE].admit(tenant, call.body, call.raw, slot=True, prices=snapshot.prices,
                                tokens=route.tokens, answer=route.answers, models=plan.models)
     ticket = await admitted.enter()
     record.headers, record.queue_wait = ticket.headers, ticket.queue_wait
     charge: Charge | None = None
     try:
-        tried = Tried(route.body_for(call, live))
-        early = early_commit(request, live, record)  # heartbeats don't end failover
+        tried = Tried(route.body_for(call, snapshot))
+        early = early_commit(request, snapshot, record)  # heartbeats don't end failover
         try:
-            opened = await open_upstream(request, live, record, plan, tried, early)
+            opened = await open_upstream(request, snapshot, record, plan, tried, early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
             if early is not None and early.response is not None:  # the client has its 200
                 return await end_committed(early.response, record, route.shape, exc)
@@ -148,15 +150,15 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         resume: Resume | None = None
         if plan.resume_midstream and (view := route.view(call)) is not None:
             # keeps the request's body, to ask a continuation with it
-            continuation = Continue(app[UPSTREAMS], plan, tried, request, record)
+            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, route.meters)
             resume = Resume(view, continuation)
-        make_sink = route.sink(opened, call, ticket, live, app, tenant)
+        make_sink = route.sink(opened, call, ticket, snapshot, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
         # The meter's usage grows as lines arrive: a stream that ends in any way (a bug
         # included) is charged for what was received.
         meter = UsageMeter(dialect, ticket.prompt_estimate)
         outcome: RelayOutcome | None = None
-        server = live.config.server
+        server = snapshot.config.server
         sse = (early.response if early is not None and early.response is not None
                else sse_response(record.request_id, ticket.headers))
         try:
@@ -195,39 +197,53 @@ def end_streams(upstreams: UpstreamClient, opened: Opened, continuation: Continu
 
 class Continue:
     """The handler's side of a mid-stream resume (`relay.resume.Continuation`): a cut stream
-    continues on a later target of the plan that `supports_prefill`, asked the original
-    request plus the streamed text as a trailing assistant message. What it opened and tried
-    stays here, for the handler to settle and record."""
+    continues on the cut target itself or a later one of the plan that `supports_prefill`
+    (`upstream/continuation.py`: a refusal moves on, and is remembered), asked the original
+    request plus the streamed text (`with_prefill`, in the shape of the target's body). What
+    it opened and tried stays here, for the handler to settle and record."""
 
-    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "attempts", "opened")
+    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_used", "_meters",
+                 "attempts", "opened")
 
     def __init__(self, upstreams: UpstreamClient, plan: Plan, body_for: BodyFor,
-                 request: web.Request, record: Record) -> None:
+                 request: web.Request, record: Record,
+                 meters: Callable[[Opened], Dialect] | None = None) -> None:
         self._upstreams, self._plan, self._body_for = upstreams, plan, body_for
         self._request, self._record = request, record
+        self._meters = meters  # the route's `meters` (None: the upstream's own dialect)
+        self._used: set[tuple[str, str]] = set()  # the targets that continued this stream
         self.attempts: list[Attempt] = []  # every continuation's tries, in order
         self.opened: list[Opened] = []  # every continuation that answered
 
     async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
         # The cut stream no longer counts in flight, and its failure counts against its target.
-        self._upstreams.ended(cut, failure=failure)
-        targets = self._plan.targets
-        after = targets.index(cut.target) + 1 if cut.target in targets else len(targets)
-        able = tuple(t for t in targets[after:] if t.upstream.supports_prefill)
-        if not able:
-            raise NoContinuation(self._plan.name)
+        upstreams = self._upstreams
+        upstreams.ended(cut, failure=failure)
+        candidates = continuation_targets(self._plan.targets, cut.target, self._used,
+                                          upstreams.continuations)
         body_for, record = self._body_for, self._record
-        try:
-            opened = await self._upstreams.open(
-                Plan(self._plan.name, able), lambda target: with_prefill(body_for(target), text),
-                self._request.headers, record.request_id, stream=True,
-                deadline=record.arrived + able[0].upstream.total_timeout_seconds)
-        except BaseException as exc:
-            self.attempts.extend(tries_of(exc).attempts)
-            raise
-        self.attempts.extend(opened.attempts)
+
+        async def open_plan(plan: Plan, asked: Callable[[Target], None]) -> Opened:
+            def body(target: Target) -> bytes:
+                asked(target)
+                return with_prefill(body_for(target), text)
+            try:
+                opened = await upstreams.open(
+                    plan, body, self._request.headers, record.request_id, stream=True,
+                    deadline=record.arrived + plan.targets[0].upstream.total_timeout_seconds)
+            except BaseException as exc:
+                self.attempts.extend(tries_of(exc).attempts)
+                raise
+            self.attempts.extend(opened.attempts)
+            return opened
+
+        opened = await open_continuation(self._plan.name, candidates, open_plan,
+                                         upstreams.continuations, self._used)
         self.opened.append(opened)
         return opened
+
+    def meters(self, opened: Opened) -> Dialect:
+        return self._meters(opened) if self._meters is not None else opened.dialect
 
     def count(self, result: str) -> None:
         app = self._request.app

@@ -20,6 +20,7 @@ from ..auth import presented_key
 from ..config import Tenant
 from ..dialects import Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError
+from ..live import Snapshot
 from ..record import Record
 from ..relay.early import EarlyCommit
 from ..relay.loop import Stopped
@@ -27,7 +28,7 @@ from ..relay.stream import RelayOutcome
 from ..routing import Plan, Target
 from ..shapes import ErrorShape
 from ..spend import micros_to_usd
-from ..state import METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..state import METRICS, RUNTIME, UPSTREAMS
 from ..tags import request_tags
 from ..upstream import Attempt, Opened
 from ..upstream.attempt import tries_of
@@ -35,11 +36,11 @@ from ..upstream.attempt import tries_of
 BodyFor = Callable[[Target], bytes]
 
 
-def authenticate(request: web.Request, live: Snapshot, record: Record) -> Tenant:
-    """The tenant, by the request's one snapshot (`live`), which the record keeps for the
+def authenticate(request: web.Request, snapshot: Snapshot, record: Record) -> Tenant:
+    """The tenant, by the request's one config snapshot, which the record keeps for the
     trace; the key's id and the request's `x-gateway-tags` go into the record too."""
-    record.config = live.config
-    tenant, record.key_id = live.auth.identify(presented_key(request))
+    record.config = snapshot.config
+    tenant, record.key_id = snapshot.auth.identify(presented_key(request))
     record.tenant = tenant
     record.tags = request_tags(request.headers)
     return tenant
@@ -58,23 +59,23 @@ class Tried:
         return self._body_for(target)
 
 
-def early_commit(request: web.Request, live: Snapshot, record: Record) -> EarlyCommit | None:
+def early_commit(request: web.Request, snapshot: Snapshot, record: Record) -> EarlyCommit | None:
     """For a stream (when heartbeats are on): the headers and heartbeats a client gets once
     it has waited a heartbeat interval while `open_upstream` still tries targets."""
-    heartbeat = live.config.server.heartbeat_seconds
+    heartbeat = snapshot.config.server.heartbeat_seconds
     if not record.stream or not heartbeat:
         return None
     return EarlyCommit(request, record.request_id, record.headers, heartbeat,
                        request.app[METRICS].heartbeats.inc)
 
 
-async def open_upstream(request: web.Request, live: Snapshot, record: Record, plan: Plan,
+async def open_upstream(request: web.Request, snapshot: Snapshot, record: Record, plan: Plan,
                         body_for: BodyFor, early: EarlyCommit | None = None) -> Opened:
     """With `early`, the client gets headers and heartbeats from one heartbeat interval after
     arrival while every target may still fail over; the stream is handed over at its first
     data byte. Without it, a stream still silent then is handed over body-less (no failover
     after that)."""
-    heartbeat = live.config.server.heartbeat_seconds
+    heartbeat = snapshot.config.server.heartbeat_seconds
     commit_at = None
     if early is None and record.stream and heartbeat:
         commit_at = record.arrived + heartbeat
@@ -155,8 +156,8 @@ def settle_stream(record: Record, ticket: Ticket, opened: Opened, meter: UsageMe
         record.usage = meter.usage
         return _charge(record, ticket, [(opened, meter.usage)], meter.usage)
     record.ttfb, record.status = outcome.ttfb, outcome.status
-    record.outcome, record.error = outcome.outcome, outcome.error
-    record.midstream_error = outcome.outcome in ("upstream_error", "upstream_timeout")
+    record.outcome, record.error = outcome.result, outcome.error
+    record.midstream_error = outcome.result in ("upstream_error", "upstream_timeout")
     record.usage = outcome.usage  # after a resume: every part's usage, not the first one's
     charge = _charge(record, ticket, outcome.parts, outcome.usage)
     # After a mid-stream resume: each part but the last was cut after its first byte, and the

@@ -5,13 +5,15 @@ Every stream codec has the same face (`StreamCodec`): `feed(event, data) -> byte
 parsed upstream SSE event (gateway.sse.Event), returning the client's bytes for it at once
 (b"" when it maps to nothing); `done` once the terminal event (end marker or error) went out;
 `failure`, the upstream's own error message when it sent one; `usage`; and
-`error_event(status, type, message)` for a failure the gateway detects mid-stream.
+`error_event(status, type, message)` / `gateway_error(exc)` for a failure the gateway detects
+mid-stream. `registry.py` looks the codecs up by (client dialect, upstream dialect).
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from ..errors import GatewayError
 from .anthropic_to_chat import AnthropicToChat, message_to_completion
 from .chat_request import chat_to_messages
 from .chat_to_anthropic import ChatToAnthropic, completion_to_message
@@ -31,6 +33,11 @@ class StreamCodec(Protocol):
     def feed(self, event: str, data: str) -> bytes: ...
 
     def error_event(self, status: int, type: str, message: str) -> bytes: ...
+
+    def gateway_error(self, exc: GatewayError) -> bytes:
+        """A failure the gateway detected mid-stream, as the client's error event (the codec
+        knows the client's dialect: its error types and shape)."""
+        ...
 
 
 __all__ = [

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from ..errors import GatewayError
+from ..shapes import OPENAI_TYPES
 from .common import (
     DONE,
     FINISH_REASONS,
@@ -90,6 +92,11 @@ class AnthropicToChat:
                 out += sse({**self._head(), "choices": [], "usage": self._usage.openai()})
             return out + DONE
         return b""  # ping, content_block_stop, and event types added later
+
+    def gateway_error(self, exc: GatewayError) -> bytes:
+        """A failure the gateway detected, as the OpenAI client's error chunk."""
+        return self.error_event(exc.status, OPENAI_TYPES.get(exc.kind, "server_error"), exc.message,
+                                code=exc.code)
 
     def error_event(self, status: int, type: str, message: str, code: str | None = None) -> bytes:
         """A failure the gateway detected mid-stream, as the chat client's error event.

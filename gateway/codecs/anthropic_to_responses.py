@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import GatewayError
 from ..shapes import OPENAI_TYPES
 from .common import NOT_JSON, TokenUsage, error_message, load_object, openai_error, usage_from_anthropic
 from .responses_request import Echo
@@ -139,6 +140,11 @@ class AnthropicToResponses:
             self.done = True
             return out + self._emit(f"response.{status}", {"response": final})
         return b""  # ping, and event types added later
+
+    def gateway_error(self, exc: GatewayError) -> bytes:
+        """A failure the gateway detected, as the Responses `error` event."""
+        return self.error_event(exc.status, OPENAI_TYPES.get(exc.kind, "server_error"), exc.message,
+                                code=exc.code)
 
     def error_event(self, status: int, type: str, message: str, code: str | None = None) -> bytes:
         """A failure the gateway detected mid-stream, as the Responses `error` event. `type`

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from ..errors import GatewayError
+from ..shapes import ANTHROPIC_TYPES
 from .common import (
     NOT_JSON,
     STOP_REASONS,
@@ -87,6 +89,10 @@ class ChatToAnthropic:
             self._stop_reason = STOP_REASONS.get(reason, "end_turn")
             out += self._close()
         return out
+
+    def gateway_error(self, exc: GatewayError) -> bytes:
+        """A failure the gateway detected, as the Anthropic client's error event."""
+        return self.error_event(exc.status, ANTHROPIC_TYPES.get(exc.kind, "api_error"), exc.message)
 
     def error_event(self, status: int, type: str, message: str) -> bytes:
         """A failure mid-stream as the Anthropic client's error event (`type` is Anthropic's)."""

@@ -4,97 +4,21 @@ finish/stop reasons and error types between the OpenAI and Anthropic dialects.""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 import orjson
 
+from ..dialects.anthropic import FINISH_REASONS as FINISH_REASONS
+from ..dialects.anthropic import STOP_REASONS as STOP_REASONS
+from ..dialects.anthropic import usage_from_anthropic as usage_from_anthropic
+from ..dialects.base import TokenUsage as TokenUsage
+from ..dialects.base import choice_zero as choice_zero
+from ..dialects.base import count as count
+from ..dialects.base import error_message as error_message
+from ..dialects.openai import usage_from_openai as usage_from_openai
+
 NOT_JSON = "the upstream sent an event that is not JSON"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenUsage:
-    """Tokens a stream or body reported, in Anthropic's terms: `input_tokens` excludes the
-    prompt tokens read from (`cache_read_tokens`) or written to (`cache_write_tokens`) the cache.
-    OpenAI's `prompt_tokens` includes its `cached_tokens`, so it is split on the way in."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    reported: bool = False  # the upstream said so (else: nothing seen yet)
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
-
-    def openai(self) -> dict[str, Any]:
-        """OpenAI's `usage` object."""
-        usage: dict[str, Any] = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.output_tokens,
-            "total_tokens": self.prompt_tokens + self.output_tokens,
-        }
-        if self.cache_read_tokens:
-            usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
-        return usage
-
-    def anthropic(self) -> dict[str, Any]:
-        """Anthropic's `usage` object (cache fields only when a cache was touched)."""
-        usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
-        if self.cache_read_tokens:
-            usage["cache_read_input_tokens"] = self.cache_read_tokens
-        if self.cache_write_tokens:
-            usage["cache_creation_input_tokens"] = self.cache_write_tokens
-        return usage
-
-
-def count(value: object) -> int:
-    """A token count as sent, or 0 for anything that is not a non-negative int."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-def usage_from_anthropic(usage: object, before: TokenUsage) -> TokenUsage:
-    """Fold an Anthropic `usage` object (message_start, message_delta or a body) into `before`.
-    Counts are cumulative; a field the object leaves out keeps its earlier value."""
-    if not isinstance(usage, dict):
-        return before
-
-    def pick(key: str, old: int) -> int:
-        return count(usage[key]) if key in usage and usage[key] is not None else old
-
-    return TokenUsage(
-        input_tokens=pick("input_tokens", before.input_tokens),
-        output_tokens=pick("output_tokens", before.output_tokens),
-        cache_read_tokens=pick("cache_read_input_tokens", before.cache_read_tokens),
-        cache_write_tokens=pick("cache_creation_input_tokens", before.cache_write_tokens),
-        reported=True,
-    )
-
-
-def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
-    """An OpenAI `usage` object (the last chunk with include_usage, or a body)."""
-    if not isinstance(usage, dict):
-        return before
-    prompt = count(usage.get("prompt_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = min(prompt, count(details.get("cached_tokens"))) if isinstance(details, dict) else 0
-    return TokenUsage(
-        input_tokens=prompt - cached,
-        output_tokens=count(usage.get("completion_tokens")),
-        cache_read_tokens=cached,
-        reported=True,
-    )
-
-
-def choice_zero(choices: object) -> dict[str, Any] | None:
-    """Choice 0 of a chunk or body (`n` > 1 has no Anthropic or simple counterpart).
-    A choice without an `index` counts as 0, as some OpenAI-compatible servers leave it out."""
-    for choice in choices if isinstance(choices, list) else []:
-        if isinstance(choice, dict) and choice.get("index", 0) == 0:
-            return choice
-    return None
 
 
 def load_object(data: str) -> dict[str, Any] | None:
@@ -114,27 +38,8 @@ def sse(data: object, event: str | None = None) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 
-#: Anthropic stop_reason -> OpenAI finish_reason. A stop sequence is a normal stop to OpenAI;
-#: `pause_turn` (a server tool paused a long turn) is one too, the client may continue.
-FINISH_REASONS: Mapping[str, str] = MappingProxyType({
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-})
-
-#: OpenAI finish_reason -> Anthropic stop_reason (`function_call` is the legacy `tool_calls`).
-STOP_REASONS: Mapping[str, str] = MappingProxyType({
-    "stop": "end_turn",
-    "length": "max_tokens",
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "content_filter": "refusal",
-})
-
+# The finish/stop reason tables are the Anthropic dialect's (one table, both ways), and
+# `choice_zero`/`error_message` the dialects' readers: imported here for the codecs.
 #: Anthropic error.type -> (OpenAI error.type, OpenAI error.code), the gateway's own codes
 #: where it has one (see gateway.errors) and the Anthropic type otherwise.
 OPENAI_ERRORS: Mapping[str, tuple[str, str]] = MappingProxyType({
@@ -199,12 +104,3 @@ def openai_error(anthropic_type: object, message: str, status: int) -> dict[str,
         _ANTHROPIC_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error"))
     openai_type, code = OPENAI_ERRORS[kind]
     return {"message": message, "type": openai_type, "param": None, "code": code}
-
-
-def error_message(error: object, default: str) -> str:
-    """The `message` of an error object of either dialect, or `default`."""
-    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
-        return str(error["message"])
-    if isinstance(error, str) and error:
-        return error  # some OpenAI-compatible servers send {"error": "text"}
-    return default

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import orjson
 
+from ..dialects import DIALECTS
 from .common import anthropic_error_type, error_message, openai_error
-
-DIALECTS = ("openai", "anthropic")
 
 
 def translate_error_body(body: bytes, from_dialect: str, to_dialect: str, status: int) -> bytes:

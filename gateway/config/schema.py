@@ -1,4 +1,5 @@
-"""The config schema: frozen, strict pydantic models for every key DESIGN.md fixes.
+"""The config schema: frozen, strict pydantic models for every key of the project's contract
+(docs/design.md, "Configuration reference").
 
 Cross-checks that span sections (names that must exist, duplicates, cycles) live in
 `Config._cross_checks`; each problem names its key (`_KeyProblem`), so the loader can
@@ -198,6 +199,10 @@ class Config(_Frozen):
         if self.server.workers > 1 and self.ratelimit.backend != "redis":
             raise _KeyProblem("server.workers", "more than 1 worker needs ratelimit.backend = \"redis\" "
                               "(limits held in one process's memory would not be shared)")
+        if (self.server.workers > 1 and self.streams.backend == "memory"
+                and "backend" in self.streams.model_fields_set):  # unset: redis (streams/hub.py)
+            raise _KeyProblem("streams.backend", "more than 1 worker needs \"redis\" here (a browser's "
+                              "reconnect may reach another worker, which would not know the stream)")
         if self.server.workers > self.limits.max_concurrent_streams:  # split between workers
             raise _KeyProblem("server.workers", f"{self.server.workers} workers need "
                               "limits.max_concurrent_streams of at least as many (each worker "

@@ -1,17 +1,41 @@
 """Anthropic Messages: `x-api-key` + `anthropic-version`, `{"type": "error", ...}`, usage in
-`message_start` (input) and `message_delta` (output, cumulative)."""
+`message_start` (input) and `message_delta` (output, cumulative), `stop_reason` in
+`message_delta` (and its table to OpenAI's finish reasons and back), "prompt is too long"."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from ..markers import Marker
-from .base import Dialect, Usage, model_ids
+from .base import Dialect, TokenUsage, Usage, count, error_message, model_ids
 
 API_VERSION = "2023-06-01"
+
+#: Anthropic stop_reason -> OpenAI finish_reason. A stop sequence is a normal stop to OpenAI;
+#: `pause_turn` (a server tool paused a long turn) is one too, the client may continue.
+FINISH_REASONS: Mapping[str, str] = MappingProxyType({
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+})
+
+#: OpenAI finish_reason -> Anthropic stop_reason (`function_call` is the legacy `tool_calls`).
+STOP_REASONS: Mapping[str, str] = MappingProxyType({
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+})
 MODELS_PAGE = 1000  # the largest page the models list gives
 
 
@@ -73,6 +97,14 @@ class AnthropicDialect(Dialect):
                 usage.completion_tokens = found.completion_tokens
                 usage.reported = True
 
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        kind = data.get("type")
+        if kind == "message_start" and isinstance(data.get("message"), dict):
+            return usage_from_anthropic(data["message"].get("usage"), before)
+        if kind == "message_delta":
+            return usage_from_anthropic(data.get("usage"), before)
+        return before
+
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
         if data.get("type") != "content_block_delta":
             return None
@@ -85,13 +117,29 @@ class AnthropicDialect(Dialect):
     def is_final(self, event: str, data: str) -> bool:
         return event == "message_stop"
 
+    def ends_answer(self, event: str, data: dict[str, Any]) -> bool:
+        return event == "message_stop" or data.get("type") == "message_stop"
+
     def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
         if event == "error" or data.get("type") == "error":
-            error = data.get("error")
-            if isinstance(error, dict):
-                return str(error.get("message", "upstream error"))
-            return "upstream error"
+            return error_message(data.get("error"), "upstream error")
         return None
+
+    def finish_reason(self, data: dict[str, Any]) -> str | None:
+        delta = data.get("delta")
+        if data.get("type") == "message_delta" and isinstance(delta, dict):
+            reason = delta.get("stop_reason")
+            return reason if isinstance(reason, str) else None
+        return None
+
+    finish_from_openai = STOP_REASONS
+    finish_to_openai = FINISH_REASONS
+    default_finish = "end_turn"
+
+    def prompt_too_long(self, error: dict[str, Any]) -> bool:
+        message = error.get("message")
+        return (error.get("type") == "invalid_request_error" and isinstance(message, str)
+                and "prompt is too long" in message.lower())
 
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         request = dict(body)
@@ -106,6 +154,24 @@ class AnthropicDialect(Dialect):
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_anthropic(usage: object, before: TokenUsage) -> TokenUsage:
+    """Fold an Anthropic `usage` object (message_start, message_delta or a body) into `before`.
+    Counts are cumulative; a field the object leaves out keeps its earlier value."""
+    if not isinstance(usage, dict):
+        return before
+
+    def pick(key: str, old: int) -> int:
+        return count(usage[key]) if key in usage and usage[key] is not None else old
+
+    return TokenUsage(
+        input_tokens=pick("input_tokens", before.input_tokens),
+        output_tokens=pick("output_tokens", before.output_tokens),
+        cache_read_tokens=pick("cache_read_input_tokens", before.cache_read_tokens),
+        cache_write_tokens=pick("cache_creation_input_tokens", before.cache_write_tokens),
+        reported=True,
+    )
 
 
 ANTHROPIC = AnthropicDialect()

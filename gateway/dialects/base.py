@@ -1,10 +1,14 @@
-"""What every upstream dialect provides (URL, key header, usage, text deltas, end marker),
-and the per-stream usage meter built on it."""
+"""What every dialect provides: its URL and key header, its model list, usage, text deltas,
+finish reasons, end and error markers, its stream's error event and "prompt too long"; and the
+per-stream usage meter built on it. The relay, resume and the simple events read streams
+through these methods only: one reader per dialect."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,6 +31,48 @@ class Usage:
     @property
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Tokens a stream or body reported, in Anthropic's terms: `input_tokens` excludes the
+    prompt tokens read from (`cache_read_tokens`) or written to (`cache_write_tokens`) the cache.
+    OpenAI's `prompt_tokens` includes its `cached_tokens`, so it is split on the way in."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reported: bool = False  # the upstream said so (else: nothing seen yet)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    def openai(self) -> dict[str, Any]:
+        """OpenAI's `usage` object."""
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.output_tokens,
+            "total_tokens": self.prompt_tokens + self.output_tokens,
+        }
+        if self.cache_read_tokens:
+            usage["prompt_tokens_details"] = {"cached_tokens": self.cache_read_tokens}
+        return usage
+
+    def anthropic(self) -> dict[str, Any]:
+        """Anthropic's `usage` object (cache fields only when a cache was touched)."""
+        usage: dict[str, Any] = {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        if self.cache_read_tokens:
+            usage["cache_read_input_tokens"] = self.cache_read_tokens
+        if self.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = self.cache_write_tokens
+        return usage
+
+
+def count(value: object) -> int:
+    """A token count as sent, or 0 for anything that is not a non-negative int."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 class Dialect(ABC):
@@ -81,20 +127,70 @@ class Dialect(ABC):
         """Fold one stream event's JSON into `usage` (only called when it mentions usage)."""
 
     @abstractmethod
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        """Fold one stream event's usage into `before` (the codecs' `TokenUsage`, split by
+        cache; the meter's `Usage` is `update_usage`'s)."""
+
+    @abstractmethod
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
         """The text a stream event adds to the answer, if any."""
 
     @abstractmethod
     def is_final(self, event: str, data: str) -> bool:
-        """This event ends the answer."""
+        """This event (as sent, before any JSON is parsed) ends the answer."""
+
+    def ends_answer(self, event: str, data: dict[str, Any]) -> bool:
+        """This parsed event ends the answer (a dialect whose end is JSON says so here too)."""
+        return False
 
     @abstractmethod
     def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
         """The message of an error event the upstream sent mid-stream, if this is one."""
 
     @abstractmethod
+    def finish_reason(self, data: dict[str, Any]) -> str | None:
+        """The finish (stop) reason a stream event carries, in this dialect's words."""
+
+    #: finish reasons in OpenAI's words (the neutral ones) -> this dialect's, and back; a
+    #: reason a table lacks is `default_finish` / "stop"
+    finish_from_openai: Mapping[str, str] = MappingProxyType({})
+    finish_to_openai: Mapping[str, str] = MappingProxyType({})
+    default_finish = "stop"
+
+    def finish_in(self, reason: str, source: Dialect) -> str:
+        """`source`'s finish reason `reason`, in this dialect's words."""
+        if source is self:
+            return reason
+        neutral = source.finish_to_openai.get(reason, "stop") if source.finish_to_openai else reason
+        if not self.finish_from_openai:
+            return neutral
+        return self.finish_from_openai.get(neutral, self.default_finish)
+
+    def prompt_too_long(self, error: dict[str, Any]) -> bool:
+        """An error body's `error` object says the prompt does not fit the model."""
+        return False
+
+    @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
+
+
+def choice_zero(choices: object) -> dict[str, Any] | None:
+    """Choice 0 of a chunk or body (`n` > 1 has no Anthropic or simple counterpart).
+    A choice without an `index` counts as 0, as some OpenAI-compatible servers leave it out."""
+    for choice in choices if isinstance(choices, list) else []:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def error_message(error: object, default: str) -> str:
+    """The `message` of an error object of either dialect, or `default`."""
+    if isinstance(error, dict) and isinstance(error.get("message"), str) and error["message"]:
+        return str(error["message"])
+    if isinstance(error, str) and error:
+        return error  # some OpenAI-compatible servers send {"error": "text"}
+    return default
 
 
 def model_ids(body: object) -> list[str]:

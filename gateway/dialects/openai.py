@@ -1,11 +1,13 @@
-"""OpenAI chat completions: `Authorization: Bearer`, `{"error": {...}}`, usage in the last chunk."""
+"""OpenAI chat completions: `Authorization: Bearer`, `{"error": {...}}`, usage in the last chunk,
+`finish_reason` in a choice (its words are the neutral ones other dialects map to and from),
+`context_length_exceeded` for a prompt too long."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..markers import Marker
-from .base import Dialect, Usage
+from .base import Dialect, TokenUsage, Usage, choice_zero, count, error_message
 
 
 class OpenAIDialect(Dialect):
@@ -13,8 +15,9 @@ class OpenAIDialect(Dialect):
     path = "/chat/completions"
     auth_header = "authorization"
 
-    end_markers = (Marker(b"data: [DONE]"), Marker(b"data:[DONE]"))
-    error_markers = (Marker(b'data: {"error"', whole=False), Marker(b'data:{"error"', whole=False))
+    end_markers: tuple[Marker, ...] = (Marker(b"data: [DONE]"), Marker(b"data:[DONE]"))
+    error_markers: tuple[Marker, ...] = (Marker(b'data: {"error"', whole=False),
+                                         Marker(b'data:{"error"', whole=False))
     end_bytes = b"data: [DONE]\n\n"
     end_event = ("message", "[DONE]")
 
@@ -34,11 +37,13 @@ class OpenAIDialect(Dialect):
             usage.cache_read_tokens = found.cache_read_tokens
             usage.reported = True
 
+    def token_usage(self, before: TokenUsage, data: dict[str, Any]) -> TokenUsage:
+        usage = data.get("usage")
+        return before if usage is None else usage_from_openai(usage, before)
+
     def text_delta(self, event: str, data: dict[str, Any]) -> str | None:
-        choices = data.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            return None
-        delta = choices[0].get("delta")
+        choice = choice_zero(data.get("choices"))
+        delta = choice.get("delta") if choice is not None else None
         content = delta.get("content") if isinstance(delta, dict) else None
         return content if isinstance(content, str) and content else None
 
@@ -47,9 +52,15 @@ class OpenAIDialect(Dialect):
 
     def stream_error(self, event: str, data: dict[str, Any]) -> str | None:
         error = data.get("error")
-        if isinstance(error, dict):
-            return str(error.get("message", "upstream error"))
-        return None
+        return None if error is None else error_message(error, "upstream error")
+
+    def finish_reason(self, data: dict[str, Any]) -> str | None:
+        choice = choice_zero(data.get("choices"))
+        reason = choice.get("finish_reason") if choice is not None else None
+        return reason if isinstance(reason, str) else None
+
+    def prompt_too_long(self, error: dict[str, Any]) -> bool:
+        return error.get("code") == "context_length_exceeded"
 
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k != "system"}
@@ -62,6 +73,21 @@ class OpenAIDialect(Dialect):
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
+    """An OpenAI `usage` object (the last chunk with include_usage, or a body)."""
+    if not isinstance(usage, dict):
+        return before
+    prompt = count(usage.get("prompt_tokens"))
+    details = usage.get("prompt_tokens_details")
+    cached = min(prompt, count(details.get("cached_tokens"))) if isinstance(details, dict) else 0
+    return TokenUsage(
+        input_tokens=prompt - cached,
+        output_tokens=count(usage.get("completion_tokens")),
+        cache_read_tokens=cached,
+        reported=True,
+    )
 
 
 OPENAI = OpenAIDialect()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.mock.faults import Faults, FaultSpecError, parse_faults
-from gateway.mock.server import build_mock_app, run_mock, start_mock
-from gateway.mock.state import (
+from .faults import Faults, FaultSpecError, parse_faults
+from .server import build_mock_app, run_mock, start_mock
+from .state import (
     MAX_RECORDS,
     MOCK_SETTINGS,
     MOCK_STATE,

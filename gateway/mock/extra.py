@@ -14,8 +14,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.mock.answers import Answer, Conversation, prompt_tokens
-from gateway.mock.shapes import Event, OpenAIShape, Step
+from .answers import Answer, Conversation, prompt_tokens
+from .shapes import Event, OpenAIShape, Step
 
 EMBEDDING_DIMENSIONS = 16  # when the request does not ask for `dimensions`
 

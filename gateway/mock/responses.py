@@ -11,8 +11,8 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from gateway.mock.answers import Answer, Conversation, ToolCall
-from gateway.mock.shapes import Kind, OpenAIShape, Step
+from .answers import Answer, Conversation, ToolCall
+from .shapes import Kind, OpenAIShape, Step
 
 
 def _input_messages(items: list[Any]) -> list[dict[str, Any]]:

@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.mock.answers import Ask, Conversation, build_answer
-from gateway.mock.extra import COMPLETIONS_SHAPE, count_tokens, embedding_inputs, embeddings_body
-from gateway.mock.faults import Faults, FaultSpecError, fault_spec, parse_faults
-from gateway.mock.responses import RESPONSES_SHAPE
-from gateway.mock.shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, Shape
-from gateway.mock.state import (
+from .answers import Ask, Conversation, build_answer
+from .extra import COMPLETIONS_SHAPE, count_tokens, embedding_inputs, embeddings_body
+from .faults import Faults, FaultSpecError, fault_spec, parse_faults
+from .responses import RESPONSES_SHAPE
+from .shapes import ANTHROPIC_SHAPE, OPENAI_SHAPE, Shape
+from .state import (
     MOCK_SETTINGS,
     MOCK_STATE,
     MockSettings,
@@ -29,8 +29,8 @@ from gateway.mock.state import (
     RecordedRequest,
     StreamRecord,
 )
-from gateway.mock.stream import write_stream
-from gateway.mock.wire import drip, echoed_keys, error_response, html_page, json_response, send_json
+from .stream import write_stream
+from .wire import drip, echoed_keys, error_response, html_page, json_response, send_json
 
 __all__ = [
     "MOCK_SETTINGS",

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from aiohttp import web
 
-from gateway.mock.answers import Answer, Conversation, answer_words
+from .answers import Answer, Conversation, answer_words
 
 __all__ = ["ANTHROPIC_SHAPE", "OPENAI_SHAPE", "AnthropicShape", "OpenAIShape", "Shape", "answer_words"]
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from gateway.mock.faults import Faults
-from gateway.mock.shapes import Event, Step, fragments, frame
-from gateway.mock.state import StreamRecord
+from .faults import Faults
+from .shapes import Event, Step, fragments, frame
+from .state import StreamRecord
 
 
 async def write_stream(

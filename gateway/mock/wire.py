@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.mock.faults import Faults
-from gateway.mock.shapes import Shape
-from gateway.mock.state import StreamRecord
+from .faults import Faults
+from .shapes import Shape
+from .state import StreamRecord
 
 # What nginx says when its upstream is gone; served with a 200, as some proxies do.
 HTML_PAGE = (

@@ -42,6 +42,16 @@ class Stopped(Shed):
         super().__init__(message, reason="draining", retry_after=5)
 
 
+class FirstForward:
+    """When (perf_counter) lines first reached the client's sink: a stream's first byte, kept
+    for a stream that fails after it (`relay_lines` then raises instead of returning it)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+
 async def relay_lines(
     reader: aiohttp.StreamReader,
     sink: Sink,
@@ -51,9 +61,11 @@ async def relay_lines(
     clock: RelayClock,
     heartbeat: Callable[[], Awaitable[None]],
     alarm: Alarm,
+    seen: FirstForward | None = None,
 ) -> float | None:
     """Forward until the upstream's EOF: each read's complete lines (checked to be SSE) are
-    metered and handed to the sink. Returns when (perf_counter) lines first reached the sink.
+    metered and handed to the sink. Returns when (perf_counter) lines first reached the sink;
+    `seen` keeps that time for a caller the relay raises to (a stream that fails after it).
 
     The hot path: one `loop.time()`, one splitter feed, one SSE check and one sink call per
     read; writes are bounded by the alarm's flag (no wrapper coroutine per write)."""
@@ -81,12 +93,14 @@ async def relay_lines(
                 finally:
                     alarm.writing = False
                 if forwarded is None:
-                    forwarded = alarm.first_forward = time.perf_counter()
+                    forwarded = time.perf_counter()
+                    if seen is not None and seen.at is None:
+                        seen.at = forwarded
                 clock.forwarded(loop.time())
             else:
                 clock.bytes_arrived()
-        # `Alarm.wait` inlined: no coroutine object per read (CPU per chunk, and its frame
-        # is memory every idle stream holds).
+        # The wait is inline (`waiting`, the read, `waited`): no coroutine object per read
+        # (CPU per chunk, and its frame is memory every idle stream holds).
         alarm.waiting(clock.wake())
         try:
             chunk = await reader.readany()
@@ -136,7 +150,7 @@ class Alarm:
     """
 
     __slots__ = ("loop", "deadline", "_task", "_cancelling", "_wake", "_at", "_handle",
-                 "_waiting", "writing", "_rang", "stopped", "first_forward")
+                 "_waiting", "writing", "_rang", "stopped")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         task = asyncio.current_task()
@@ -152,21 +166,6 @@ class Alarm:
         self.writing = False  # a write to the client is under way (set by the relay)
         self._rang = False
         self.stopped: str | None = None
-        #: perf_counter() when lines first reached the sink: the stream's first byte, kept
-        #: for a stream that fails after it (the relay then raises instead of returning it)
-        self.first_forward: float | None = None
-
-    async def wait(self, reader: aiohttp.StreamReader, wake: float) -> bytes:
-        """What the relay's hot path does inline (see `relay_lines`)."""
-        self.waiting(wake)
-        try:
-            return await reader.readany()
-        except asyncio.CancelledError:
-            if self.rang_for_wait():
-                raise TimeoutError from None
-            raise
-        finally:
-            self.waited()
 
     def waiting(self, wake: float) -> None:
         """A read is about to be awaited: ring at `wake` (or `Stopped` now, if stopped)."""

@@ -1,6 +1,6 @@
-"""Mid-stream resume: what the client has seen of a stream (`ClientView`), the check that
-keeps a malformed upstream event from reaching it (`Guarded`), and the sink that splices a
-continuation from another upstream into the same client stream (`Splice`).
+"""Mid-stream resume: what the client has seen of a stream (`ClientView`) and the sink that
+splices a continuation from another upstream into the same client stream (`Splice`); the
+check that keeps a malformed upstream event from reaching the client is `guard.py`.
 
 Rules:
 - The text to continue is the text the CLIENT received, read back from the bytes written to
@@ -18,30 +18,36 @@ from typing import Any, Protocol
 import orjson
 
 from ..codecs.common import DONE, sse
-from ..dialects import Dialect, Usage, UsageMeter
-from ..errors import GatewayError, UpstreamError
+from ..dialects import DIALECTS, OPENAI, Dialect, Usage, UsageMeter
+from ..dialects.base import choice_zero
+from ..errors import UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
+from ..upstream.continuation import NoContinuation as NoContinuation
+from .guard import MALFORMED
+from .resume_apis import (
+    ResponsesState,
+    completions_ending,
+    completions_text,
+    responses_ending,
+    responses_text,
+    see_completions,
+    see_responses,
+)
+from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
-
-MALFORMED = "the upstream sent an event that is not JSON"
-#: finish reasons across dialects (a continuation may come from the other one)
-_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
-_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                 "content_filter": "end_turn"}
-
-
-class NoContinuation(Exception):
-    """No target after the cut one supports prefill."""
 
 
 class ClientView:
     """What the client has received, read from the bytes written to it. `client` is
-    "openai", "anthropic" or "simple" (the route's dialect)."""
+    "openai", "anthropic", "simple" (the route's dialect), "responses" or "completions"
+    (the API's own shapes, read in `resume_apis.py`)."""
 
     def __init__(self, client: str, include_usage: bool) -> None:
         self.client = client
+        #: the client's dialect, which reads what was written to it (None: simple events)
+        self.dialect: Dialect | None = DIALECTS.get(client)
         self.include_usage = include_usage
         self.text: list[str] = []
         self.head: dict[str, Any] = {}  # OpenAI: the first chunk's id, created, model
@@ -49,6 +55,7 @@ class ClientView:
         self.next_block = 0
         self.tool = False  # a tool call reached the client: not resumable
         self.finished = False  # the client has the answer's ending
+        self.responses = ResponsesState()  # Responses: its numbering, response and item
         self._parser = EventParser()
 
     def watch(self, write: Write) -> Write:
@@ -70,42 +77,55 @@ class ClientView:
                 self._see(event.event, payload)
 
     def _see(self, event: str, data: dict[str, Any]) -> None:
+        if self.client == "responses":
+            text, tool, ended = see_responses(self.responses, event, data)
+            self.tool, self.finished = self.tool or tool, self.finished or ended
+            if text:
+                self.text.append(text)
+            return
+        if self.client == "completions":
+            text, ended = see_completions(self.head, data)
+            self.finished = self.finished or ended or "error" in data
+            if text:
+                self.text.append(text)
+            return
         if self.client == "simple":
             if event == "message" and isinstance(data.get("content"), str):
                 self.text.append(data["content"])
             elif event in ("done", "error"):
                 self.finished = True
-        elif self.client == "openai":
+            return
+        dialect = self.dialect
+        assert dialect is not None
+        text = dialect.text_delta(event, data)  # what the client's dialect reads as text
+        if text:
+            self.text.append(text)
+        if (dialect.finish_reason(data) is not None or dialect.stream_error(event, data) is not None
+                or dialect.ends_answer(event, data)):
+            self.finished = True
+        # Where a continuation goes on, in the client's own ids: OpenAI's head, Anthropic's
+        # text block; and whether a tool call reached it (then a cut is final).
+        if dialect is OPENAI:
             if not self.head and "id" in data:
                 self.head = {k: data.get(k) for k in ("id", "created", "model")}
-            choices = data.get("choices")
-            choice = choices[0] if isinstance(choices, list) and choices else None
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            if isinstance(delta, dict):
-                if isinstance(delta.get("content"), str):
-                    self.text.append(delta["content"])
-                if delta.get("tool_calls"):
-                    self.tool = True
-            if isinstance(choice, dict) and choice.get("finish_reason") or "error" in data:
-                self.finished = True
-        else:
-            kind = data.get("type")
-            index = data.get("index")
-            if kind == "content_block_start" and isinstance(index, int):
-                block = data.get("content_block")
-                if isinstance(block, dict) and block.get("type") == "text":
-                    self.block = index
-                else:
-                    self.tool = True
-                self.next_block = index + 1
-            elif kind == "content_block_delta":
-                delta = data.get("delta")
-                if isinstance(delta, dict) and isinstance(delta.get("text"), str):
-                    self.text.append(delta["text"])
-            elif kind == "content_block_stop":
-                self.block = None
-            elif kind in ("message_delta", "message_stop", "error"):
-                self.finished = True
+            choice = choice_zero(data.get("choices"))
+            delta = choice.get("delta") if choice is not None else None
+            if isinstance(delta, dict) and delta.get("tool_calls"):
+                self.tool = True
+            return
+        kind = data.get("type")
+        index = data.get("index")
+        if kind == "content_block_start" and isinstance(index, int):
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text":
+                self.block = index
+            else:
+                self.tool = True
+            self.next_block = index + 1
+        elif kind == "content_block_stop":
+            self.block = None
+        elif kind == "message_delta":
+            self.finished = True
 
     @property
     def streamed(self) -> str:
@@ -118,55 +138,6 @@ class ClientView:
 
     def resumable(self, sink: Sink) -> bool:
         return not (self.tool or self.finished or sink.failed)
-
-
-def first_malformed(complete: bytes) -> int | None:
-    """Where the event holding the first `data:` line that is neither JSON nor `[DONE]`
-    starts in `complete` (the offset after the blank line before it), or None."""
-    start = offset = 0
-    for line in complete.splitlines(keepends=True):
-        body = line.rstrip(b"\r\n")
-        if not body:
-            start = offset + len(line)
-        elif body.startswith(b"data:"):
-            value = body[5:].strip()
-            if value != b"[DONE]":
-                try:
-                    orjson.loads(value)
-                except orjson.JSONDecodeError:
-                    return start
-        offset += len(line)
-    return None
-
-
-class Guarded(Sink):
-    """The route's own sink for the first attempt, with a malformed event kept from the
-    client: the events before it go out, then the stream fails (and may be resumed). An
-    unterminated last line at EOF (a cut inside an event) is dropped: half an event is of
-    no use to the client, and the continuation carries that text."""
-
-    def __init__(self, inner: Sink) -> None:
-        super().__init__(inner.write, inner.shape)
-        self.inner = inner
-
-    async def lines(self, complete: bytes) -> None:
-        bad = first_malformed(complete)
-        if bad is None:
-            await self.inner.lines(complete)
-            return
-        if not complete.endswith(b"\n"):  # the flushed tail of a cut stream
-            if bad:
-                await self.inner.lines(complete[:bad])
-            return
-        if bad:
-            await self.inner.lines(complete[:bad])
-        raise UpstreamError(MALFORMED)
-
-    def end(self) -> bytes:
-        return self.inner.end()
-
-    async def error(self, exc: GatewayError) -> None:
-        await self.inner.error(exc)
 
 
 class Splice(Sink):
@@ -183,6 +154,7 @@ class Splice(Sink):
         self.done = False
         self._stop: str | None = None
         self._parser = EventParser()
+        self._streamed = [view.streamed]  # the client's text: what it had, then what this adds
 
     async def lines(self, complete: bytes) -> None:
         out: list[bytes] = []
@@ -223,16 +195,9 @@ class Splice(Sink):
         raise UpstreamError(TRUNCATED)
 
     def _note_stop(self, data: dict[str, Any]) -> None:
-        choices = data.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            reason = choices[0].get("finish_reason")
-            if isinstance(reason, str):
-                self._stop = reason
-        delta = data.get("delta")
-        if data.get("type") == "message_delta" and isinstance(delta, dict):
-            reason = delta.get("stop_reason")
-            if isinstance(reason, str):
-                self._stop = reason
+        reason = self.dialect.finish_reason(data)
+        if reason is not None:
+            self._stop = reason
 
     def _usage(self) -> Usage:
         now = self.meter.usage
@@ -241,6 +206,11 @@ class Splice(Sink):
 
     def _text(self, text: str) -> bytes:
         view = self.view
+        self._streamed.append(text)
+        if view.client == "responses":
+            return responses_text(view.responses, text)
+        if view.client == "completions":
+            return completions_text(view.head, text)
         if view.client == "simple":
             return sse({"content": text, "done": False}, "message")
         if view.client == "openai":
@@ -256,12 +226,17 @@ class Splice(Sink):
 
     def _ending(self) -> bytes:
         view = self.view
-        stop = self._stop or "stop"
         usage = self._usage()
-        if view.client == "simple":
+        if view.client == "responses":
+            return responses_ending(view.responses, "".join(self._streamed), usage)
+        if view.client == "completions":
+            return completions_ending(view.head, self._stop or "stop", usage, view.include_usage)
+        if view.dialect is None:  # simple events
             return sse({}, "done")
-        if view.client == "openai":
-            reason = _TO_OPENAI.get(stop, stop)
+        # The continuation's finish reason in the client's words (the dialects' one table).
+        stop = self._stop or self.dialect.default_finish
+        reason = view.dialect.finish_in(stop, self.dialect)
+        if view.dialect is OPENAI:
             out = sse({**view.head, "object": "chat.completion.chunk",
                        "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
             if view.include_usage:
@@ -273,7 +248,6 @@ class Splice(Sink):
         out = b""
         if view.block is not None:
             out += sse({"type": "content_block_stop", "index": view.block}, "content_block_stop")
-        reason = _TO_ANTHROPIC.get(stop, stop)
         return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
                           "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
             {"type": "message_stop"}, "message_stop")
@@ -286,11 +260,16 @@ class Continuation(Protocol):
     async def reopen(self, cut: Opened, text: str, failure: str) -> Opened:
         """The continuation of `cut` (which the provider failed: `failure`, its breaker's
         verdict) asked with the streamed `text` as a prefill; raises `NoContinuation` (no
-        later target can) or `UpstreamError` (none answered)."""
+        continuation target is left) or `UpstreamError` (none answered)."""
         ...
 
     def count(self, result: str) -> None:
         """One `gateway_midstream_recoveries_total` result: ok, failed or unavailable."""
+        ...
+
+    def meters(self, opened: Opened) -> Dialect:
+        """The dialect a continuation's events are read (and metered) in: the route's, for
+        the upstream that answered (e.g. Responses events from an OpenAI target)."""
         ...
 
 
@@ -301,12 +280,3 @@ class Resume:
 
     view: ClientView
     continuation: Continuation
-
-
-def with_prefill(body: bytes, text: str) -> bytes:
-    """An upstream request body with the streamed text as a trailing assistant message (the
-    same shape in both dialects)."""
-    data = orjson.loads(body)
-    if text:
-        data["messages"] = [*data.get("messages", []), {"role": "assistant", "content": text}]
-    return orjson.dumps(data)

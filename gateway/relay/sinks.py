@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from ..codecs import AnthropicToChat, StreamCodec
-from ..codecs.anthropic_to_responses import AnthropicToResponses
+from ..codecs import StreamCodec
 from ..codecs.common import NOT_JSON
 from ..errors import GatewayError, UpstreamError
 from ..markers import EndWatch, Marker, has_finish
-from ..shapes import ANTHROPIC_TYPES, OPENAI_TYPES, ErrorShape
+from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream.mask import NO_MASK, StreamMask
 
@@ -45,6 +44,10 @@ class Sink:
         """What a `passes` sink notes about the bytes it forwards; returns them as they go
         out (the same object, unless a key of the upstream's had to be masked)."""
         return complete
+
+    def numbered(self, last: int) -> None:
+        """After a resume: the last `sequence_number` the client has (for a shape whose
+        events are numbered, the error event comes after it)."""
 
     def end(self) -> bytes:
         """The upstream ended: raise `UpstreamError` unless the answer is complete. Returns
@@ -148,9 +151,4 @@ class Translating(Sink):
         if self.failed or self.codec.done:
             return
         self.failed = True
-        if isinstance(self.codec, AnthropicToChat | AnthropicToResponses):
-            kind = OPENAI_TYPES.get(exc.kind, "server_error")
-            await self.write(self.codec.error_event(exc.status, kind, exc.message, code=exc.code))
-            return
-        kind = ANTHROPIC_TYPES.get(exc.kind, "api_error") if self.shape.name == "anthropic" else exc.kind
-        await self.write(self.codec.error_event(exc.status, kind, exc.message))
+        await self.write(self.codec.gateway_error(exc))  # in the client's dialect: the codec's

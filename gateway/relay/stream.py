@@ -18,11 +18,13 @@ from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
 from ..sse import LineSplitter
 from ..upstream import Opened
+from ..upstream.continuation import NoContinuation
 from ..upstream.mask import StreamMask
 from .client import ClientStream
 from .early import EarlyCommit
-from .loop import HEARTBEAT, Alarm, Stoppable, Stopped, relay_lines
-from .resume import Guarded, NoContinuation, Resume, Splice
+from .guard import Guarded
+from .loop import HEARTBEAT, Alarm, FirstForward, Stoppable, Stopped, relay_lines
+from .resume import Resume, Splice
 from .sinks import Sink, Write
 from .timing import RelayClock
 
@@ -40,7 +42,7 @@ class RelayOutcome:
     #: data); None when none was, however the stream ended
     ttfb: float | None
     status: int  # 200, or 499 when the client went away
-    outcome: str  # "ok", or the failing error's outcome
+    result: str  # "ok", or the failing error's outcome (the log line's `outcome`)
     error: str | None = None
     #: each attempt that streamed (more than one after a mid-stream resume) and its own usage
     parts: tuple[tuple[Opened, Usage], ...] = ()
@@ -71,6 +73,7 @@ async def stream_answer(
     loop = asyncio.get_running_loop()
     upstream = opened.upstream
     alarm = Alarm(loop, opened.deadline)
+    seen = FirstForward()  # the stream's first line written (a continuation's is not)
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
 
@@ -95,8 +98,8 @@ async def stream_answer(
     def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
         # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
         first = ttfb
-        if first is None and alarm.first_forward is not None:  # failed or cut after it
-            first = alarm.first_forward - started
+        if first is None and seen.at is not None:  # failed or cut after it
+            first = seen.at - started
         total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
         parts = tuple((part, replace(m.usage)) for part, m in metered)
         return RelayOutcome(total, first, status, outcome, error, parts, clean, failure, anomaly)
@@ -111,7 +114,7 @@ async def stream_answer(
                 try:
                     forwarded = await relay_lines(
                         current.response.content, sink, meter, current.first,
-                        LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm)
+                        LineSplitter(settings.max_line_bytes), clock, heartbeat, alarm, seen)
                     if forwarded is not None and ttfb is None:
                         ttfb = forwarded - started
                     closing = sink.end()
@@ -132,8 +135,8 @@ async def stream_answer(
                             resume.continuation.count("failed")
                         raise cause or exc from None
                     cause = cause or exc
-                    if ttfb is None and alarm.first_forward is not None:  # before a continuation's
-                        ttfb = alarm.first_forward - started
+                    if ttfb is None and seen.at is not None:  # before a continuation's
+                        ttfb = seen.at - started
                     current.response.close()
                     cut, failure = current, None
                     try:  # the cut attempt's verdict (a failure) goes with the question
@@ -146,9 +149,10 @@ async def stream_answer(
                         resume.continuation.count("failed")
                         raise cause from None
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
-                    usage, meter = before, UsageMeter(current.dialect, 0)
+                    speaks = resume.continuation.meters(current)  # as the route reads it
+                    usage, meter = before, UsageMeter(speaks, 0)
                     metered.append((current, meter))
-                    sink = Splice(write, first_sink.shape, resume.view, current.dialect, before, meter)
+                    sink = Splice(write, first_sink.shape, resume.view, speaks, before, meter)
                     sink.mask = StreamMask([*mask.secrets, current.upstream.api_key.get_secret_value()])
                     mask = sink.mask
                     clock = RelayClock(
@@ -161,6 +165,8 @@ async def stream_answer(
             # What reaches the client's error event and the log line: no upstream key in it.
             exc.message = mask.text(exc.message)
             outcome, error = exc.outcome, exc.message
+            if resume is not None:  # after a continuation's numbered events
+                first_sink.numbered(resume.view.responses.sequence)
             if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
                 failure = failure or exc.message
             if isinstance(exc, Stopped):

@@ -19,9 +19,10 @@ from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
 from ..config import Config
+from ..live import Snapshot
 from ..metrics import Metrics
 from ..record import Record
-from ..state import LIVE, LOGGER, METRICS, Snapshot
+from ..state import LIVE, LOGGER, METRICS, STORE
 from .base import Store, StoreUnavailable
 from .redis import RedisStore
 from .spend import SpendBook
@@ -45,7 +46,6 @@ class StoreState:
     labelled: set[str] = field(default_factory=set)  # runtime tenant names given to the metrics
 
 
-STORE = web.AppKey("store", StoreState)
 
 
 def make_store(config: Config, config_path: str | None) -> Store:

@@ -30,6 +30,7 @@ from ..api.stages import Tried, settle_stream
 from ..body import Call
 from ..dialects import UsageMeter
 from ..errors import GatewayError, Shed, UpstreamError, UpstreamHTTPError
+from ..live import Snapshot
 from ..logs import info_line
 from ..record import Record
 from ..relay.loop import Stoppable
@@ -38,7 +39,7 @@ from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan
 from ..shapes import SIMPLE_SHAPE
 from ..spend import micros_to_usd
-from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS, Snapshot
+from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS
 from ..store.runtime import note_request
 from ..upstream.attempt import tries_of
 from .log import EventLog, LogFull, Writer, split_events
@@ -176,13 +177,13 @@ class Generation:
             self._timer = None
 
 
-async def generate(request: web.Request, live: Snapshot, record: Record, plan: Plan, call: Call,
+async def generate(request: web.Request, snapshot: Snapshot, record: Record, plan: Plan, call: Call,
                    admitted: Admitted, ticket: Ticket, generation: Generation) -> None:
     """The generation's task: `/api/chat/stream`'s stages (its route value, `CHAT_STREAM`) into
     the log, then settle and tell. `record` is the generation's own (not its creating
     request's): told once, at its end."""
     app = request.app
-    runtime, server, upstreams = app[RUNTIME], live.config.server, app[UPSTREAMS]
+    runtime, server, upstreams = app[RUNTIME], snapshot.config.server, app[UPSTREAMS]
     writer = generation.writer
     tenant = record.tenant
     assert tenant is not None  # the generation's record is made with its tenant
@@ -190,7 +191,7 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
     runtime.enter()  # drain waits for it like for a request
     try:
         try:
-            tried = Tried(CHAT_STREAM.body_for(call, live))
+            tried = Tried(CHAT_STREAM.body_for(call, snapshot))
             generation.waiting(runtime.alarms)
             try:
                 opened = await upstreams.open(
@@ -215,7 +216,7 @@ async def generate(request: web.Request, live: Snapshot, record: Record, plan: P
             if plan.resume_midstream:
                 continuation = Continue(upstreams, plan, tried, request, record)
                 resume = Resume(CHAT_STREAM.view(call), continuation)
-            make_sink = CHAT_STREAM.sink(opened, call, ticket, live, app, tenant)
+            make_sink = CHAT_STREAM.sink(opened, call, ticket, snapshot, app, tenant)
             del call, tried
             meter = UsageMeter(opened.dialect, ticket.prompt_estimate)
             outcome: RelayOutcome | None = None

@@ -10,8 +10,8 @@ from aiohttp import web
 
 from ..config import Config
 from ..errors import Shed
-from ..state import CONFIG, METRICS
-from .generation import Generation
+from ..state import CONFIG, METRICS, STREAMS
+from .generation import ClientCancelled, Generation
 from .log import EventLog
 from .memory import MemoryLog
 
@@ -42,13 +42,20 @@ class Streams:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_SECONDS)
 
-
-STREAMS = web.AppKey("streams", Streams)
+    async def cancel_asked(self) -> None:
+        """Cancels asked through another process (DELETE there), for generations running here."""
+        while True:
+            generation = self.generations.get(await self.log.cancelled())
+            if generation is not None:
+                generation.cancel(ClientCancelled("the stream was cancelled by its creator"))
 
 
 def make_log(config: Config) -> EventLog:
+    """The configured backend; with several workers and no backend set, Redis (a browser's
+    reconnect may reach any worker; workers need ratelimit's Redis anyway)."""
     streams = config.streams
-    if streams.backend == "redis":
+    implied = config.server.workers > 1 and "backend" not in streams.model_fields_set
+    if streams.backend == "redis" or implied:
         from .redis import RedisLog
 
         return RedisLog(config.ratelimit.redis_url, prefix=config.ratelimit.key_prefix + "st:",
@@ -76,7 +83,10 @@ async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
     else:
         gauge.labels("generating").set_function(lambda: hub.counts()[0])
         gauge.labels("kept").set_function(lambda: hub.counts()[1])
+    cancels = asyncio.create_task(hub.cancel_asked())
     yield
+    cancels.cancel()
+    await asyncio.wait([cancels])
     if publisher is not None:
         publisher.cancel()
     await hub.stop_all("the gateway is shutting down")

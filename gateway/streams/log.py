@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -103,6 +104,19 @@ class EventLog(ABC):
     @abstractmethod
     def reader(self, stream_id: str) -> Reader | None:
         """None when unknown here (see `info`)."""
+
+    async def published(self, stream_id: str) -> None:  # noqa: B027
+        """Wait (bounded) until other processes can find the new stream (memory: at once)."""
+
+    async def cancel_elsewhere(self, stream_id: str, wait: float) -> bool:
+        """Ask the process that generates it to cancel it; True once it ended within `wait`
+        seconds. (Memory: every stream is this process's, never elsewhere.)"""
+        return False
+
+    async def cancelled(self) -> str:
+        """The next stream of this process that another process asked to cancel."""
+        await asyncio.Event().wait()  # memory: never
+        raise AssertionError("unreachable")
 
     async def watched(self, stream_id: str) -> bool:
         """Does a subscriber in another process watch it now? (never, in memory)"""

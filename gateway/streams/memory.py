@@ -67,19 +67,11 @@ class MemoryStream(Writer, Reader):
     # -- Reader --------------------------------------------------------------------------
 
     async def read(self, after: int, wait: float) -> Batch:
-        events = self.events
-        if len(events) > after or self.ended:
-            return Batch(after + 1, events[after:], self.ended)
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.add(waiter)
-        timer = loop.call_later(wait, _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiters.discard(waiter)
-        return Batch(after + 1, events[after:], self.ended)
+        """(A subscriber reads through its own `tail()`; this is for one-off reads.)"""
+        return await _Tail(self).read(after, wait)
+
+    def tail(self) -> _Tail:
+        return _Tail(self)
 
     def info(self) -> StreamInfo:
         return StreamInfo(self.tenant, self.expires_at, local=True)
@@ -111,8 +103,9 @@ class MemoryLog(EventLog):
         stream = self.streams.get(stream_id)
         return None if stream is None else stream.info()
 
-    def reader(self, stream_id: str) -> MemoryStream | None:
-        return self.streams.get(stream_id)
+    def reader(self, stream_id: str) -> Reader | None:
+        stream = self.streams.get(stream_id)
+        return None if stream is None else _Tail(stream)
 
     def forget(self, stream: MemoryStream) -> None:
         """Its keep time is over: unknown from now on."""
@@ -127,6 +120,47 @@ class MemoryLog(EventLog):
         self.generating = self.kept = 0
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+class _Tail(Reader):
+    """One subscriber's reads of a stream: woken by `append`, or by its heartbeat timer. ONE
+    timer per subscriber, re-armed lazily (a timer per wait would be one per event): a wait
+    moves the deadline later; the timer, ringing early, sleeps on until it."""
+
+    __slots__ = ("_stream", "_waiter", "_deadline", "_timer")
+
+    def __init__(self, stream: MemoryStream) -> None:
+        self._stream = stream
+        self._waiter: asyncio.Future[None] | None = None
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def read(self, after: int, wait: float) -> Batch:
+        stream = self._stream
+        events = stream.events
+        if len(events) > after or stream.ended:
+            return Batch(after + 1, events[after:], stream.ended)
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        self._deadline = loop.time() + wait
+        timer = self._timer
+        if timer is None or timer.when() > self._deadline:  # none, or one that rings too late
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(self._deadline, self._ring)
+        stream._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            stream._waiters.discard(waiter)
+            self._waiter = None
+        return Batch(after + 1, events[after:], stream.ended)
+
+    def _ring(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # not waiting: the next wait arms it again
+        loop = waiter.get_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._ring)
+        else:
+            waiter.set_result(None)

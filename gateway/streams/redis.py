@@ -1,9 +1,11 @@
 """The Redis backend of the event log: each stream is a Redis Stream, so a subscriber that
 reconnects through another worker or replica resumes exactly where it stopped.
 
-Keys (under `prefix`): `{id}` the Redis Stream (entry id `0-<seq>`, field `e` = the event's
-bytes), `{id}:m` a hash (`t` = the creating tenant), `{id}:w` set while a subscriber in another
-process watches it (for the generation's abandon check).
+Keys (under `prefix`): `{id}` the Redis Stream (entry id `0-<seq of its last event>`, field
+`e` = the bytes of the events since the entry before: one XADD per stream per round trip),
+`{id}:m` a hash (`t` = the creating tenant), `{id}:w` set while a subscriber in another
+process watches it (for the generation's abandon check), `{id}:c` set by a DELETE through
+another process (the generating process's mirror reads it in its next round trip).
 
 Rules:
 - The generation's own process keeps a local copy (`MemoryLog`): its subscribers read that,
@@ -38,6 +40,8 @@ WRITE_TIMEOUT_SECONDS = 1.0
 #: a remote subscriber says it is there at most this often
 WATCH_EVERY_SECONDS = 1.0
 READ_COUNT = 512
+#: how often a cancel asked elsewhere looks whether the stream has ended
+CANCEL_POLL_SECONDS = 0.05
 
 
 class _Mirrored(Writer):
@@ -81,6 +85,10 @@ class RedisLog(EventLog):
         self.wake = asyncio.Event()
         self.broken: dict[str, bool] = {}  # stream id -> its `1-0` marker is written
         self.errors = 0  # failed round trips (for tests and logs)
+        #: streams of this process another process asked to cancel (DELETE there)
+        self.cancels: asyncio.Queue[str] = asyncio.Queue()
+        #: new streams whose meta is not in Redis yet -> resolved once its round trip is over
+        self.publishing: dict[str, asyncio.Future[None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -96,6 +104,7 @@ class RedisLog(EventLog):
 
     def create(self, stream_id: str, tenant: str) -> Writer:
         local = self.local.create(stream_id, tenant)
+        self.publishing[stream_id] = asyncio.get_running_loop().create_future()
         self.pending.append((stream_id, 0, tenant.encode()))
         self.kick()
         return _Mirrored(self, local)
@@ -123,9 +132,37 @@ class RedisLog(EventLog):
             return None
         return StreamInfo(tenant.decode(), time.time() + max(0, ttl) / 1000, local=False)
 
+    async def published(self, stream_id: str) -> None:
+        """The 201 of a new stream waits for its meta's round trip (once per stream, never per
+        event), so a subscriber that goes straight to another replica finds it."""
+        waiting = self.publishing.get(stream_id)
+        if waiting is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(waiting), WRITE_TIMEOUT_SECONDS * 2)
+            except TimeoutError:
+                pass
+
     def reader(self, stream_id: str) -> Reader:
         local = self.local.reader(stream_id)
         return local if local is not None else _RemoteReader(self, stream_id)
+
+    async def cancel_elsewhere(self, stream_id: str, wait: float) -> bool:
+        """Leave `{id}:c` for the generating process (its mirror sees it with its next events'
+        round trip), then wait (bounded) for the stream's last event."""
+        key = self.key(stream_id)
+        try:
+            async with asyncio.timeout(wait):
+                await self.writes.set(key + ":c", b"1", px=self.keep_ms)
+                while True:
+                    last = _entries(await self.writes.xrevrange(key, count=1))
+                    if not last or last[0][0] == BROKEN_ID or (last[0][1] and is_terminal(last[0][1][-1])):
+                        return True
+                    await asyncio.sleep(CANCEL_POLL_SECONDS)
+        except (redis.RedisError, OSError, TimeoutError):
+            return False
+
+    async def cancelled(self) -> str:
+        return await self.cancels.get()
 
     async def watched(self, stream_id: str) -> bool:
         try:
@@ -151,7 +188,12 @@ class RedisLog(EventLog):
     async def _flush(self, batch: list[tuple[str, int, bytes]]) -> None:
         pipe = self.writes.pipeline(transaction=False)
         touched: dict[str, bool] = {}  # stream id -> ended
+        run: list[bytes] = []  # consecutive events of one stream: ONE entry, id `0-<last seq>`
+        run_id, run_seq = "", 0
         for stream_id, seq, event in batch:
+            if run and (stream_id != run_id or seq <= 0):
+                pipe.xadd(self.key(run_id), {"e": b"".join(run)}, id=f"0-{run_seq}")
+                run = []
             key = self.key(stream_id)
             if seq == -1:
                 pipe.set(key + ":w", b"1", px=self.abandon_ms)
@@ -161,17 +203,27 @@ class RedisLog(EventLog):
             if seq == 0:
                 pipe.hset(key + ":m", "t", event)
             else:
-                pipe.xadd(key, {"e": event}, id=f"0-{seq}")
+                run.append(event)
+                run_id, run_seq = stream_id, seq
             touched[stream_id] = touched.get(stream_id, False) or (seq > 0 and is_terminal(event))
+        if run:
+            pipe.xadd(self.key(run_id), {"e": b"".join(run)}, id=f"0-{run_seq}")
+        asked: list[tuple[int, str]] = []  # (reply index, stream id): a cancel asked elsewhere?
         for stream_id, ended in touched.items():
             key, ms = self.key(stream_id), self.keep_ms if ended else self.live_ms
             pipe.pexpire(key, ms)
             pipe.pexpire(key + ":m", ms)
-        if not len(pipe):
-            return
+            if not ended:
+                asked.append((len(pipe), stream_id))
+                pipe.exists(key + ":c")
         try:
+            if not len(pipe):
+                return
             async with asyncio.timeout(WRITE_TIMEOUT_SECONDS * 2):
-                await pipe.execute()
+                replies = await pipe.execute()
+            for at, stream_id in asked:
+                if replies[at]:
+                    self.cancels.put_nowait(stream_id)
         except (redis.RedisError, OSError, TimeoutError):
             self.errors += 1
             for stream_id in touched:  # what they hold may have a gap now: mirror no more
@@ -181,6 +233,9 @@ class RedisLog(EventLog):
                 self.wake.set()  # try the markers again
         finally:
             await pipe.reset()  # type: ignore[no-untyped-call]
+            for stream_id, seq, _ in batch:  # published, or failed trying: the 201 goes out
+                if seq == 0 and (waiting := self.publishing.pop(stream_id, None)) is not None:
+                    waiting.set_result(None)
 
     async def _mark_broken(self) -> None:
         """Each broken stream's `1-0` entry, once Redis answers again."""
@@ -213,16 +268,16 @@ class RedisLog(EventLog):
                 await asyncio.wait_for(self._flush(batch), WRITE_TIMEOUT_SECONDS * 2)
             except TimeoutError:
                 pass
-        if self._task is not None:
+        if self._task is not None:  # every step bounded: a stalled Redis never holds a shutdown
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait([self._task], timeout=WRITE_TIMEOUT_SECONDS * 2)
             self._task = None
         await self.local.close()
-        await self.writes.aclose()
-        await self.reads.aclose()
+        for client in (self.writes, self.reads):
+            try:
+                await asyncio.wait_for(client.aclose(), WRITE_TIMEOUT_SECONDS * 2)
+            except (TimeoutError, redis.RedisError, OSError):
+                pass
 
 
 class _RemoteReader(Reader):
@@ -253,7 +308,7 @@ class _RemoteReader(Reader):
                     last = _entries(await self._log.reads.xrevrange(self._key, count=1))
                     if last and last[0][0] == BROKEN_ID:
                         raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-                    if last and is_terminal(last[0][1]):
+                    if last and last[0][1] and is_terminal(last[0][1][-1]):
                         self._end = _seq(last[0][0])
                         if self._end <= after:
                             return Batch(after + 1, [], True)
@@ -266,21 +321,26 @@ class _RemoteReader(Reader):
         except (redis.RedisError, OSError, TimeoutError) as exc:
             raise Unavailable(f"the stream log is unavailable ({type(exc).__name__})") from None
         events: list[bytes] = []
-        for entry_id, event in _entries(found[0][1]):
+        for entry_id, entry in _entries(found[0][1]):
             if entry_id == BROKEN_ID:
                 raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-            if _seq(entry_id) != after + 1 + len(events):
+            top = _seq(entry_id)  # the entry holds events top-len+1 .. top
+            if top - len(entry) + 1 > after + 1 + len(events):
                 raise Unavailable("the stream's log in Redis has a gap")
-            events.append(event)
+            events.extend(entry[len(entry) - (top - after - len(events)):])
         ended = bool(events) and is_terminal(events[-1])
         if ended:
             self._end = after + len(events)
         return Batch(after + 1, events, ended)
 
 
-def _entries(raw: Any) -> list[tuple[bytes, bytes]]:
-    """XRANGE / XREAD entries as (entry id, the event's bytes)."""
-    return [(bytes(entry_id), bytes(fields.get(b"e", b""))) for entry_id, fields in raw]
+def _entries(raw: Any) -> list[tuple[bytes, list[bytes]]]:
+    """XRANGE / XREAD entries as (entry id, its events: one or more, each with its blank line)."""
+    return [(bytes(entry_id), _split(bytes(fields.get(b"e", b"")))) for entry_id, fields in raw]
+
+
+def _split(data: bytes) -> list[bytes]:
+    return [part + b"\n\n" for part in data.split(b"\n\n") if part]
 
 
 def _seq(entry_id: bytes) -> int:

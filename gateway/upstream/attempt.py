@@ -280,8 +280,8 @@ def status_failure(upstream: UpstreamSpec, response: aiohttp.ClientResponse, bod
 
 
 def prompt_too_long(body: bytes) -> bool:
-    """A 400 saying the prompt does not fit the model: OpenAI's `context_length_exceeded`
-    code, or Anthropic's invalid_request_error "prompt is too long"."""
+    """A 400 saying the prompt does not fit the model, in any dialect's words (OpenAI-compatible
+    servers vary, so every dialect is asked: `Dialect.prompt_too_long`)."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -289,11 +289,7 @@ def prompt_too_long(body: bytes) -> bool:
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return False
-    if error.get("code") == "context_length_exceeded":
-        return True
-    message = error.get("message")
-    return (error.get("type") == "invalid_request_error" and isinstance(message, str)
-            and "prompt is too long" in message.lower())
+    return any(dialect.prompt_too_long(error) for dialect in DIALECTS.values())
 
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:

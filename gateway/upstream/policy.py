@@ -48,6 +48,7 @@ from ..metrics import Metrics
 from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
 from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
+from .continuation import Refusals
 from .health import publish
 from .order import order_targets
 
@@ -91,6 +92,8 @@ class UpstreamClient:
         self._in_flight: dict[str, int] = {}
         # Upstreams whose last verdict on the gateway's key was a 401/403 (for `/readyz`).
         self._refused: set[str] = set()
+        #: targets that refused a mid-stream continuation lately (see `continuation.py`)
+        self.continuations = Refusals(time.perf_counter)
 
     def in_flight(self, upstream: str) -> int:
         return self._in_flight.get(upstream, 0)
