@@ -262,3 +262,17 @@ async def test_a_responses_stream_translated_from_an_anthropic_target_is_resumed
     (cont,) = [a for a in upstream.asked("m") if a.continuation]
     assert cont.body["messages"][-1] == {"role": "assistant", "content": "Hello "}
     assert gateway.request_logs()[-1]["outcome"] == "ok"
+
+
+async def test_a_cut_during_a_tool_call_is_not_resumed(start_gateway: GatewayFactory, upstream: Scripted) -> None:
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a'}}
+    head = {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "created": 1, "model": "s"}
+    upstream.scripts["m"] = Script([sse({**head, "choices": [{"index": 0, "delta": {
+        "role": "assistant", "tool_calls": [call]}, "finish_reason": None}]})], end="abort")
+    upstream.scripts["m#cont"] = Script([chat_chunk("never"), chat_chunk(finish="stop"), sse("[DONE]")])
+    gateway = await _gateway(start_gateway, upstream, ["sp:m"])
+    response = await gateway.client.post("/v1/chat/completions", json=chat_body("chat"), headers=auth())
+    events = _events(await response.read())
+    assert "mid-stream" in orjson.loads(events[-1][1])["error"]["message"]
+    assert [a for a in upstream.asked("m") if a.continuation] == []
+    assert gateway.request_logs()[-1]["outcome"] == "upstream_error"

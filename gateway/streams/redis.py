@@ -23,23 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .log import Batch, EventLog, Reader, StreamInfo, Unavailable, Writer, is_terminal
+from .log import EventLog, Reader, StreamInfo, Unavailable, Writer, is_terminal
 from .memory import LIVE_BOUND_SECONDS, MemoryLog, MemoryStream
+from .redis_tail import BROKEN_ID, READ_MARGIN_SECONDS, RemoteReader, entries
 
-BROKEN_ID = b"1-0"
-#: how much longer than its block a remote read may take before Redis counts as not answering
-READ_MARGIN_SECONDS = 2.0
 #: a write round trip's bound (a paused Redis costs the mirror, never the relay)
 WRITE_TIMEOUT_SECONDS = 1.0
-#: a remote subscriber says it is there at most this often
-WATCH_EVERY_SECONDS = 1.0
-READ_COUNT = 512
 #: how often a cancel asked elsewhere looks whether the stream has ended
 CANCEL_POLL_SECONDS = 0.05
 
@@ -71,7 +65,8 @@ class RedisLog(EventLog):
         self.prefix = prefix
         self.keep_ms = int(keep_seconds * 1000)
         self.live_ms = int((keep_seconds + LIVE_BOUND_SECONDS) * 1000)
-        self.abandon_ms = max(1, int(abandon_seconds * 1000))
+        # a watcher's mark outlives the time between its refreshes (WATCH_EVERY_SECONDS)
+        self.abandon_ms = max(3000, int(abandon_seconds * 1000))
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         self.writes = redis.asyncio.Redis.from_url(
             url, socket_connect_timeout=WRITE_TIMEOUT_SECONDS, socket_timeout=WRITE_TIMEOUT_SECONDS,
@@ -144,7 +139,7 @@ class RedisLog(EventLog):
 
     def reader(self, stream_id: str) -> Reader:
         local = self.local.reader(stream_id)
-        return local if local is not None else _RemoteReader(self, stream_id)
+        return local if local is not None else RemoteReader(self, stream_id)
 
     async def cancel_elsewhere(self, stream_id: str, wait: float) -> bool:
         """Leave `{id}:c` for the generating process (its mirror sees it with its next events'
@@ -154,7 +149,7 @@ class RedisLog(EventLog):
             async with asyncio.timeout(wait):
                 await self.writes.set(key + ":c", b"1", px=self.keep_ms)
                 while True:
-                    last = _entries(await self.writes.xrevrange(key, count=1))
+                    last = entries(await self.writes.xrevrange(key, count=1))
                     if not last or last[0][0] == BROKEN_ID or (last[0][1] and is_terminal(last[0][1][-1])):
                         return True
                     await asyncio.sleep(CANCEL_POLL_SECONDS)
@@ -278,70 +273,3 @@ class RedisLog(EventLog):
                 await asyncio.wait_for(client.aclose(), WRITE_TIMEOUT_SECONDS * 2)
             except (TimeoutError, redis.RedisError, OSError):
                 pass
-
-
-class _RemoteReader(Reader):
-    """A stream generated in another process, read from Redis (XREAD BLOCK for the tail)."""
-
-    __slots__ = ("_log", "_id", "_key", "_told", "_looked", "_end")
-
-    def __init__(self, log: RedisLog, stream_id: str) -> None:
-        self._log = log
-        self._id = stream_id
-        self._key = log.key(stream_id)
-        self._told = 0.0
-        self._looked = False  # at the stream's last entry, once (has it ended already?)
-        self._end: int | None = None  # the seq of its `done` or `error`, once seen
-
-    async def read(self, after: int, wait: float) -> Batch:
-        if self._end is not None and after >= self._end:
-            return Batch(after + 1, [], True)
-        now = time.perf_counter()
-        if now >= self._told + WATCH_EVERY_SECONDS:
-            self._told = now
-            self._log.watching(self._id)
-        block = max(1, int(wait * 1000))
-        try:
-            async with asyncio.timeout(wait + READ_MARGIN_SECONDS):
-                if not self._looked:
-                    self._looked = True
-                    last = _entries(await self._log.reads.xrevrange(self._key, count=1))
-                    if last and last[0][0] == BROKEN_ID:
-                        raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-                    if last and last[0][1] and is_terminal(last[0][1][-1]):
-                        self._end = _seq(last[0][0])
-                        if self._end <= after:
-                            return Batch(after + 1, [], True)
-                found: Any = await self._log.reads.xread({self._key: f"0-{after}"}, count=READ_COUNT,
-                                                         block=block)
-                if not found:  # a heartbeat's time; is the stream still there?
-                    if not await self._log.reads.exists(self._key + ":m"):
-                        raise Unavailable("the stream expired or its log was lost")
-                    return Batch(after + 1, [], False)
-        except (redis.RedisError, OSError, TimeoutError) as exc:
-            raise Unavailable(f"the stream log is unavailable ({type(exc).__name__})") from None
-        events: list[bytes] = []
-        for entry_id, entry in _entries(found[0][1]):
-            if entry_id == BROKEN_ID:
-                raise Unavailable("the stream's log in Redis is incomplete (Redis failed mid-stream)")
-            top = _seq(entry_id)  # the entry holds events top-len+1 .. top
-            if top - len(entry) + 1 > after + 1 + len(events):
-                raise Unavailable("the stream's log in Redis has a gap")
-            events.extend(entry[len(entry) - (top - after - len(events)):])
-        ended = bool(events) and is_terminal(events[-1])
-        if ended:
-            self._end = after + len(events)
-        return Batch(after + 1, events, ended)
-
-
-def _entries(raw: Any) -> list[tuple[bytes, list[bytes]]]:
-    """XRANGE / XREAD entries as (entry id, its events: one or more, each with its blank line)."""
-    return [(bytes(entry_id), _split(bytes(fields.get(b"e", b"")))) for entry_id, fields in raw]
-
-
-def _split(data: bytes) -> list[bytes]:
-    return [part + b"\n\n" for part in data.split(b"\n\n") if part]
-
-
-def _seq(entry_id: bytes) -> int:
-    return int(entry_id.partition(b"-")[2])
