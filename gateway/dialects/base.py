@@ -16,7 +16,7 @@ import orjson
 from aiohttp import hdrs
 
 from ..config import UpstreamSpec
-from ..markers import Marker
+from ..markers import Marker, lines_holding
 
 
 @dataclass(slots=True)
@@ -262,10 +262,10 @@ class UsageMeter:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines
             return
-        for line in complete.splitlines():
-            if line.startswith(b"data:") and b'"usage"' in line:
+        for start, end in lines_holding(complete, b'"usage"'):  # not a loop over every line
+            if complete.startswith(b"data:", start):
                 try:
-                    data = orjson.loads(line[5:])
+                    data = orjson.loads(complete[start + 5:end])
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(data, dict):
