@@ -55,6 +55,13 @@ async def mock() -> AsyncIterator[Mock]:
     await runner.cleanup()
 
 
+def upstream_spec(name: str, base_url: str, *, dialect: str = "openai", **fields: Any) -> dict[str, Any]:
+    """One `[[upstreams]]` entry of a test config, with the key env variable the test env sets for
+    its dialect (the mock's OpenAI base URL is `f"{mock.url}/v1"`, its Anthropic one `mock.url`)."""
+    key = "MOCK_OPENAI_KEY" if dialect == "openai" else "MOCK_ANTHROPIC_KEY"
+    return {"name": name, "dialect": dialect, "base_url": base_url, "api_key_env": key, **fields}
+
+
 def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
     """A test config: two upstreams on the mock (one per dialect), two tenants."""
     raw: dict[str, Any] = {
@@ -62,12 +69,11 @@ def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
         "limits": {},
         "ratelimit": {},
         "upstreams": [
-            {"name": "mock", "dialect": "openai", "base_url": f"{mock_url}/v1",
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-1", "mock-*", "gpt-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
-            {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-3-haiku", "claude-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
+            upstream_spec("mock", f"{mock_url}/v1", models=["mock-1", "mock-*", "gpt-*"],
+                          backoff_base_seconds=0.01, backoff_max_seconds=0.5),
+            upstream_spec("mock-anthropic", mock_url, dialect="anthropic",
+                          models=["claude-3-haiku", "claude-*"],
+                          backoff_base_seconds=0.01, backoff_max_seconds=0.5),
         ],
         "tenants": [
             {"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "priority": 0},
