@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.config import toml_text
+from bench.procs import gateway_argv as gateway_argv
+from bench.procs import gateway_env
 from gateway.app import build_app
 from gateway.auth import hash_key
 from gateway.config import Config, config_from_dict
@@ -178,18 +178,13 @@ class Process:
         return await self.child.stop(sig, timeout)
 
 
-def gateway_argv(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)]
-
-
 async def start_gateway_process(config_path: Path, tmp_path: Path, port: int,
                                 env: dict[str, str] | None = None, name: str = "gateway") -> Process:
     """THE way a test starts `python -m gateway serve` (the live and deployment tests too, see
     `tests/_live.py`): a real subprocess with the upstream keys in its env and none of this
     process's `GATEWAY_*` overrides (only `env`'s), awaited (bounded) until `/healthz` answers."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     child = spawn(gateway_argv(config_path), tmp_path / f"{name}.stderr",
-                  env={**inherited, **UPSTREAM_ENV, **(env or {})}, cwd=REPO)
+                  env=gateway_env({**UPSTREAM_ENV, **(env or {})}), cwd=REPO)
     try:
         await child.ready(port_open(port), what=f"listening on port {port}")
         await child.ready(http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")
