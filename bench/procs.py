@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -99,10 +100,18 @@ async def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 1
     raise RuntimeError(f"127.0.0.1:{port} did not accept within {timeout} s")
 
 
-def gateway_env() -> dict[str, str]:
-    """This environment minus GATEWAY_* overrides, plus the upstream key and the repo on the path."""
+def gateway_argv(config_path: Path, *extra: str) -> list[str]:
+    """THE command that starts a gateway process (the bench's and the tests' alike)."""
+    return [sys.executable, "-m", "gateway", "serve", "--config", str(config_path), *extra]
+
+
+def gateway_env(keys: Mapping[str, str] | None = None) -> dict[str, str]:
+    """THE environment a gateway process gets: this one minus GATEWAY_* overrides (a config
+    says what it means), the repo on the path, and the upstream keys (`keys`; by default the
+    bench's one)."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-            UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONPATH": str(REPO)}
+            "PYTHONPATH": str(REPO),
+            **(keys if keys is not None else {UPSTREAM_KEY_ENV: UPSTREAM_KEY})}
 
 
 class Gateway:
@@ -115,8 +124,7 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = procs.workdir / f"{name}.toml"
         self.config_path.write_text(toml_text(gateway_config(self.port, mock_url, **config)))
-        self.proc = procs.start(name, [sys.executable, "-m", "gateway", "serve", "--config",
-                                       str(self.config_path), "--loop", loop], gateway_env())
+        self.proc = procs.start(name, gateway_argv(self.config_path, "--loop", loop), gateway_env())
         self.pid = self.proc.pid
 
     async def ready(self, timeout: float = 20) -> Gateway:

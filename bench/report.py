@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.goals import goals
 from bench.procs import find_binary, nginx_version
 from bench.report_proxies import proxies_lines
 from bench.resumable import resumable_lines
@@ -258,7 +259,7 @@ NOTES = [
 
 SECTIONS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
     table_lines, idle_lines, proxies_lines, translated_lines, workers_lines, resumable_lines, growth_lines,
-    extra_lines, machine_lines, targets,
+    extra_lines, machine_lines, targets, goals,
     lambda r: NOTES,
 )
 

@@ -81,8 +81,9 @@ def figures(r: dict[str, Any]) -> list[tuple[str, Values, str]]:
         if not isinstance(per, dict) or "gateway" not in per:
             continue
         chunks = per["gateway"]["tokens"] / max(1, per["gateway"]["requests"])
-        rows.append((f"CPU ms/streamed request ({chunks:.0f} ch.), {c} c.", streamed_cpu_ms(r, c), ".3f"))
-        rows.append((f"  TTFB p50 ms, same streams, {c} c.",
+        n = c.split()[0]
+        rows.append((f"CPU ms/streamed request ({chunks:.0f} ch.), {n} c.", streamed_cpu_ms(r, c), ".3f"))
+        rows.append((f"  TTFB p50 ms, same streams, {n} c.",
                      {t: per[t]["ttfb_ms"]["p50"] for t in PROXIES if t in per}, ".3f"))
     for c, per in r.get("nonstream", {}).items():
         if isinstance(per, dict):

@@ -103,10 +103,14 @@ async def nginx_proxy(bench: Run) -> None:
             return proxy_cpu(target_of[result["url"]], result)
 
         try:
-            for concurrency, requests in ((50, 100),) if bench.quick else ((1, 60), (50, 300)):
-                out[str(concurrency)] = await median_round(
+            # Keys: "1", "50" (200-chunk streams, issue 14's) and "1 50ch", "50 50ch" (issue 25's).
+            runs = (((1, 40, 50), (50, 100, 50), (50, 100, 200)) if bench.quick else
+                    ((1, 60, 200), (50, 300, 200), (1, 200, 50), (50, 600, 50)))
+            for concurrency, requests, chunks in runs:
+                key = str(concurrency) if chunks == 200 else f"{concurrency} {chunks}ch"
+                out[key] = await median_round(
                     bench, urls, 1 if bench.quick else 3, cpu,
-                    model="mock-1+words=200", concurrency=concurrency, requests=requests)
+                    model=f"mock-1+words={chunks}", concurrency=concurrency, requests=requests)
             if bench.left() >= 10:
                 nonstream = bench.results.setdefault("nonstream", {})
                 nonstream["50"] = await median_round(

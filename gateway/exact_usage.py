@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from .markers import after_line_end, lines_holding
+
 _USAGE = b'"usage"'
 
 
@@ -51,18 +53,26 @@ def without_usage_only(complete: bytes, after_dropped: bool = False) -> tuple[by
     """`complete` (whole lines, any ending) minus each usage-only `data:` line and the blank
     line that ends its event. `after_dropped`: the previous read ended right after a dropped
     line (its blank line is this read's first). Returns (what to forward, whether this read
-    ends right after a dropped line)."""
-    if _USAGE not in complete and not after_dropped:
+    ends right after a dropped line). Only the lines that hold `"usage"` are looked at."""
+    if not complete:
+        return complete, after_dropped
+    if after_dropped and complete[:1] in (b"\r", b"\n"):
+        complete = complete[after_line_end(complete, 0):]  # the dropped event's terminator
+    if _USAGE not in complete:
         return complete, False
     kept: list[bytes] = []
-    dropping = after_dropped
-    for line in complete.splitlines(keepends=True):
-        if dropping and not line.strip(b"\r\n"):
-            dropping = False  # the dropped event's terminator
+    done = 0  # what is kept or dropped so far
+    dropping = False
+    for start, end in lines_holding(complete, _USAGE):
+        if start < done or not is_usage_only(complete[start:end]):
             continue
-        dropping = False
-        if _USAGE in line and is_usage_only(line.rstrip(b"\r\n")):
-            dropping = True
-            continue
-        kept.append(line)
+        stop = after_line_end(complete, end)
+        dropping = stop >= len(complete)
+        if not dropping and complete[stop:stop + 1] in (b"\r", b"\n"):
+            stop = after_line_end(complete, stop)  # the blank line that ends its event
+        kept.append(complete[done:start])
+        done = stop
+    if not done:
+        return complete, False
+    kept.append(complete[done:])
     return b"".join(kept), dropping

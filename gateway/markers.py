@@ -63,6 +63,36 @@ def has_line(complete: bytes, markers: tuple[Marker, ...]) -> bool:
     return False
 
 
+def lines_holding(complete: bytes, needle: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each line of `complete` that holds `needle`, its line ending left out
+    (`complete[start:end]` is what `splitlines()` gives for it). Found by `find`, so a read of
+    a hundred lines with one such line costs a few C calls, not a loop over the hundred."""
+    spans: list[tuple[int, int]] = []
+    at = complete.find(needle)
+    while at >= 0:
+        lf = complete.rfind(b"\n", 0, at)  # then a CR only between it and `at`: the line's
+        start = max(lf, complete.rfind(b"\r", lf + 1, at)) + 1  # length, not the read's
+        end = line_end(complete, at)
+        spans.append((start, end))
+        at = complete.find(needle, end)
+    return spans
+
+
+def line_end(complete: bytes, at: int) -> int:
+    """Where the line holding offset `at` ends (its CR or LF, or the end of `complete`)."""
+    lf = complete.find(b"\n", at)
+    stop = len(complete) if lf < 0 else lf
+    cr = complete.find(b"\r", at, stop)  # a CR only before the LF: the line's length again
+    return stop if cr < 0 else cr
+
+
+def after_line_end(complete: bytes, end: int) -> int:
+    """Past the line ending at `end` (CRLF, CR or LF, as `splitlines` takes them)."""
+    if complete.startswith(b"\r\n", end):
+        return end + 2
+    return min(end + 1, len(complete))
+
+
 def has_finish(complete: bytes) -> bool:
     for finish in FINISHES:
         if finish in complete:

@@ -78,6 +78,10 @@ class Price:
         )
 
 
+#: how many model names a price table remembers the price of
+_REMEMBERED = 4096
+
+
 class PriceTable:
     """Model glob -> `Price`; the first pattern that matches (in the given order) wins; a model
     none matches is looked up in `builtin` (the shipped table, `gateway.prices`), if given.
@@ -85,11 +89,13 @@ class PriceTable:
     Matching is `fnmatchcase` (case-sensitive, `*`, `?`, `[...]`), like upstream `models`.
     """
 
-    __slots__ = ("_prices", "builtin")
+    __slots__ = ("_prices", "builtin", "_found")
 
     def __init__(self, prices: Mapping[str, Price], builtin: BuiltinPrices | None = None) -> None:
         self._prices: tuple[tuple[str, Price], ...] = tuple(prices.items())
         self.builtin = builtin
+        #: model -> its price, once looked up (bounded: a client names the models)
+        self._found: dict[str, Price | None] = {}
 
     @classmethod
     def from_config(cls, prices: Mapping[str, PriceSpec], builtin: BuiltinPrices | None = None) -> PriceTable:
@@ -113,6 +119,17 @@ class PriceTable:
                                 read, write)
 
     def price_for(self, model: str) -> Price | None:
+        """The model's price: remembered per model name (globs and the built-in table's
+        snapshot suffixes are matched once, not per request), up to `_REMEMBERED` names."""
+        found = self._found
+        if model in found:
+            return found[model]
+        price = self._look_up(model)
+        if len(found) < _REMEMBERED:
+            found[model] = price
+        return price
+
+    def _look_up(self, model: str) -> Price | None:
         for pattern, price in self._prices:
             if fnmatchcase(model, pattern):
                 return price

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from bench.config import toml_text
+from bench.procs import gateway_argv as gateway_argv
+from bench.procs import gateway_env
 from gateway.app import build_app
 from gateway.auth import hash_key
 from gateway.config import Config, config_from_dict
@@ -55,6 +55,13 @@ async def mock() -> AsyncIterator[Mock]:
     await runner.cleanup()
 
 
+def upstream_spec(name: str, base_url: str, *, dialect: str = "openai", **fields: Any) -> dict[str, Any]:
+    """One `[[upstreams]]` entry of a test config, with the key env variable the test env sets for
+    its dialect (the mock's OpenAI base URL is `f"{mock.url}/v1"`, its Anthropic one `mock.url`)."""
+    key = "MOCK_OPENAI_KEY" if dialect == "openai" else "MOCK_ANTHROPIC_KEY"
+    return {"name": name, "dialect": dialect, "base_url": base_url, "api_key_env": key, **fields}
+
+
 def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
     """A test config: two upstreams on the mock (one per dialect), two tenants."""
     raw: dict[str, Any] = {
@@ -62,12 +69,11 @@ def raw_config(mock_url: str, **sections: Any) -> dict[str, Any]:
         "limits": {},
         "ratelimit": {},
         "upstreams": [
-            {"name": "mock", "dialect": "openai", "base_url": f"{mock_url}/v1",
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-1", "mock-*", "gpt-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
-            {"name": "mock-anthropic", "dialect": "anthropic", "base_url": mock_url,
-             "api_key_env": "MOCK_ANTHROPIC_KEY", "models": ["claude-3-haiku", "claude-*"],
-             "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.5},
+            upstream_spec("mock", f"{mock_url}/v1", models=["mock-1", "mock-*", "gpt-*"],
+                          backoff_base_seconds=0.01, backoff_max_seconds=0.5),
+            upstream_spec("mock-anthropic", mock_url, dialect="anthropic",
+                          models=["claude-3-haiku", "claude-*"],
+                          backoff_base_seconds=0.01, backoff_max_seconds=0.5),
         ],
         "tenants": [
             {"name": "tenant-a", "key_sha256": hash_key(CLIENT_KEY), "priority": 0},
@@ -172,18 +178,13 @@ class Process:
         return await self.child.stop(sig, timeout)
 
 
-def gateway_argv(config_path: Path) -> list[str]:
-    return [sys.executable, "-m", "gateway", "serve", "--config", str(config_path)]
-
-
 async def start_gateway_process(config_path: Path, tmp_path: Path, port: int,
                                 env: dict[str, str] | None = None, name: str = "gateway") -> Process:
     """THE way a test starts `python -m gateway serve` (the live and deployment tests too, see
     `tests/_live.py`): a real subprocess with the upstream keys in its env and none of this
     process's `GATEWAY_*` overrides (only `env`'s), awaited (bounded) until `/healthz` answers."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     child = spawn(gateway_argv(config_path), tmp_path / f"{name}.stderr",
-                  env={**inherited, **UPSTREAM_ENV, **(env or {})}, cwd=REPO)
+                  env=gateway_env({**UPSTREAM_ENV, **(env or {})}), cwd=REPO)
     try:
         await child.ready(port_open(port), what=f"listening on port {port}")
         await child.ready(http_ok(f"http://127.0.0.1:{port}/healthz"), what="answering /healthz")

@@ -12,8 +12,8 @@ import pytest
 from gateway.state import RUNTIME
 from tests._proc import eventually
 from tests.conftest import CLIENT_KEY
-from tests.test_hardening_client import Serve, Served, read_until_closed
-from tests.test_hardening_client import serve as serve  # the fixture
+from tests.test_client_timeouts import Serve, Served, read_until_closed
+from tests.test_client_timeouts import serve as serve  # the fixture
 
 FIRST_CHUNK = b'2\r\n{"\r\n'
 #: what follows a valid first chunk

@@ -13,7 +13,16 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from gateway.auth import hash_key
-from tests.conftest import CLIENT_KEY, Gateway, GatewayFactory, Mock, auth, chat_body, free_port
+from tests.conftest import (
+    CLIENT_KEY,
+    Gateway,
+    GatewayFactory,
+    Mock,
+    auth,
+    chat_body,
+    free_port,
+    upstream_spec,
+)
 
 OPENAI_ROUTE = "/v1/chat/completions"
 ANTHROPIC_ROUTE = "/v1/messages"
@@ -95,8 +104,7 @@ async def test_unrouted_or_forbidden_model_is_404(start_gateway: GatewayFactory)
 async def test_upstream_unreachable_after_retries_is_502(start_gateway: GatewayFactory) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     gateway = await start_gateway(upstreams=[
-        {"name": "dead", "dialect": "openai", "base_url": dead, "api_key_env": "MOCK_OPENAI_KEY",
-         "models": ["*"], "max_retries": 1, "backoff_base_seconds": 0.01}])
+        upstream_spec("dead", dead, models=["*"], max_retries=1, backoff_base_seconds=0.01)])
     status, body, headers = await post(gateway, OPENAI_ROUTE, chat_body())
     assert status == 502
     assert_openai_error(body)
@@ -105,9 +113,7 @@ async def test_upstream_unreachable_after_retries_is_502(start_gateway: GatewayF
 
 async def test_no_first_byte_in_time_is_504(start_gateway: GatewayFactory, mock: Mock) -> None:
     gateway = await start_gateway(upstreams=[
-        {"name": "slow", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"], "max_retries": 0,
-         "first_byte_timeout_seconds": 0.3}])
+        upstream_spec("slow", f"{mock.url}/v1", models=["*"], max_retries=0, first_byte_timeout_seconds=0.3)])
     status, body, _ = await post(gateway, OPENAI_ROUTE, chat_body("mock-1+delay=5"))
     assert status == 504
     assert_openai_error(body)
@@ -161,8 +167,7 @@ async def test_non_sse_bytes_mid_stream_end_in_one_error_event(start_gateway: Ga
     server.router.add_post("/v1/chat/completions", html_after_one_event)
     async with TestServer(server) as upstream:
         gateway = await start_gateway(upstreams=[
-            {"name": "html", "dialect": "openai", "base_url": str(upstream.make_url("/v1")),
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"]}])
+            upstream_spec("html", str(upstream.make_url("/v1")), models=["*"])])
         response = await gateway.client.post(OPENAI_ROUTE, json=chat_body(), headers=auth())
         body = await response.read()
     assert b"<html>" not in body
@@ -216,9 +221,7 @@ async def test_non_stream_hang_is_bounded_by_the_total_timeout_across_retries(
     start_gateway: GatewayFactory, mock: Mock
 ) -> None:
     gateway = await start_gateway(upstreams=[
-        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"], "max_retries": 2,
-         "total_timeout_seconds": 0.5, "backoff_base_seconds": 0.01}])
+        upstream_spec("mock", f"{mock.url}/v1", models=["*"], max_retries=2, total_timeout_seconds=0.5, backoff_base_seconds=0.01)])
     loop = asyncio.get_running_loop()
     started = loop.time()
     status, body, _ = await post(gateway, OPENAI_ROUTE, chat_body("mock-1+hang", stream=False))

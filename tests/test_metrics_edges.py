@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.state import RUNTIME
 from tests._proc import eventually
-from tests.conftest import Gateway, GatewayFactory, Mock, auth, chat_body, raw_config
+from tests.conftest import Gateway, GatewayFactory, Mock, auth, chat_body, raw_config, upstream_spec
 
 TENANT = "tenant-a"
 #: a paced answer (5 tokens a second): a client reads its first lines long before its end
@@ -147,10 +147,8 @@ async def test_resumed_stream_keeps_its_first_attempts_ttfb(
         start_gateway: GatewayFactory, mock: Mock) -> None:
     fast = {"max_retries": 0, "failures_to_trip": 0, "first_byte_timeout_seconds": 5.0}
     upstreams = [
-        {"name": "a", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", **fast},
-        {"name": "b", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "supports_prefill": True, **fast},
+        upstream_spec("a", f"{mock.url}/v1", **fast),
+        upstream_spec("b", f"{mock.url}/v1", supports_prefill=True, **fast),
     ]
     # `a` is cut after 3 paced chunks; `b` continues the stream.
     routes = [{"model": "chat", "targets": ["a:m1+tps=4,drop=3", "b:m2"], "resume_midstream": True}]

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import hash_key
 from tests._proc import eventually
-from tests.conftest import Mock, Spawn, auth, chat_body, raw_config, write_toml
+from tests.conftest import Mock, Spawn, auth, chat_body, raw_config, upstream_spec, write_toml
 
 pytestmark = pytest.mark.redis
 
@@ -22,9 +22,7 @@ ADMIN_KEY = "gw-admin-secret"
 
 def upstream(mock: Mock, name: str, models: list[str]) -> dict[str, Any]:
     """An upstream on the mock whose breaker opens at its first failure."""
-    return {"name": name, "dialect": "openai", "base_url": f"{mock.url}/v1",
-            "api_key_env": "MOCK_OPENAI_KEY", "models": models, "max_retries": 0,
-            "failures_to_trip": 1, "cooldown_seconds": 600}
+    return upstream_spec(name, f"{mock.url}/v1", models=models, max_retries=0, failures_to_trip=1, cooldown_seconds=600)
 
 
 def samples(text: str, name: str, key: str) -> dict[str, float]:

@@ -17,14 +17,13 @@ from gateway.auth import hash_key
 from gateway.config import config_from_dict
 from gateway.logs import make_logger
 from tests._proc import free_port
-from tests.conftest import UPSTREAM_ENV, Mock, auth, raw_config, write_toml
+from tests.conftest import UPSTREAM_ENV, Mock, auth, raw_config, upstream_spec, write_toml
 
 ADMIN_KEY = "gw-admin-secret"
 
 
 def _upstream(base_url: str) -> list[dict[str, Any]]:
-    return [{"name": "only", "dialect": "openai", "base_url": base_url,
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"]}]
+    return [upstream_spec("only", base_url, models=["mock-*"])]
 
 
 async def _ready(client: TestClient[web.Request, web.Application]) -> tuple[int, Any]:

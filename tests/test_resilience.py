@@ -20,6 +20,7 @@ from tests.conftest import (
     auth,
     chat_body,
     free_port,
+    upstream_spec,
 )
 
 
@@ -66,11 +67,8 @@ async def test_upstream_429_is_retried_and_honours_a_short_retry_after(
 async def test_unreachable_primary_falls_back(start_gateway: GatewayFactory, mock: Mock) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
     gateway = await start_gateway(upstreams=[
-        {"name": "primary", "dialect": "openai", "base_url": dead, "api_key_env": "MOCK_OPENAI_KEY",
-         "models": ["mock-*"], "fallbacks": ["backup"], "max_retries": 1,
-         "backoff_base_seconds": 0.01},
-        {"name": "backup", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["backup-only-*"]},
+        upstream_spec("primary", dead, models=["mock-*"], fallbacks=["backup"], max_retries=1, backoff_base_seconds=0.01),
+        upstream_spec("backup", f"{mock.url}/v1", models=["backup-only-*"]),
     ])
     response = await gateway.client.post("/v1/chat/completions", json=chat_body(), headers=auth())
     body = await response.read()
@@ -85,10 +83,8 @@ async def test_failure_after_first_byte_is_not_retried_nor_falls_back(
     start_gateway: GatewayFactory, mock: Mock
 ) -> None:
     gateway = await start_gateway(upstreams=[
-        {"name": "primary", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "fallbacks": ["backup"]},
-        {"name": "backup", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["x-*"]},
+        upstream_spec("primary", f"{mock.url}/v1", models=["mock-*"], fallbacks=["backup"]),
+        upstream_spec("backup", f"{mock.url}/v1", models=["x-*"]),
     ])
     response = await gateway.client.post(
         "/v1/chat/completions", json=chat_body("mock-1+drop=2"), headers=auth())
@@ -101,8 +97,7 @@ async def test_idle_upstream_mid_stream_ends_in_an_error_event(
     start_gateway: GatewayFactory, mock: Mock
 ) -> None:
     gateway = await start_gateway(upstreams=[
-        {"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "idle_timeout_seconds": 0.3}])
+        upstream_spec("mock", f"{mock.url}/v1", models=["mock-*"], idle_timeout_seconds=0.3)])
     response = await gateway.client.post(
         "/v1/chat/completions", json=chat_body("mock-1+silence=3@2"), headers=auth())
     body = await response.read()
@@ -167,8 +162,7 @@ async def test_upstream_429_that_persists_is_passed_through(gateway: Gateway, mo
 
 async def test_readyz_is_503_when_no_upstream_is_reachable(start_gateway: GatewayFactory) -> None:
     gateway = await start_gateway(upstreams=[
-        {"name": "dead", "dialect": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-         "api_key_env": "MOCK_OPENAI_KEY", "models": ["*"]}])
+        upstream_spec("dead", f"http://127.0.0.1:{free_port()}/v1", models=["*"])])
     ready = await gateway.client.get("/readyz")
     assert ready.status == 503
     assert (await gateway.client.get("/healthz")).status == 200  # alive, just not ready
@@ -197,8 +191,7 @@ async def test_sigterm_lets_a_non_stream_request_in_flight_finish(mock: Mock, sp
 
 def _patient_upstream(mock: Mock) -> list[dict[str, Any]]:
     """The mock as the one upstream, waited for longer than drain lasts."""
-    return [{"name": "mock", "dialect": "openai", "base_url": f"{mock.url}/v1",
-             "api_key_env": "MOCK_OPENAI_KEY", "models": ["mock-*"], "first_byte_timeout_seconds": 30}]
+    return [upstream_spec("mock", f"{mock.url}/v1", models=["mock-*"], first_byte_timeout_seconds=30)]
 
 
 async def test_drain_timeout_ends_a_stream_still_on_heartbeats_with_an_error_event(

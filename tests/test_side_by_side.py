@@ -31,3 +31,6 @@ async def test_the_quick_side_by_side_run_reports_every_row(tmp_path: Path) -> N
     if find_binary("nginx") is not None or os.environ.get("CI"):
         assert "skipped" not in r["nginx_proxy"] and "skipped" not in r["nonstream"]
     assert "targets (issue 14" in text and "machine:" in text
+    assert "issue 25: our own work over the aiohttp floor" in text
+    if "skipped" not in r["nginx_proxy"]:  # issue 25's streams of 50 chunks, 1 and 50 at a time
+        assert r["nginx_proxy"]["1 50ch"]["floor"]["ok"] > 0 and r["nginx_proxy"]["50 50ch"]["gateway"]["ok"] > 0

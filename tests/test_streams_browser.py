@@ -162,3 +162,16 @@ async def test_with_the_one_line_change_it_survives_nginx_workers_killed_mid_ans
         assert line["outcome"] == "ok" and line["resumes"] >= 1 and line["subscribers"] >= 2
         assert metric_value(await metrics(gw), "gateway_stream_resumes_total", result="replayed") >= 1
         assert not set(killed) & set(workers_of(master.pid))
+
+
+async def test_a_long_conversation_fits_in_the_url_through_nginx(tmp_path: Path) -> None:
+    """Past nginx's default 8k request line: the location's buffers take the GET form's URL."""
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 400}
+               for i in range(20)] + [{"role": "user", "content": "and now?"}]
+    assert len(json.dumps(history)) > 40_000
+    async with app_behind_nginx(tmp_path, MockSettings(tokens_per_second=40, words=12)) as (gw, url, (page, _)):
+        await page.goto(f"{url}/app/index.html")
+        await page.evaluate(f"ask({json.dumps(history)})")
+        await page.wait_for_function("window.finished !== null")
+        assert await page.evaluate("window.finished") == "done"
+        assert (await page.evaluate("window.answer")).split() == answer_words("and now?", 12)

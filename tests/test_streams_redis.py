@@ -145,3 +145,23 @@ async def test_delete_through_another_process_cancels_the_generation(
     lines = [json.loads(line) for line in a.stderr().splitlines() if line.startswith("{")]
     (line,) = [x for x in lines if x.get("event") == "generation"]
     assert line["outcome"] == "cancelled" and 0 < line["completion_tokens"] < 400
+
+
+async def test_a_subscriber_through_another_process_keeps_the_generation_alive(
+    mock: Mock, spawned: Spawn, redis_process: RedisProcess,
+) -> None:
+    import json
+
+    sections: dict[str, Any] = {"ratelimit": {"redis_url": redis_process.url},
+                                "streams": {"backend": "redis", "abandon_seconds": 1},
+                                "server": {"heartbeat_seconds": 0.5}}
+    a, b = spawned(mock.url, name="a", **sections), spawned(mock.url, name="b", **sections)
+    async with aiohttp.ClientSession(timeout=BOUND) as session:
+        path = await create(session, a, chat_body("mock-1+tps=10,words=30", content="watched"))
+        status, raw = await whole(session, b.url + path)  # about 3 s: longer than abandon_seconds
+    assert status == 200
+    events = parse(raw)
+    assert events[-1][1] == "done" and text_of(events).split() == answer_words("watched", 30)
+    lines = [json.loads(line) for line in a.stderr().splitlines() if line.startswith("{")]
+    (line,) = [x for x in lines if x.get("event") == "generation"]
+    assert line["outcome"] == "ok" and line["subscribers"] == 0  # its only watcher was elsewhere

@@ -20,9 +20,11 @@ _COUNTS = ("prompt_tokens", "completion_tokens", "cache_read_tokens", "cache_wri
 def clamp_usage(usage: Usage) -> dict[str, int] | None:
     """Clamp each count of `usage`, in place, to 0..MAX_USAGE_TOKENS. Returns the counts as
     reported when one was out of range (for the anomaly's log line), else None."""
+    if (0 <= usage.prompt_tokens <= MAX_USAGE_TOKENS and 0 <= usage.completion_tokens <= MAX_USAGE_TOKENS
+            and 0 <= usage.cache_read_tokens <= MAX_USAGE_TOKENS
+            and 0 <= usage.cache_write_tokens <= MAX_USAGE_TOKENS):
+        return None  # every request's case: no dict, no generator
     reported = {name: getattr(usage, name) for name in _COUNTS}
-    if all(0 <= value <= MAX_USAGE_TOKENS for value in reported.values()):
-        return None
     for name, value in reported.items():
         setattr(usage, name, min(max(value, 0), MAX_USAGE_TOKENS))
     return reported

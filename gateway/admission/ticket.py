@@ -198,7 +198,7 @@ class Admitted:
                 finally:  # admitted, shed or gone: every wait is observed
                     gate.metrics.queue_wait.observe(time.perf_counter() - since)
                 gate.holding[tenant.name] = gate.holding.get(tenant.name, 0) + 1
-                gate.metrics.tenant_streams.labels(tenant.name).inc()
+                gate.metrics.child(gate.metrics.tenant_streams, tenant.name).inc()
                 self._holding = True
         except BaseException:
             await self._settle(None)
@@ -223,7 +223,7 @@ class Admitted:
             self._holding = False
             self._gate.queue.release()
             self._gate.holding[self._tenant.name] -= 1
-            self._gate.metrics.tenant_streams.labels(self._tenant.name).dec()
+            self._gate.metrics.child(self._gate.metrics.tenant_streams, self._tenant.name).dec()
         await self._settle(charge)
 
     async def _settle(self, charge: Charge | None) -> None:

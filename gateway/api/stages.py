@@ -189,7 +189,7 @@ def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]
             own.usage = used
             own.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
     model = parts[0][0].target.model
-    if len(parts) == 1:
+    if len(parts) == 1 and parts[0][1] is not usage:  # the one part's cost is the request's
         total = prices.usage_cost_micros(model, usage) if prices is not None else None
     cost = None if total is None else clamp_cost(total)
     record.charged, record.cost_micros, record.charged_model = True, cost, model

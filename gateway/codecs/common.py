@@ -12,10 +12,12 @@ import orjson
 from ..dialects.anthropic import FINISH_REASONS as FINISH_REASONS
 from ..dialects.anthropic import STOP_REASONS as STOP_REASONS
 from ..dialects.anthropic import usage_from_anthropic as usage_from_anthropic
+from ..dialects.base import DONE as DONE
 from ..dialects.base import TokenUsage as TokenUsage
 from ..dialects.base import choice_zero as choice_zero
 from ..dialects.base import count as count
 from ..dialects.base import error_message as error_message
+from ..dialects.base import sse as sse
 from ..dialects.openai import usage_from_openai as usage_from_openai
 
 NOT_JSON = "the upstream sent an event that is not JSON"
@@ -30,13 +32,6 @@ def load_object(data: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else {}
 
 
-def sse(data: object, event: str | None = None) -> bytes:
-    """One SSE event: optional `event:` line, one `data:` line (orjson never writes a newline)."""
-    head = b"event: " + event.encode() + b"\n" if event else b""
-    return head + b"data: " + orjson.dumps(data) + b"\n\n"
-
-
-DONE = b"data: [DONE]\n\n"
 
 # The finish/stop reason tables are the Anthropic dialect's (one table, both ways), and
 # `choice_zero`/`error_message` the dialects' readers: imported here for the codecs.

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from ..markers import Marker
-from .base import Dialect, TokenUsage, Usage, count, error_message, model_ids
+from .base import Dialect, StreamSpot, TokenUsage, Usage, count, error_message, model_ids, sse
 
 API_VERSION = "2023-06-01"
 
@@ -135,6 +135,38 @@ class AnthropicDialect(Dialect):
     finish_from_openai = STOP_REASONS
     finish_to_openai = FINISH_REASONS
     default_finish = "end_turn"
+
+    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        index = data.get("index")
+        if kind == "content_block_start" and isinstance(index, int):
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text":
+                spot.block = index
+            else:
+                spot.tool = True
+            spot.next_block = index + 1
+        elif kind == "content_block_stop":
+            spot.block = None
+        elif kind == "message_delta":  # the answer's ending has begun
+            spot.finished = True
+
+    def more_text(self, spot: StreamSpot, text: str) -> bytes:
+        head = b""
+        if spot.block is None:  # cut before a text block opened: open one after the last
+            spot.block = spot.next_block
+            head = sse({"type": "content_block_start", "index": spot.block,
+                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
+        return head + sse({"type": "content_block_delta", "index": spot.block,
+                           "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+
+    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
+        out = b""
+        if spot.block is not None:
+            out += sse({"type": "content_block_stop", "index": spot.block}, "content_block_stop")
+        return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
+                          "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
+            {"type": "message_stop"}, "message_stop")
 
     def prompt_too_long(self, error: dict[str, Any]) -> bool:
         message = error.get("message")

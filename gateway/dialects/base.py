@@ -9,14 +9,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
 from aiohttp import hdrs
 
 from ..config import UpstreamSpec
-from ..markers import Marker
+from ..markers import Marker, lines_holding
 
 
 @dataclass(slots=True)
@@ -170,9 +170,44 @@ class Dialect(ABC):
         """An error body's `error` object says the prompt does not fit the model."""
         return False
 
+    # A mid-stream resume writes a continuation into a client's stream of this dialect:
+    # `noted` sees each event the client got, `more_text` and `ending` write in its ids.
+
+    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
+        """Note in `spot` what a continuation needs of an event the client received."""
+        return None
+
+    def more_text(self, spot: StreamSpot, text: str) -> bytes:
+        """A continuation's text, as the next event(s) of the client's stream."""
+        raise NotImplementedError(f"a {self.name} client's stream is not resumed")
+
+    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
+        """The client's stream's ending after a continuation (`reason` in this dialect's words)."""
+        raise NotImplementedError(f"a {self.name} client's stream is not resumed")
+
     @abstractmethod
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         """The upstream request body for a simple-event (browser) request."""
+
+
+def sse(data: object, event: str | None = None) -> bytes:
+    """One SSE event: optional `event:` line, one `data:` line (orjson never writes a newline)."""
+    head = b"event: " + event.encode() + b"\n" if event else b""
+    return head + b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamSpot(Protocol):
+    """Where a client's stream stands, for a continuation to go on in it (`relay.resume`'s
+    `ClientView`): the dialect notes what it needs as the client's events go by."""
+
+    head: dict[str, Any]  # OpenAI: the first chunk's id, created, model
+    block: int | None  # Anthropic: the open text block's index
+    next_block: int
+    tool: bool  # a tool call reached the client: not resumable
+    finished: bool  # the client has the answer's ending
 
 
 def choice_zero(choices: object) -> dict[str, Any] | None:
@@ -227,10 +262,10 @@ class UsageMeter:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines
             return
-        for line in complete.splitlines():
-            if line.startswith(b"data:") and b'"usage"' in line:
+        for start, end in lines_holding(complete, b'"usage"'):  # not a loop over every line
+            if complete.startswith(b"data:", start):
                 try:
-                    data = orjson.loads(line[5:])
+                    data = orjson.loads(complete[start + 5:end])
                 except orjson.JSONDecodeError:
                     continue
                 if isinstance(data, dict):

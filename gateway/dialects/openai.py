@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..markers import Marker
-from .base import Dialect, TokenUsage, Usage, choice_zero, count, error_message
+from .base import DONE, Dialect, StreamSpot, TokenUsage, Usage, choice_zero, count, error_message, sse
 
 
 class OpenAIDialect(Dialect):
@@ -61,6 +61,28 @@ class OpenAIDialect(Dialect):
 
     def prompt_too_long(self, error: dict[str, Any]) -> bool:
         return error.get("code") == "context_length_exceeded"
+
+    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
+        if not spot.head and "id" in data:
+            spot.head = {k: data.get(k) for k in ("id", "created", "model")}
+        choice = choice_zero(data.get("choices"))
+        delta = choice.get("delta") if choice is not None else None
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            spot.tool = True
+
+    def more_text(self, spot: StreamSpot, text: str) -> bytes:
+        return sse({**spot.head, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+
+    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
+        out = sse({**spot.head, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+        if include_usage:
+            out += sse({**spot.head, "object": "chat.completion.chunk", "choices": [],
+                        "usage": {"prompt_tokens": usage.prompt_tokens,
+                                  "completion_tokens": usage.completion_tokens,
+                                  "total_tokens": usage.total}})
+        return out + DONE
 
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k != "system"}

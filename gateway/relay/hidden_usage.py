@@ -11,15 +11,14 @@ from .sinks import PassThrough, Write
 
 
 class HiddenUsage(PassThrough):
-    passes = False  # `lines` may write less than it was given
+    """`passes` holds: what goes out is `watch(complete)` (the usage-only chunk taken out of
+    it), which the relay writes itself; an empty write sends nothing."""
 
     def __init__(self, write: Write, shape: ErrorShape, ends: tuple[Marker, ...],
                  errors: tuple[Marker, ...], end_bytes: bytes = b"") -> None:
         super().__init__(write, shape, ends, errors, end_bytes)
         self._after_dropped = False
 
-    async def lines(self, complete: bytes) -> None:
-        complete = self.watch(complete)
-        forward, self._after_dropped = without_usage_only(complete, self._after_dropped)
-        if forward:
-            await self.write(forward)
+    def watch(self, complete: bytes) -> bytes:
+        forward, self._after_dropped = without_usage_only(super().watch(complete), self._after_dropped)
+        return forward

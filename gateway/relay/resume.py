@@ -17,9 +17,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..codecs.common import DONE, sse
-from ..dialects import DIALECTS, OPENAI, Dialect, Usage, UsageMeter
-from ..dialects.base import choice_zero
+from ..codecs.common import sse
+from ..dialects import DIALECTS, Dialect, Usage, UsageMeter
 from ..errors import UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
@@ -103,29 +102,9 @@ class ClientView:
         if (dialect.finish_reason(data) is not None or dialect.stream_error(event, data) is not None
                 or dialect.ends_answer(event, data)):
             self.finished = True
-        # Where a continuation goes on, in the client's own ids: OpenAI's head, Anthropic's
-        # text block; and whether a tool call reached it (then a cut is final).
-        if dialect is OPENAI:
-            if not self.head and "id" in data:
-                self.head = {k: data.get(k) for k in ("id", "created", "model")}
-            choice = choice_zero(data.get("choices"))
-            delta = choice.get("delta") if choice is not None else None
-            if isinstance(delta, dict) and delta.get("tool_calls"):
-                self.tool = True
-            return
-        kind = data.get("type")
-        index = data.get("index")
-        if kind == "content_block_start" and isinstance(index, int):
-            block = data.get("content_block")
-            if isinstance(block, dict) and block.get("type") == "text":
-                self.block = index
-            else:
-                self.tool = True
-            self.next_block = index + 1
-        elif kind == "content_block_stop":
-            self.block = None
-        elif kind == "message_delta":
-            self.finished = True
+        # Where a continuation goes on, in the client's own ids, and whether a tool call
+        # reached it (then a cut is final): the client's dialect notes it.
+        dialect.noted(self, event, data)
 
     @property
     def streamed(self) -> str:
@@ -211,18 +190,9 @@ class Splice(Sink):
             return responses_text(view.responses, text)
         if view.client == "completions":
             return completions_text(view.head, text)
-        if view.client == "simple":
+        if view.dialect is None:  # simple events
             return sse({"content": text, "done": False}, "message")
-        if view.client == "openai":
-            return sse({**view.head, "object": "chat.completion.chunk",
-                        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
-        head = b""
-        if view.block is None:  # cut before a text block opened: open one after the last
-            view.block = view.next_block
-            head = sse({"type": "content_block_start", "index": view.block,
-                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
-        return head + sse({"type": "content_block_delta", "index": view.block,
-                           "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+        return view.dialect.more_text(view, text)
 
     def _ending(self) -> bytes:
         view = self.view
@@ -236,21 +206,7 @@ class Splice(Sink):
         # The continuation's finish reason in the client's words (the dialects' one table).
         stop = self._stop or self.dialect.default_finish
         reason = view.dialect.finish_in(stop, self.dialect)
-        if view.dialect is OPENAI:
-            out = sse({**view.head, "object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-            if view.include_usage:
-                out += sse({**view.head, "object": "chat.completion.chunk", "choices": [],
-                            "usage": {"prompt_tokens": usage.prompt_tokens,
-                                      "completion_tokens": usage.completion_tokens,
-                                      "total_tokens": usage.total}})
-            return out + DONE
-        out = b""
-        if view.block is not None:
-            out += sse({"type": "content_block_stop", "index": view.block}, "content_block_stop")
-        return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
-                          "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
-            {"type": "message_stop"}, "message_stop")
+        return view.dialect.ending(view, reason, usage, view.include_usage)
 
 
 class Continuation(Protocol):

@@ -65,7 +65,8 @@ class RedisLog(EventLog):
         self.prefix = prefix
         self.keep_ms = int(keep_seconds * 1000)
         self.live_ms = int((keep_seconds + LIVE_BOUND_SECONDS) * 1000)
-        self.abandon_ms = max(1, int(abandon_seconds * 1000))
+        # a watcher's mark outlives the time between its refreshes (WATCH_EVERY_SECONDS)
+        self.abandon_ms = max(3000, int(abandon_seconds * 1000))
         retry = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
         self.writes = redis.asyncio.Redis.from_url(
             url, socket_connect_timeout=WRITE_TIMEOUT_SECONDS, socket_timeout=WRITE_TIMEOUT_SECONDS,
