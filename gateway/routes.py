@@ -55,8 +55,11 @@ BY_NAME = {route.name: route for route in ROUTES}
 
 def shape_for(path: str) -> ErrorShape:
     """The error shape of a path no route matched (an SDK call we don't serve): Anthropic's
-    under `/v1/messages`, OpenAI's elsewhere."""
+    under `/v1/messages`, the simple events' under `/api/` (e.g. a 405 on
+    `/api/chat/streams/{id}`), OpenAI's elsewhere."""
     route = BY_PATH.get(path)
     if route is not None:
         return route.shape
+    if path.startswith("/api/"):
+        return SIMPLE_SHAPE
     return ANTHROPIC_SHAPE if path.startswith("/v1/messages/") else OPENAI_SHAPE
