@@ -38,7 +38,7 @@ ROUTES = (
     Route("POST", "/v1/chat/completions", "chat_completions", chat_completions, OPENAI_SHAPE),
     Route("POST", "/v1/messages", "messages", messages, ANTHROPIC_SHAPE),
     Route("GET", "/v1/models", "models", models, OPENAI_SHAPE, versioned=True),
-    Route("GET", "/v1/models/{model_id}", "model", model, OPENAI_SHAPE, versioned=True),
+    Route("GET", "/v1/models/{model_id:.+}", "model", model, OPENAI_SHAPE, versioned=True),
     Route("POST", "/api/chat/stream", "chat_stream", chat_stream, SIMPLE_SHAPE),
     Route("GET", "/api/chat/stream", "chat_stream_get", chat_stream_get, SIMPLE_SHAPE),
     Route("POST", "/api/chat/streams", "chat_streams", create_stream, SIMPLE_SHAPE),
