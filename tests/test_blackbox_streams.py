@@ -90,3 +90,20 @@ async def test_the_get_form_without_a_model_uses_the_first_listed_one_under_a_gl
     assert "event: done" in body
     generation = [line for line in gateway.log_lines() if line.get("event") == "generation"]
     assert [line["model"] for line in generation] == [names[0]]
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model":"mock-1","messages":[{"role":"user","content":"\\ud800"}]}',  # a lone surrogate
+    b'{"model":"mock-1","messages":[{"role":"user","content":"hi"}],"seed":100000000000000000000000}',
+])
+async def test_a_body_the_upstream_request_cannot_carry_is_a_400_at_create(
+        gateway: Gateway, body: bytes) -> None:
+    # POST /api/chat/stream refuses it before the stream; the resumable form did so only
+    # after its 201, as the stream's one event (and a generation admitted for nothing).
+    for path in ("/api/chat/stream", "/api/chat/streams"):
+        response = await gateway.client.post(
+            path, data=body, headers={**auth(), "Content-Type": "application/json"})
+        text = await response.text()
+        assert response.status == 400, (path, text)
+        assert text.startswith("event: error\n") and "cannot be sent on" in text
+    assert not [line for line in gateway.log_lines() if line.get("event") == "generation"]

@@ -67,6 +67,8 @@ async def create_stream(request: web.Request) -> web.StreamResponse:
     tenant = authenticate(request, snapshot, record)
     call = await read_chat(request)
     record.model = call.model
+    dumps(call.body)  # JSON the upstream request can't carry (a lone surrogate, an integer past
+    # 64 bits) is a 400 here, as on POST /api/chat/stream, not a 201 whose stream is one error
     generation = await _start(request, snapshot, record, tenant, call)
     await request.app[STREAMS].log.published(generation.stream_id)  # findable on any replica
     url = f"/api/chat/streams/{generation.stream_id}"
