@@ -25,6 +25,8 @@ from .admin import authorize
 from .admin_page import PAGE_ROUTES
 from .admin_spend import SPEND_ROUTES
 from .auth import hash_key
+from .body import parse_json
+from .errors import BadRequest
 from .state import LIVE, LOGGER, METRICS, STORE
 from .store.base import KeyRow, NotFound, StoreUnavailable, TenantExists, TenantRow
 from .store.runtime import StoreState, refresh
@@ -52,10 +54,10 @@ async def _body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw.strip():
         return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise Invalid("body: not valid JSON") from None
+    try:  # as strict as the API routes: a duplicate key is refused, not the last one kept
+        return parse_json(raw)
+    except BadRequest as exc:
+        raise Invalid(f"body: not valid JSON ({exc.message.removeprefix('body ')})") from None
 
 
 async def _changed(request: web.Request, state: StoreState) -> None:

@@ -1,0 +1,49 @@
+"""Black-box review of the admin API's bodies, through real sockets: JSON is read as strictly
+as on the API routes (a duplicate key was accepted with the last value kept, so
+`{"name": "a", "name": "b"}` created `b`); a 400 names the problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.auth import hash_key
+from tests.conftest import Gateway, GatewayFactory
+
+ADMIN_KEY = "qa-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+async def admin(start_gateway: GatewayFactory, tmp_path: Any) -> Gateway:
+    return await start_gateway(server={"admin_key_sha256": hash_key(ADMIN_KEY)},
+                               store={"path": str(tmp_path / "state.db")})
+
+
+@pytest.mark.parametrize(("method", "path", "body", "names"), [
+    ("POST", "/admin/tenants", b'{"name":"qa-a","name":"qa-b"}', "name"),
+    ("POST", "/admin/tenants", b'{"name":"qa-c","priority":1,"priority":2}', "priority"),
+    ("PATCH", "/admin/tenants/qa-d", b'{"priority":1,"priority":2}', "priority"),
+    ("POST", "/admin/tenants/qa-d/keys", b'{"label":"x","label":"y"}', "label"),
+])
+async def test_a_duplicate_key_in_an_admin_body_is_a_400_naming_it(
+        admin: Gateway, method: str, path: str, body: bytes, names: str) -> None:
+    created = await admin.client.post("/admin/tenants", json={"name": "qa-d"}, headers=ADMIN)
+    assert created.status == 201
+    response = await admin.client.request(method, path, data=body, headers=ADMIN)
+    answer = await response.json()
+    assert response.status == 400, answer
+    assert "duplicate key" in answer["error"] and names in answer["error"]
+    listed = await admin.client.get("/admin/tenants", headers=ADMIN)
+    names_now = {t["name"] for t in (await listed.json())["tenants"]}
+    assert not names_now & {"qa-a", "qa-b", "qa-c"}
+    keys = await admin.client.get("/admin/tenants/qa-d/keys", headers=ADMIN)
+    assert (await keys.json())["data"] == []
+
+
+async def test_malformed_admin_json_is_still_a_400(admin: Gateway) -> None:
+    for body in (b"{bad", b"[1,", b'{"name": NaN}'):
+        response = await admin.client.post("/admin/tenants", data=body, headers=ADMIN)
+        assert response.status == 400
+        assert (await response.json())["error"].startswith("body: not valid JSON")
