@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aiohttp
 import aiohttp_cors
@@ -48,9 +49,11 @@ from .state import (
     REQUEST_IDS,
     RUNTIME,
     SESSION,
+    STORE,
     UPSTREAMS,
 )
-from .store.runtime import install_store
+from .store.base import StoreUnavailable
+from .store.runtime import StoreState, install_store, spent_this_period
 from .streams.hub import streams_ctx
 from .ui import index_page
 from .upstream import UpstreamClient, reachable
@@ -200,10 +203,25 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
     app[LIMITER] = limiter
     app[GATE] = Gate(limiter, app[QUEUE], app[METRICS], app[CONFIG].server.default_max_tokens,
                      budget, app[LOGGER])
+    if isinstance(budget, MemoryBudget) and (store := app.get(STORE)) is not None:
+        await _seed_budget(app, budget, store)
     await _publish_budgets(app, budget)
     yield
     await limiter.close()
     await budget.close()
+
+
+async def _seed_budget(app: web.Application, budget: MemoryBudget, store: StoreState) -> None:
+    """The memory budget starts from what the store's spend rows say each tenant spent this
+    period (a restart must not hand a tenant its whole budget again); Redis keeps its own."""
+    try:
+        spent = await spent_this_period(store, app[LIVE].current.config.tenants, datetime.now(UTC).date())
+    except StoreUnavailable as exc:
+        app[LOGGER].error("budget_not_seeded", error=str(exc))
+        return
+    for tenant in app[LIVE].current.config.tenants:
+        if tenant.name in spent:
+            budget.seed(tenant.name, tenant.budget_period, spent[tenant.name])
 
 
 async def _publish_budgets(app: web.Application, budget: Budget) -> None:

@@ -67,11 +67,32 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
     """Count and log the request once, whatever way it ended. Label children come from the
     metrics' cache and the line is rendered in one pass (`info_line`): this runs per request."""
     duration = time.perf_counter() - record.started
-    tenant_name = record.tenant.name if record.tenant else None
-    tenant = metrics.tenant(tenant_name)
+    tenant = metrics.tenant(record.tenant.name if record.tenant else None)
+    child = metrics.child
+    child(metrics.requests, tenant, metrics.model(record.model), record.route, str(record.status)).inc()
+    cost, unpriced = count_answer(record, metrics, duration)
+    if record.outcome == "client_disconnected":
+        child(metrics.client_disconnects, tenant).inc()
+    if record.status in (400, 401, 404, 413):
+        child(metrics.client_errors, str(record.status)).inc()
+    fields = answer_fields(record, duration, cost, unpriced)
+    fields["stream"], fields["status"] = record.stream, record.status
+    if record.translated:
+        fields["translated"] = True
+    if record.tags:
+        fields["tags"] = list(record.tags)
+    if record.queue_wait is not None:
+        fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
+    info_line(logger, "request", fields)
+
+
+def count_answer(record: Record, metrics: Metrics, duration: float) -> tuple[float | None, bool]:
+    """The metrics of what an answer used and how it streamed (tokens, cost, TTFB, duration,
+    output rate, a mid-stream error): a request's, or a resumable stream's generation's.
+    Returns its cost in USD (None: not charged or unpriced) and whether it was unpriced."""
+    tenant = metrics.tenant(record.tenant.name if record.tenant else None)
     model = metrics.model(record.model)
     child = metrics.child
-    child(metrics.requests, tenant, model, record.route, str(record.status)).inc()
     upstream = metrics.upstream(record.upstream)
     usage = record.usage
     if usage is not None:
@@ -95,20 +116,20 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
             generating = duration - record.ttfb
             if usage is not None and usage.completion_tokens > 0 and generating > 0:
                 child(metrics.output_rate, tenant, model).observe(usage.completion_tokens / generating)
-    if record.outcome == "client_disconnected":
-        child(metrics.client_disconnects, tenant).inc()
     if record.midstream_error:
         child(metrics.upstream_errors, upstream, "midstream").inc()
-    if record.status in (400, 401, 404, 413):
-        child(metrics.client_errors, str(record.status)).inc()
+    return cost, unpriced
+
+
+def answer_fields(record: Record, duration: float, cost: float | None, unpriced: bool) -> dict[str, Any]:
+    """The log line's fields every answer has (a request's line, a generation's line)."""
+    usage = record.usage
     fields: dict[str, Any] = {
         "request_id": record.request_id,
-        "tenant": tenant_name,
+        "tenant": record.tenant.name if record.tenant else None,
         "route": record.route,
         "model": _short(record.model),
         "upstream": record.upstream,
-        "stream": record.stream,
-        "status": record.status,
         "outcome": record.outcome,
         "ttfb_ms": round(record.ttfb * 1000, 3) if record.ttfb is not None else None,
         "duration_ms": round(duration * 1000, 3),
@@ -123,12 +144,6 @@ def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None
         fields["attempts"] = [attempt.fields() for attempt in record.attempts]
     if unpriced:
         fields["unpriced"] = True
-    if record.translated:
-        fields["translated"] = True
-    if record.tags:
-        fields["tags"] = list(record.tags)
-    if record.queue_wait is not None:
-        fields["queue_wait_ms"] = round(record.queue_wait * 1000, 3)
     if record.error:
         fields["error"] = _short(record.error)
-    info_line(logger, "request", fields)
+    return fields

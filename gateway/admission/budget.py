@@ -175,5 +175,9 @@ class MemoryBudget:
     async def spent(self, tenant: str, period: Period) -> float:
         return micros_to_usd(self._account(tenant, period).spent)
 
+    def seed(self, tenant: str, period: Period, spent_micros: int) -> None:
+        """At start: what the tenant already spent this period (the store's spend rows)."""
+        self._account(tenant, period).spent += max(0, spent_micros)
+
     async def close(self) -> None:
         self._accounts.clear()

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from aiohttp import web
 from structlog.typing import FilteringBoundLogger
 
-from ..config import Config
+from ..config import Config, Tenant
 from ..live import Snapshot
 from ..metrics import Metrics
 from ..record import Record
@@ -91,6 +92,25 @@ async def refresh(state: StoreState, logger: FilteringBoundLogger, metrics: Metr
     if new:
         state.labelled.update(new)
         metrics.add_tenants(new)
+
+
+async def spent_this_period(state: StoreState, tenants: Iterable[Tenant], today: date) -> dict[str, int]:
+    """Micro-dollars each budgeted tenant spent in its current period, from the spend rows
+    (read once at start, so a memory budget does not begin each process life at zero)."""
+    firsts = {t.name: _period_start(t.budget_period, today) for t in tenants if t.budget_usd is not None}
+    if not firsts:
+        return {}
+    spent = dict.fromkeys(firsts, 0)
+    for (day, tenant, *_), counts in await state.store.spend(min(firsts.values()), today):
+        if tenant in firsts and date.fromisoformat(day) >= firsts[tenant]:
+            spent[tenant] += counts[3]
+    return spent
+
+
+def _period_start(period: str, today: date) -> date:
+    if period == "day":
+        return today
+    return today.replace(day=1) if period == "month" else date(1970, 1, 1)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

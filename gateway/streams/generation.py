@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from aiohttp import web
 
@@ -32,13 +31,12 @@ from ..dialects import UsageMeter
 from ..errors import GatewayError, Shed, UpstreamError, UpstreamHTTPError
 from ..live import Snapshot
 from ..logs import info_line
-from ..record import Record
+from ..record import Record, answer_fields, count_answer
 from ..relay.loop import Stoppable
 from ..relay.resume import Resume
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan
 from ..shapes import SIMPLE_SHAPE
-from ..spend import micros_to_usd
 from ..state import LOGGER, METRICS, RUNTIME, UPSTREAMS
 from ..store.runtime import note_request
 from ..upstream.attempt import tries_of
@@ -261,44 +259,10 @@ def tell_generation(app: web.Application, record: Record, generation: Generation
     """The generation's usage and cost, told once: metrics, one `generation` log line (with
     its subscriber and resume counts) and its spend row. Its HTTP requests have their own
     lines, without usage."""
-    metrics = app[METRICS]
     duration = time.perf_counter() - record.started
-    tenant = metrics.tenant(record.tenant.name if record.tenant else None)
-    model = metrics.model(record.model)
-    usage = record.usage
-    child = metrics.child
-    if usage is not None:
-        child(metrics.tokens, tenant, model, "prompt").inc(usage.prompt_tokens)
-        child(metrics.tokens, tenant, model, "completion").inc(usage.completion_tokens)
-    if record.cost_micros is not None:
-        child(metrics.cost, tenant, model).inc(micros_to_usd(record.cost_micros))
-    elif record.charged:  # a model no `[prices]` pattern matches: zero
-        child(metrics.unpriced, model).inc()
-    if record.ttfb is not None:
-        upstream = metrics.upstream(record.upstream)
-        child(metrics.ttfb, tenant, model, upstream).observe(record.ttfb)
-        child(metrics.stream_duration, tenant, model, upstream).observe(duration)
-    fields: dict[str, Any] = {
-        "request_id": record.request_id,
-        "stream_id": generation.stream_id[:8] + "...",  # the id is a capability: never whole
-        "tenant": record.tenant.name if record.tenant else None,
-        "route": record.route,
-        "model": record.model,
-        "upstream": record.upstream,
-        "outcome": record.outcome,
-        "ttfb_ms": round(record.ttfb * 1000, 3) if record.ttfb is not None else None,
-        "duration_ms": round(duration * 1000, 3),
-        "prompt_tokens": usage.prompt_tokens if usage else 0,
-        "completion_tokens": usage.completion_tokens if usage else 0,
-        "usage_reported": usage.reported if usage else False,
-        "retries": record.retries,
-        "cost_usd": micros_to_usd(record.cost_micros or 0) if record.charged else None,
-        "subscribers": generation.subscribers,
-        "resumes": generation.resumes,
-    }
-    if record.attempts:
-        fields["attempts"] = [attempt.fields() for attempt in record.attempts]
-    if record.error:
-        fields["error"] = record.error[:256]
+    cost, unpriced = count_answer(record, app[METRICS], duration)
+    fields = answer_fields(record, duration, cost, unpriced)
+    fields["stream_id"] = generation.stream_id[:8] + "..."  # the id is a capability: never whole
+    fields["subscribers"], fields["resumes"] = generation.subscribers, generation.resumes
     info_line(app[LOGGER], "generation", fields)
     note_request(app, record)
