@@ -107,3 +107,21 @@ async def test_a_body_the_upstream_request_cannot_carry_is_a_400_at_create(
         assert response.status == 400, (path, text)
         assert text.startswith("event: error\n") and "cannot be sent on" in text
     assert not [line for line in gateway.log_lines() if line.get("event") == "generation"]
+
+
+@pytest.mark.parametrize("seq", ["\u00b2", "\u0663", "\uff13", "-1", "1.5", "1e3"])
+async def test_a_last_event_id_that_is_no_ascii_number_is_a_400_never_a_500(
+        gateway: Gateway, seq: str) -> None:
+    # `str.isdigit()` holds for a superscript two, which `int()` refuses: it was a 500; an
+    # Arabic-Indic three was read as 3.
+    created = await _create(gateway)
+    form = f"/api/chat/stream?model=mock-1&messages={quote(json.dumps(HISTORY))}"
+    asks = [(created["url"], {"Last-Event-ID": seq}),
+            (f"{created['url']}?lastEventId={quote(seq)}", {}),
+            (form, {**auth(), "Last-Event-ID": f"{created['id']}.{seq}"}),
+            (f"{form}&lastEventId={quote(created['id'] + '.' + seq)}", auth())]
+    for url, headers in asks:
+        response = await gateway.client.get(url, headers=headers)
+        text = await response.text()
+        assert response.status == 400, (url, text)
+        assert text.startswith("event: error\n") and "Last-Event-ID" in text

@@ -32,6 +32,9 @@ from .stages import authenticate
 
 #: what `secrets.token_urlsafe(24)` makes (192 random bits), with room to spare
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+#: an event's sequence number as a `Last-Event-ID` carries it: ASCII digits only (`str.isdigit()`
+#: also holds for a superscript two, which `int()` refuses)
+SEQ = re.compile(r"[0-9]{1,18}")
 #: how long DELETE waits for the generation to settle before it answers
 CANCEL_WAIT_SECONDS = 5.0
 
@@ -91,7 +94,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise StreamNotFound()
     after = 0
     if last is not None:
-        if not last.isdigit() or len(last) > 18:
+        if not SEQ.fullmatch(last):
             raise BadRequest("Last-Event-ID must be the id of an event of this stream (a number)")
         after = int(last)
     info = await _info(request, hub, stream_id, resumed=last is not None)
@@ -131,7 +134,7 @@ async def chat_stream_get(request: web.Request) -> web.StreamResponse:
     last = _last_event_id(request)
     if last is not None:  # the browser's reconnect: the same generation, never a second one
         stream_id, dot, seq = last.rpartition(".")
-        if not dot or not STREAM_ID.match(stream_id) or not seq.isdigit() or len(seq) > 18:
+        if not dot or not STREAM_ID.match(stream_id) or not SEQ.fullmatch(seq):
             raise BadRequest("Last-Event-ID must be an event id this route gave (<stream id>.<seq>)")
         info = await _info(request, hub, stream_id, resumed=True)
         if info.tenant != tenant.name:
