@@ -64,3 +64,18 @@ async def test_an_expiry_past_the_year_9999_in_utc_is_a_400_and_the_list_still_r
     listed = await admin.client.get("/admin/tenants/qa-e/keys", headers=ADMIN)
     assert listed.status == 200
     assert [k["expires_at"] for k in (await listed.json())["data"]] == ["9999-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("requests_per_minute", 2**80), ("tokens_per_minute", 2**64), ("priority", 2**63), ("priority", -(2**70)),
+])
+async def test_an_integer_past_64_bits_in_a_tenant_is_a_400_naming_it(
+        admin: Gateway, field: str, value: int) -> None:
+    # It was a 500 (text/plain): the answer's JSON encoder refuses integers past 64 bits.
+    response = await admin.client.post("/admin/tenants", json={"name": "qa-big", field: value}, headers=ADMIN)
+    answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["error"].startswith(f"{field}:")
+    assert (await admin.client.post("/admin/tenants", json={"name": "qa-big", field: 2**63 - 1 if field != "priority"
+                                                            else -(2**63)}, headers=ADMIN)).status == 201
+    assert (await admin.client.get("/admin/tenants", headers=ADMIN)).status == 200
