@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -176,6 +176,10 @@ def _key_fields(body: object) -> tuple[str, float | None]:
         raise Invalid("expires_at: must be an RFC 3339 time, e.g. 2030-01-31T00:00:00Z") from None
     if moment.tzinfo is None:
         raise Invalid("expires_at: must say its time zone (e.g. a trailing Z for UTC)")
+    try:  # 9999-12-31T23:59:59-14:00 is past the last moment a date can hold in UTC
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise Invalid("expires_at: must be before the year 10000 (UTC)") from None
     if moment.timestamp() <= time.time():
         raise Invalid("expires_at: is in the past")
     return label, moment.timestamp()

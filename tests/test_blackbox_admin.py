@@ -47,3 +47,35 @@ async def test_malformed_admin_json_is_still_a_400(admin: Gateway) -> None:
         response = await admin.client.post("/admin/tenants", data=body, headers=ADMIN)
         assert response.status == 400
         assert (await response.json())["error"].startswith("body: not valid JSON")
+
+
+@pytest.mark.parametrize("expires", ["9999-12-31T23:59:59-14:00", "9999-12-31T23:00:00-01:00"])
+async def test_an_expiry_past_the_year_9999_in_utc_is_a_400_and_the_list_still_reads(
+        admin: Gateway, expires: str) -> None:
+    # It was stored, answered 500, and every later list of the tenant's keys was a 500 too.
+    assert (await admin.client.post("/admin/tenants", json={"name": "qa-e"}, headers=ADMIN)).status == 201
+    response = await admin.client.post("/admin/tenants/qa-e/keys", json={"expires_at": expires}, headers=ADMIN)
+    answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["error"].startswith("expires_at:")
+    last = await admin.client.post("/admin/tenants/qa-e/keys", json={"expires_at": "9999-12-31T23:59:59Z"},
+                                   headers=ADMIN)
+    assert last.status == 201
+    listed = await admin.client.get("/admin/tenants/qa-e/keys", headers=ADMIN)
+    assert listed.status == 200
+    assert [k["expires_at"] for k in (await listed.json())["data"]] == ["9999-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("requests_per_minute", 2**80), ("tokens_per_minute", 2**64), ("priority", 2**63), ("priority", -(2**70)),
+])
+async def test_an_integer_past_64_bits_in_a_tenant_is_a_400_naming_it(
+        admin: Gateway, field: str, value: int) -> None:
+    # It was a 500 (text/plain): the answer's JSON encoder refuses integers past 64 bits.
+    response = await admin.client.post("/admin/tenants", json={"name": "qa-big", field: value}, headers=ADMIN)
+    answer = await response.json()
+    assert response.status == 400, answer
+    assert answer["error"].startswith(f"{field}:")
+    assert (await admin.client.post("/admin/tenants", json={"name": "qa-big", field: 2**63 - 1 if field != "priority"
+                                                            else -(2**63)}, headers=ADMIN)).status == 201
+    assert (await admin.client.get("/admin/tenants", headers=ADMIN)).status == 200

@@ -16,7 +16,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, m
 # Every number of seconds (and every other float: weights, prices, budgets) is finite: `inf`
 # and `nan` are TOML floats, and an infinite wait is no bound ("every wait is bounded").
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(gt=0)]
+#: integers stay within 64 bits: JSON answers (orjson), SQLite and Redis refuse larger ones
+PositiveInt = Annotated[int, Field(gt=0, le=2**63 - 1)]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
 
@@ -162,7 +164,7 @@ class Tenant(_Frozen):
     key_sha256: Sha256
     requests_per_minute: PositiveInt = 600
     tokens_per_minute: PositiveInt = 200_000
-    priority: int = 0
+    priority: Int64 = 0
     models: Annotated[Names, Field(min_length=1)] = ("*",)
     budget_usd: NonNegative | None = None
     budget_period: Literal["day", "month", "total"] = "month"

@@ -44,8 +44,12 @@ def epoch(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
 
+#: 9999-12-31T23:59:59Z, the last moment a datetime holds (a row stored past it still reads)
+_LAST_EPOCH = 253402300799.0
+
+
 def from_epoch(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+    return None if seconds is None else datetime.fromtimestamp(min(seconds, _LAST_EPOCH), UTC)
 
 
 @dataclass(frozen=True, slots=True)
