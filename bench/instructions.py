@@ -1,0 +1,100 @@
+"""Userspace instructions per request of one gateway checkout (or the floor), under callgrind:
+deterministic to about 1% and blind to other load on the machine, where CPU time on a shared
+machine moves by +-25% between identical rounds. Needs valgrind.
+
+    python -m bench.instructions [--checkout PATH] [--floor]
+
+The process runs under `valgrind --tool=callgrind --instr-atstart=no`; after a warm-up,
+collection is switched on (`callgrind_control -i on`) for one workload at a time and dumped:
+50-chunk streams at 1 and 50 concurrent, non-stream requests at 50 and 1. The mock runs in
+this process, the load is `gateway.bench.run` / `bench.client.Client.nonstream`. It does not
+count the kernel's share (socket reads and writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.ab import interpreter
+from bench.client import Client, loop_factory
+from bench.config import CLIENT_KEY, REPO, UPSTREAM_KEY, UPSTREAM_KEY_ENV, gateway_config, toml_text
+from bench.procs import free_port, wait_ok
+from gateway.bench import run
+
+#: (kind, chunks, concurrency, requests)
+WORKLOADS = (("stream", 50, 1, 100), ("stream", 50, 50, 200),
+             ("nonstream", 50, 50, 300), ("nonstream", 50, 1, 100))
+
+
+def _control(*args: str) -> None:
+    subprocess.run(["callgrind_control", *args], capture_output=True, check=False)
+
+
+def _total(out: Path) -> int:
+    dumps = sorted(glob.glob(f"{out}*"), key=os.path.getmtime)
+    for line in Path(dumps[-1]).read_text(errors="replace").splitlines():
+        if line.startswith(("totals:", "summary:")) and int(line.split()[1]):
+            return int(line.split()[1])
+    return 0
+
+
+async def measure(checkout: Path, floor: bool) -> None:
+    from gateway.mock import MockSettings, start_mock
+
+    runner, mock_url = await start_mock(settings=MockSettings(words=20))
+    work = Path(tempfile.mkdtemp(prefix="gw-instructions-"))
+    port = free_port()
+    config = work / "gateway.toml"
+    config.write_text(toml_text(gateway_config(port, mock_url)))
+    python = interpreter(checkout)
+    argv = ([python, "-m", "bench.floor", "--port", str(port), "--upstream", mock_url] if floor else
+            [python, "-m", "gateway", "serve", "--config", str(config), "--loop", "auto"])
+    out = work / "callgrind.out"
+    env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONPATH": str(checkout)}
+    with open(work / "log", "wb") as log:
+        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                                 f"--callgrind-out-file={out}", *argv],
+                                env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    client = Client()
+    try:
+        await wait_ok(url + "/healthz", proc, timeout=300)
+        await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)  # warm-up, not counted
+        await client.nonstream(url, "mock-1+words=50", 10, 40)
+        for kind, chunks, concurrency, requests in WORKLOADS:
+            _control("-z", str(proc.pid))
+            _control("-i", "on", str(proc.pid))
+            model = f"mock-1+words={chunks}"
+            result = (await run(url, CLIENT_KEY, model, concurrency, requests) if kind == "stream"
+                      else await client.nonstream(url, model, concurrency, requests))
+            _control("-i", "off", str(proc.pid))
+            _control("-d", f"{kind}{chunks}c{concurrency}", str(proc.pid))
+            ok = max(1, result["ok"])
+            print(f"{'floor' if floor else checkout.name} {kind} {chunks} chunks, {concurrency} "
+                  f"concurrent: {result['ok']} ok, {_total(out) / ok / 1e6:.3f} M instructions "
+                  "per request", flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(120)
+        await runner.cleanup()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--checkout", default=str(REPO), help="its .venv's python when it has one")
+    parser.add_argument("--floor", action="store_true", help="measure the floor instead")
+    args = parser.parse_args()
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(measure(Path(args.checkout).resolve(), args.floor))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
