@@ -30,6 +30,13 @@ async def admin_page(request: web.Request) -> web.Response:
                                  "Content-Security-Policy": PAGE_CSP})
 
 
+async def admin_bare(request: web.Request) -> web.Response:
+    """`GET /admin` (typed without its slash): to the page; 404 like it when admin is off."""
+    if not request.app[LIVE].current.config.server.admin_key_sha256:
+        raise web.HTTPNotFound()
+    raise web.HTTPPermanentRedirect("/admin/")
+
+
 async def upstreams(request: web.Request) -> web.Response:
     """Each upstream: up or not, credentials refused, and each target's breaker with its last
     error (`health.upstream_health`)."""
@@ -49,4 +56,5 @@ def _target(t: TargetHealth) -> dict[str, Any]:
 
 
 PAGE_ROUTES = [web.get("/admin/", admin_page, allow_head=False),
+               web.get("/admin", admin_bare, allow_head=False),
                web.get("/admin/upstreams", upstreams, allow_head=False)]

@@ -105,3 +105,12 @@ async def test_a_bug_in_an_admin_route_is_a_json_500_and_one_logged_traceback(
     assert "gk-secret" not in admin.log.getvalue()
     audit = [line for line in admin.log_lines() if line.get("event") == "admin"]
     assert audit[-1]["status"] == 500
+
+
+async def test_admin_without_its_slash_goes_to_the_page(admin: Gateway, gateway: Gateway) -> None:
+    # An operator typing http://host:8080/admin got a bare 404.
+    response = await admin.client.get("/admin", allow_redirects=False)
+    assert response.status == 308 and response.headers["Location"] == "/admin/"
+    page = await admin.client.get("/admin")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert (await gateway.client.get("/admin", allow_redirects=False)).status == 404  # admin off
