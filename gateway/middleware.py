@@ -152,6 +152,10 @@ async def _audited(request: web.Request, handler: Handler, request_id: str) -> w
         status = exc.status
         exc.headers[REQUEST_ID] = request_id
         raise
+    except Exception as exc:  # a bug: as on the API routes, JSON to the client, frames to the log
+        request.app[LOGGER].error("unhandled", request_id=request_id, exception=type(exc).__name__,
+                                  traceback="".join(traceback.format_tb(exc.__traceback__)))
+        response = web.json_response({"error": "internal error"}, status=500)
     finally:
         request.app[LOGGER].info("admin", request_id=request_id, method=request.method,
                                  path=request.path[:128], status=status, remote=request.remote)

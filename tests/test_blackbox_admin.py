@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.auth import hash_key
+from gateway.state import STORE
 from tests.conftest import Gateway, GatewayFactory
 
 ADMIN_KEY = "qa-admin-key"
@@ -79,3 +80,28 @@ async def test_an_integer_past_64_bits_in_a_tenant_is_a_400_naming_it(
     assert (await admin.client.post("/admin/tenants", json={"name": "qa-big", field: 2**63 - 1 if field != "priority"
                                                             else -(2**63)}, headers=ADMIN)).status == 201
     assert (await admin.client.get("/admin/tenants", headers=ADMIN)).status == 200
+
+
+async def test_a_bug_in_an_admin_route_is_a_json_500_and_one_logged_traceback(
+        admin: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both 500s this review found on the admin routes came back as aiohttp's text/plain page
+    # with no traceback in the log: an admin answer is JSON like every other, and a bug is
+    # logged as on the API routes (its type and frames, never its text: it may hold a key).
+    store = admin.client.app[STORE].store
+
+    secret = "gk-" + "secret-in-the-message"
+
+    async def broken(tenant: str) -> list[Any]:
+        raise ValueError(f"boom: {secret}")
+
+    monkeypatch.setattr(store, "keys_of", broken)
+    assert (await admin.client.post("/admin/tenants", json={"name": "qa-f"}, headers=ADMIN)).status == 201
+    response = await admin.client.get("/admin/tenants/qa-f/keys", headers=ADMIN)
+    assert response.status == 500
+    assert await response.json() == {"error": "internal error"}
+    assert response.headers["x-request-id"]
+    bugs = [line for line in admin.log_lines() if line.get("event") == "unhandled"]
+    assert len(bugs) == 1 and bugs[0]["exception"] == "ValueError" and "keys_of" in bugs[0]["traceback"]
+    assert "gk-secret" not in admin.log.getvalue()
+    audit = [line for line in admin.log_lines() if line.get("event") == "admin"]
+    assert audit[-1]["status"] == 500
