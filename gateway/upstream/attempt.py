@@ -37,6 +37,7 @@ DROPPED_HEADERS = frozenset({
     "api-key", "x-goog-api-key", "ocp-apim-subscription-key",
     "cookie", "accept-encoding", "content-encoding", "openai-organization", "openai-project",
     "x-request-id", "content-type",
+    "x-gateway-tags",  # the gateway's own label (spend rows, the log line): never the provider's
 })
 
 
