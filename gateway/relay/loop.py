@@ -269,7 +269,7 @@ def sse_prefix(complete: bytes) -> int:
     end = complete.find(b"\n")
     if end == len(complete) - 2 and complete[end + 1] == 10 and complete.startswith(_ONE_EVENT):
         return len(complete)
-    if (complete.startswith(b"data:") and complete.endswith(b"\n\n") and b"\r" not in complete
+    if (complete.startswith(b"data:") and complete.endswith(b"\n\n") and complete.find(b"\r") < 0
             and complete.count(b"\n") == 2 * complete.count(b"\n\ndata:") + 2):
         return len(complete)
     offset = 0
