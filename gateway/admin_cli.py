@@ -93,7 +93,11 @@ def _call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any]
             text = response.read().decode()
             status = response.status
     except urllib.error.HTTPError as exc:
-        print(f"llm-gateway: {exc.code}: {_error_of(exc.read())}", file=sys.stderr)
+        raw = exc.read()
+        said = _error_of(raw)
+        if exc.code == 404 and not raw.lstrip().startswith(b"{"):  # no admin route answered
+            said = f"{args.url} has no admin routes (is server.admin_key_sha256 set there?)"
+        print(f"llm-gateway: {exc.code}: {said}", file=sys.stderr)
         return 1
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -214,14 +214,15 @@ async def _limiter(app: web.Application) -> AsyncIterator[None]:
 async def _seed_budget(app: web.Application, budget: MemoryBudget, store: StoreState) -> None:
     """The memory budget starts from what the store's spend rows say each tenant spent this
     period (a restart must not hand a tenant its whole budget again); Redis keeps its own."""
+    # runtime tenants, and the file's (which win over a runtime one of the same name)
+    tenants = {**store.view.tenants, **{t.name: t for t in app[LIVE].current.config.tenants}}
     try:
-        spent = await spent_this_period(store, app[LIVE].current.config.tenants, datetime.now(UTC).date())
+        spent = await spent_this_period(store, tenants.values(), datetime.now(UTC).date())
     except StoreUnavailable as exc:
         app[LOGGER].error("budget_not_seeded", error=str(exc))
         return
-    for tenant in app[LIVE].current.config.tenants:
-        if tenant.name in spent:
-            budget.seed(tenant.name, tenant.budget_period, spent[tenant.name])
+    for name, micros in spent.items():
+        budget.seed(name, tenants[name].budget_period, micros)
 
 
 async def _publish_budgets(app: web.Application, budget: Budget) -> None:

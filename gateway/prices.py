@@ -98,7 +98,7 @@ def require_prices(prices: PriceTable | None, models: Iterable[str]) -> None:
     """Raise `ModelUnpriced` when any of `models` (a request's targets) has no price."""
     unpriced = sorted({m for m in models if prices is None or prices.price_for(m) is None})
     if unpriced:
-        names = ", ".join(repr(m) for m in unpriced)
+        names = ", ".join(repr(m[:200]) for m in unpriced)
         raise ModelUnpriced(
             f"model {names} has no price (neither [prices] nor the built-in table), and this key "
             "has a spend budget that cannot be enforced on it")

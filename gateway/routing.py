@@ -79,15 +79,15 @@ class Router:
         if allowed is None:
             allowed = _remember(self._allowed, (tenant.name, model), tenant.allows(model))
         if not allowed:
-            raise ModelNotFound(f"model {model!r} is not available to this key")
+            raise ModelNotFound(f"model {model[:200]!r} is not available to this key")
         key = (model, dialect)
         plan = self._plans[key] if key in self._plans else _remember(
             self._plans, key, self._dialect_plan(model, dialect))
         if isinstance(plan, Plan):
             return plan
         if not plan:
-            raise ModelNotFound(f"model {model!r} is not routed to any upstream")
-        raise ModelNotFound(f"model {model!r} is served only by {' and '.join(sorted(plan))}-dialect "
+            raise ModelNotFound(f"model {model[:200]!r} is not routed to any upstream")
+        raise ModelNotFound(f"model {model[:200]!r} is served only by {' and '.join(sorted(plan))}-dialect "
                             f"upstreams; {api or 'this API'} is not translated")
 
     def _dialect_plan(self, model: str, dialect: str | None) -> Plan | frozenset[str]:

@@ -57,3 +57,25 @@ async def test_the_memory_budget_starts_from_the_stores_spend_this_period(
         assert (await _budget(second))["spent_usd"] > spent  # counted on top, not instead
     finally:
         await second.stop()
+
+
+async def test_a_runtime_tenants_budget_starts_from_its_spend_too(mock: Mock, tmp_path: Path) -> None:
+    config, port = priced_config(mock, tmp_path)
+    first = await start_gateway_process(config, tmp_path, port, name="first")
+    try:
+        status, _ = await call("POST", f"{first.url}/admin/tenants", ADMIN_KEY,
+                               {"name": "rt", "budget_usd": BUDGET, "budget_period": "day"})
+        assert status == 201
+        status, key = await call("POST", f"{first.url}/admin/tenants/rt/keys", ADMIN_KEY, {})
+        assert status == 201
+        status, _ = await call("POST", f"{first.url}/v1/chat/completions", key["key"], chat_body(stream=False))
+        assert status == 200
+        spent = (await _budget(first, "rt"))["spent_usd"]
+        assert spent > 0
+    finally:
+        assert await first.stop() == 0
+    second = await start_gateway_process(config, tmp_path, port, name="second")
+    try:
+        assert (await _budget(second, "rt"))["spent_usd"] == spent
+    finally:
+        await second.stop()

@@ -78,7 +78,7 @@ async def test_two_workers_share_the_port_sum_metrics_and_drain(
     assert not [w for w in workers if Path(f"/proc/{w}").exists()]  # drained and gone
     lines = [orjson.loads(line) for line in gateway.stderr().splitlines() if line.startswith("{")]
     events = [line["event"] for line in lines]
-    assert events.count("started") == 1 and events.count("worker_started") == 1
+    assert events.count("started") == 1 and events.count("worker_started") == 1, gateway.stderr()[-6000:]
     assert next(line for line in lines if line["event"] == "workers_started")["workers"] == 2
 
 

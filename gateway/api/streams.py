@@ -195,10 +195,11 @@ async def _subscribe(request: web.Request, hub: Streams, stream_id: str, after: 
     if generation is not None:
         generation.joined(resumed)
     try:
-        server = request.app[LIVE].current.config.server
+        config = request.app[LIVE].current.config
         response, _, _ = await serve_events(
-            request, reader, after, id_prefix, server.heartbeat_seconds, record.headers,
-            record.request_id, request.app[METRICS].heartbeats.inc)
+            request, reader, after, id_prefix, config.server.heartbeat_seconds, record.headers,
+            record.request_id, request.app[METRICS].heartbeats.inc,
+            stall_seconds=config.streams.abandon_seconds)  # not reading is not watching
     finally:
         if generation is not None:
             generation.left()

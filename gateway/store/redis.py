@@ -5,7 +5,8 @@ leaves no half-written tenant. Spend rows are added in one MULTI/EXEC.
 
 Layout: `tenants` (hash name -> fields JSON), `created` (hash name -> epoch), `keys` (hash id ->
 key JSON), `tkeys:<tenant>` (set of ids), `revoked` (set of ids), `used` (hash id -> epoch),
-`spend:<day>` (hash "tenant\\x1fkey\\x1fmodel\\x1ftag\\x1f<n>" -> count), `version`, and the
+`spend:<day>` (hash "tenant\\x1fkey\\x1fmodel\\x1ftag\\x1f<n>" -> count), `spend-days` (a set of
+the days that hold spend), `version`, and the
 channel `changed`.
 """
 
@@ -173,18 +174,27 @@ class RedisStore:
     async def add_spend(self, batch: SpendBatch) -> None:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
+                days = set()
                 for (day, *names), counts in batch.items():
                     field = SEP.join(names)
+                    days.add(day)
                     for i, n in enumerate(counts):
                         if n:
                             pipe.hincrby(f"{self._p}spend:{day}", f"{field}{SEP}{i}", n)
+                if days:  # the days that hold spend: a long range reads only those
+                    pipe.sadd(f"{self._p}spend-days", *days)
                 await pipe.execute()
         except REDIS_DOWN as exc:
             raise StoreUnavailable(f"redis store: {type(exc).__name__}") from None
 
     async def spend(self, first: date, last: date) -> list[tuple[SpendKey, list[int]]]:
-        days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
         try:
+            if (last - first).days < 62:
+                days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+            else:  # a `total` budget's period starts in 1970: not 20,000 reads, only the days spent
+                held = await self._redis.smembers(f"{self._p}spend-days")
+                low, high = first.isoformat(), last.isoformat()
+                days = sorted(d for raw in held if low <= (d := _text(raw)) <= high)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for day in days:
                     pipe.hgetall(f"{self._p}spend:{day}")
@@ -203,3 +213,7 @@ class RedisStore:
 def _float(raw: bytes | None) -> float | None:
     return None if raw is None else float(raw)
 
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
