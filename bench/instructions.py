@@ -2,11 +2,12 @@
 deterministic to about 1% and blind to other load on the machine, where CPU time on a shared
 machine moves by +-25% between identical rounds. Needs valgrind.
 
-    python -m bench.instructions [--checkout PATH] [--floor]
+    python -m bench.instructions [--checkout PATH] [--floor] [--streams]
 
 The process runs under `valgrind --tool=callgrind --instr-atstart=no`; after a warm-up,
 collection is switched on (`callgrind_control -i on`) for one workload at a time and dumped:
-50-chunk streams at 1 and 50 concurrent, non-stream requests at 50 and 1. The mock runs in
+50-chunk streams at 1 and 50 concurrent, non-stream requests at 50 and 1, 200-chunk streams at 1
+and 50 (`--streams`: the streams only). The mock runs in
 this process, the load is `gateway.bench.run` / `bench.client.Client.nonstream`. It does not
 count the kernel's share (socket reads and writes).
 """
@@ -30,7 +31,8 @@ from gateway.bench import run
 
 #: (kind, chunks, concurrency, requests)
 WORKLOADS = (("stream", 50, 1, 100), ("stream", 50, 50, 200),
-             ("nonstream", 50, 50, 300), ("nonstream", 50, 1, 100))
+             ("nonstream", 50, 50, 300), ("nonstream", 50, 1, 100),
+             ("stream", 200, 1, 50), ("stream", 200, 50, 100))
 
 
 def _control(*args: str) -> None:
@@ -45,7 +47,7 @@ def _total(out: Path) -> int:
     return 0
 
 
-async def measure(checkout: Path, floor: bool) -> None:
+async def measure(checkout: Path, floor: bool, streams: bool = False) -> None:
     from gateway.mock import MockSettings, start_mock
 
     runner, mock_url = await start_mock(settings=MockSettings(words=20))
@@ -69,6 +71,8 @@ async def measure(checkout: Path, floor: bool) -> None:
         await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)  # warm-up, not counted
         await client.nonstream(url, "mock-1+words=50", 10, 40)
         for kind, chunks, concurrency, requests in WORKLOADS:
+            if streams and kind != "stream":
+                continue
             _control("-z", str(proc.pid))
             _control("-i", "on", str(proc.pid))
             model = f"mock-1+words={chunks}"
@@ -90,9 +94,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--checkout", default=str(REPO), help="its .venv's python when it has one")
     parser.add_argument("--floor", action="store_true", help="measure the floor instead")
+    parser.add_argument("--streams", action="store_true", help="the stream workloads only")
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(measure(Path(args.checkout).resolve(), args.floor))
+        runner.run(measure(Path(args.checkout).resolve(), args.floor, args.streams))
     return 0
 
 

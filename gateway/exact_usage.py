@@ -40,7 +40,7 @@ def asking_usage(body: dict[str, Any]) -> dict[str, Any]:
 
 def is_usage_only(line: bytes) -> bool:
     """`data: {...}` with `choices: []` and a `usage` object: the chunk include_usage adds."""
-    if not line.startswith(b"data:") or _USAGE not in line:
+    if not line.startswith(b"data:") or line.find(_USAGE) < 0:  # `find`: see markers._any_in
         return False
     try:
         data = orjson.loads(line[5:])
@@ -58,12 +58,13 @@ def without_usage_only(complete: bytes, after_dropped: bool = False) -> tuple[by
         return complete, after_dropped
     if after_dropped and complete[:1] in (b"\r", b"\n"):
         complete = complete[after_line_end(complete, 0):]  # the dropped event's terminator
-    if _USAGE not in complete:
+    first = complete.find(_USAGE)  # `find`, not `in` (markers._any_in), and searched once
+    if first < 0:
         return complete, False
     kept: list[bytes] = []
     done = 0  # what is kept or dropped so far
     dropping = False
-    for start, end in lines_holding(complete, _USAGE):
+    for start, end in lines_holding(complete, _USAGE, first):
         if start < done or not is_usage_only(complete[start:end]):
             continue
         stop = after_line_end(complete, end)

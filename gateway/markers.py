@@ -63,12 +63,14 @@ def has_line(complete: bytes, markers: tuple[Marker, ...]) -> bool:
     return False
 
 
-def lines_holding(complete: bytes, needle: bytes) -> list[tuple[int, int]]:
+def lines_holding(complete: bytes, needle: bytes, at: int | None = None) -> list[tuple[int, int]]:
     """(start, end) of each line of `complete` that holds `needle`, its line ending left out
     (`complete[start:end]` is what `splitlines()` gives for it). Found by `find`, so a read of
-    a hundred lines with one such line costs a few C calls, not a loop over the hundred."""
+    a hundred lines with one such line costs a few C calls, not a loop over the hundred.
+    `at`: where `needle` is first found, when the caller searched for it already."""
     spans: list[tuple[int, int]] = []
-    at = complete.find(needle)
+    if at is None:
+        at = complete.find(needle)
     while at >= 0:
         lf = complete.rfind(b"\n", 0, at)  # then a CR only between it and `at`: the line's
         start = max(lf, complete.rfind(b"\r", lf + 1, at)) + 1  # length, not the read's
@@ -95,7 +97,7 @@ def after_line_end(complete: bytes, end: int) -> int:
 
 def has_finish(complete: bytes) -> bool:
     for finish in FINISHES:
-        if finish in complete:
+        if complete.find(finish) >= 0:  # `find`, not `in`: see `_any_in`
             return True
     return False
 
@@ -149,7 +151,10 @@ class EndWatch:
 
 
 def _any_in(complete: bytes, needles: tuple[bytes, ...]) -> bool:
+    # `find`, not `in`: CPython 3.11's `bytes in bytes` first tries the needle as an int and
+    # builds (then clears) a TypeError with its formatted message, about 2,000 instructions a
+    # test; on a read of one event that is more than the search itself.
     for found in needles:
-        if found in complete:
+        if complete.find(found) >= 0:
             return True
     return False

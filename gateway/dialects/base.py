@@ -250,15 +250,24 @@ class UsageMeter:
         self.usage = Usage(prompt_tokens=prompt_estimate)
         self._data_lines = 0
 
-    def observe(self, complete: bytes) -> None:
+    def observe(self, complete: bytes, events: int = -1) -> None:
+        """`events`: how many `data:` lines `complete` has when the caller knows every line of
+        it is a `data:` line or blank (`relay.loop.data_events`), else -1."""
         # Lines that START with `data:`: the model's text may hold "data:" inside a JSON string.
-        self._data_lines += (complete.startswith(b"data:") + complete.count(b"\ndata:")
-                             - complete.startswith(b"data: [DONE]") - complete.count(b"\ndata: [DONE]"))
-        if b'"usage"' not in complete:
+        if events == 1:  # one line: no `\ndata:` in it
+            self._data_lines += 1 - complete.startswith(b"data: [DONE]")
+        elif events > 1:
+            self._data_lines += (events - complete.startswith(b"data: [DONE]")
+                                 - complete.count(b"\ndata: [DONE]"))
+        else:
+            self._data_lines += (complete.startswith(b"data:") + complete.count(b"\ndata:")
+                                 - complete.startswith(b"data: [DONE]") - complete.count(b"\ndata: [DONE]"))
+        first = complete.find(b'"usage"')  # `find`, not `in` (markers._any_in), and searched once
+        if first < 0:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines
             return
-        for start, end in lines_holding(complete, b'"usage"'):  # not a loop over every line
+        for start, end in lines_holding(complete, b'"usage"', first):  # not a loop over every line
             if complete.startswith(b"data:", start):
                 try:
                     data = orjson.loads(complete[start + 5:end])
