@@ -15,12 +15,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .config import PriceSpec
     from .dialects import Usage
-    from .prices import BuiltinPrices
+
+
+class _Listed(Protocol):
+    @property
+    def price(self) -> Price: ...
+
+
+class FallbackPrices(Protocol):
+    """What a price table falls back on (the shipped table, `gateway.prices`): a protocol here,
+    so this module needs nothing of the module that reads the file."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def by_name(self) -> Mapping[str, object]: ...
+
+    def find(self, model: str) -> _Listed | None: ...
+
 
 MICROS_PER_USD = 1_000_000
 
@@ -91,14 +109,15 @@ class PriceTable:
 
     __slots__ = ("_prices", "builtin", "_found")
 
-    def __init__(self, prices: Mapping[str, Price], builtin: BuiltinPrices | None = None) -> None:
+    def __init__(self, prices: Mapping[str, Price], builtin: FallbackPrices | None = None) -> None:
         self._prices: tuple[tuple[str, Price], ...] = tuple(prices.items())
         self.builtin = builtin
         #: model -> its price, once looked up (bounded: a client names the models)
         self._found: dict[str, Price | None] = {}
 
     @classmethod
-    def from_config(cls, prices: Mapping[str, PriceSpec], builtin: BuiltinPrices | None = None) -> PriceTable:
+    def from_config(cls, prices: Mapping[str, PriceSpec],
+                    builtin: FallbackPrices | None = None) -> PriceTable:
         """The table of a config's `[prices]`, in the file's order, over `builtin`."""
         return cls({
             pattern: Price(p.input, p.output, p.cache_read, p.cache_write) for pattern, p in prices.items()

@@ -35,7 +35,7 @@ async def test_a_resumed_anthropic_stream_ends_with_the_codecs_stop_reason() -> 
     async def write(data: bytes) -> None:
         written.append(data)
 
-    view = ClientView("anthropic", False)
+    view = ClientView(ANTHROPIC.client_spot(False))
     view.feed(b'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
               b'"content_block":{"type":"text","text":""}}\n\n')
     splice = Splice(write, ANTHROPIC_SHAPE, view, OPENAI, Usage(), UsageMeter(OPENAI, 0))

@@ -143,9 +143,10 @@ class Api(UpstreamRoute):
     def translates(self, opened: Opened) -> bool:
         return self.claude is not None and opened.dialect is ANTHROPIC
 
-    def meters(self, opened: Opened) -> Dialect:
-        # Usage is read in the upstream's dialect.
-        return ANTHROPIC if self.translates(opened) else self.dialect
+    def speaks(self, target: Target) -> Dialect:
+        # A translated target is asked (and its usage read) in the upstream's dialect.
+        translated = self.claude is not None and target.upstream.dialect == ANTHROPIC.name
+        return ANTHROPIC if translated else self.dialect
 
     def json(self, opened: Opened) -> Callable[[dict[str, Any]], bytes] | None:
         claude = self.claude
@@ -170,12 +171,10 @@ class Api(UpstreamRoute):
         return lambda write: sink(write, shape, ends, errors, end_bytes)
 
     def view(self, call: Call) -> ClientView | None:
-        """Responses and completions streams are resumed in their own shapes (a Responses
-        stream from or to an Anthropic target too: its events are read in `meters`')."""
-        if self.responses:
-            return ClientView("responses", False)
+        """Responses and completions streams are resumed in their own dialect's shapes (a
+        Responses stream to an Anthropic target too: its events are read in `meters`')."""
         if self.streams_allowed:
-            return ClientView("completions", client_asked(call.body))
+            return ClientView(self.dialect.client_spot(client_asked(call.body)))
         return None
 
 

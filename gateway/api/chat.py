@@ -27,6 +27,7 @@ from ..codecs import (
     translate_error_body,
 )
 from ..codecs.registry import translation
+from ..codecs.simple import SimpleSpot
 from ..config import Tenant
 from ..dialects import ANTHROPIC, DIALECTS, OPENAI, Dialect
 from ..errors import GatewayError, UpstreamAnswered, UpstreamHTTPError
@@ -86,7 +87,8 @@ class ChatRoute(UpstreamRoute):
 
     def view(self, call: Call) -> ClientView:
         client = self.client
-        return ClientView(client.name if client else "simple", _include_usage(call))
+        include_usage = _include_usage(call)
+        return ClientView(client.client_spot(include_usage) if client else SimpleSpot(include_usage))
 
 
 CHAT_COMPLETIONS = ChatRoute(OPENAI, OPENAI_SHAPE)

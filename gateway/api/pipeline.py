@@ -24,14 +24,14 @@ from aiohttp import web
 from ..admission.ticket import Charge, Ticket
 from ..body import Call
 from ..config import Tenant
-from ..dialects import Dialect, Usage, UsageMeter
+from ..dialects import DIALECTS, Dialect, Usage, UsageMeter
 from ..errors import GatewayError, UpstreamError, UpstreamHTTPError
 from ..live import Snapshot
 from ..record import Record
 from ..relay.client import HttpStream
 from ..relay.early import sse_response
 from ..relay.loop import Stopped
-from ..relay.resume import ClientView, Resume, with_prefill
+from ..relay.resume import ClientView, Resume
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan, Target
@@ -86,9 +86,14 @@ class UpstreamRoute:
         it was translated into the client's dialect."""
         return exc, False
 
+    def speaks(self, target: Target) -> Dialect:
+        """The dialect of the request `body_for` builds for `target`, and of its answer: what
+        a continuation's prefill is asked in, and what reads usage and ends (`meters`)."""
+        return DIALECTS[target.upstream.dialect]
+
     def meters(self, opened: Opened) -> Dialect:
         """The dialect that reads usage and ends from the upstream's answer."""
-        return opened.dialect
+        return self.speaks(opened.target)
 
     def translates(self, opened: Opened) -> bool:
         return False
@@ -150,7 +155,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         resume: Resume | None = None
         if plan.resume_midstream and (view := route.view(call)) is not None:
             # keeps the request's body, to ask a continuation with it
-            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, route.meters)
+            continuation = Continue(app[UPSTREAMS], plan, tried, request, record, route.speaks)
             resume = Resume(view, continuation)
         make_sink = route.sink(opened, call, ticket, snapshot, app, tenant)
         del call, tried  # a stream may last minutes: its parsed body is not held meanwhile
@@ -199,18 +204,18 @@ class Continue:
     """The handler's side of a mid-stream resume (`relay.resume.Continuation`): a cut stream
     continues on the cut target itself or a later one of the plan that `supports_prefill`
     (`upstream/continuation.py`: a refusal moves on, and is remembered), asked the original
-    request plus the streamed text (`with_prefill`, in the shape of the target's body). What
+    request plus the streamed text (`Dialect.with_prefill`, in the dialect of the target's body). What
     it opened and tried stays here, for the handler to settle and record."""
 
-    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_used", "_meters",
+    __slots__ = ("_upstreams", "_plan", "_body_for", "_request", "_record", "_used", "_speaks",
                  "attempts", "opened")
 
     def __init__(self, upstreams: UpstreamClient, plan: Plan, body_for: BodyFor,
                  request: web.Request, record: Record,
-                 meters: Callable[[Opened], Dialect] | None = None) -> None:
+                 speaks: Callable[[Target], Dialect] | None = None) -> None:
         self._upstreams, self._plan, self._body_for = upstreams, plan, body_for
         self._request, self._record = request, record
-        self._meters = meters  # the route's `meters` (None: the upstream's own dialect)
+        self._speaks = speaks  # the route's `speaks` (None: the upstream's own dialect)
         self._used: set[tuple[str, str]] = set()  # the targets that continued this stream
         self.attempts: list[Attempt] = []  # every continuation's tries, in order
         self.opened: list[Opened] = []  # every continuation that answered
@@ -226,7 +231,7 @@ class Continue:
         async def open_plan(plan: Plan, asked: Callable[[Target], None]) -> Opened:
             def body(target: Target) -> bytes:
                 asked(target)
-                return with_prefill(body_for(target), text)
+                return self._dialect(target).with_prefill(body_for(target), text)
             try:
                 opened = await upstreams.open(
                     plan, body, self._request.headers, record.request_id, stream=True,
@@ -243,7 +248,11 @@ class Continue:
         return opened
 
     def meters(self, opened: Opened) -> Dialect:
-        return self._meters(opened) if self._meters is not None else opened.dialect
+        return self._dialect(opened.target)
+
+    def _dialect(self, target: Target) -> Dialect:
+        speaks = self._speaks
+        return speaks(target) if speaks is not None else DIALECTS[target.upstream.dialect]
 
     def count(self, result: str) -> None:
         app = self._request.app

@@ -5,7 +5,8 @@ dialect's end marker (`[DONE]`, `message_stop`), `event: error` `{"code": N, "me
 once for an upstream error event or an event that is not JSON; nothing follows done or error.
 Only answer text is sent: thinking, tool calls and usage map to no simple event. The done data
 carries `cost_usd` when the codec was given a `cost` and the upstream reported usage that it prices
-(the same prices and rounding the request's log line uses); else it is `{}`.
+(the same prices and rounding the request's log line uses); else it is `{}`. `SimpleSpot` reads
+and continues such a stream for a mid-stream resume.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..dialects import DIALECTS
+from ..dialects import DIALECTS, Dialect, Usage
+from ..dialects.spot import ClientSpot
 from ..errors import GatewayError
 from .common import NOT_JSON, TokenUsage, load_object, sse
 
@@ -79,3 +81,22 @@ class SimpleCodec:
             return b""
         self.done = True
         return sse({"code": status, "message": message}, "error")
+
+
+class SimpleSpot(ClientSpot):
+    """A simple-event client's stream, for a mid-stream resume: its text is the `message`
+    events' content, `done` or `error` ends it; a continuation adds `message` events, then
+    `done` `{}`."""
+
+    def seen(self, event: str, data: dict[str, Any]) -> str | None:
+        if event == "message" and isinstance(data.get("content"), str):
+            return str(data["content"])
+        if event in ("done", "error"):
+            self.finished = True
+        return None
+
+    def more_text(self, text: str) -> bytes:
+        return sse({"content": text, "done": False}, "message")
+
+    def ending(self, stop: str | None, source: Dialect, usage: Usage, text: str) -> bytes:
+        return sse({}, "done")

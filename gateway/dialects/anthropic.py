@@ -12,7 +12,8 @@ from urllib.parse import urlencode
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
 from ..markers import Marker
-from .base import Dialect, StreamSpot, TokenUsage, Usage, count, error_message, model_ids, sse
+from .base import Dialect, TokenUsage, Usage, count, error_message, model_ids, sse
+from .spot import ClientSpot, DialectSpot
 
 API_VERSION = "2023-06-01"
 
@@ -136,37 +137,11 @@ class AnthropicDialect(Dialect):
     finish_to_openai = FINISH_REASONS
     default_finish = "end_turn"
 
-    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
-        kind = data.get("type")
-        index = data.get("index")
-        if kind == "content_block_start" and isinstance(index, int):
-            block = data.get("content_block")
-            if isinstance(block, dict) and block.get("type") == "text":
-                spot.block = index
-            else:
-                spot.tool = True
-            spot.next_block = index + 1
-        elif kind == "content_block_stop":
-            spot.block = None
-        elif kind == "message_delta":  # the answer's ending has begun
-            spot.finished = True
+    def prefill(self, body: dict[str, Any], text: str) -> None:
+        body["messages"] = [*body.get("messages", []), {"role": "assistant", "content": text}]
 
-    def more_text(self, spot: StreamSpot, text: str) -> bytes:
-        head = b""
-        if spot.block is None:  # cut before a text block opened: open one after the last
-            spot.block = spot.next_block
-            head = sse({"type": "content_block_start", "index": spot.block,
-                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
-        return head + sse({"type": "content_block_delta", "index": spot.block,
-                           "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
-
-    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
-        out = b""
-        if spot.block is not None:
-            out += sse({"type": "content_block_stop", "index": spot.block}, "content_block_stop")
-        return out + sse({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
-                          "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
-            {"type": "message_stop"}, "message_stop")
+    def client_spot(self, include_usage: bool) -> ClientSpot:
+        return AnthropicSpot(self, include_usage)
 
     def prompt_too_long(self, error: dict[str, Any]) -> bool:
         message = error.get("message")
@@ -204,6 +179,50 @@ def usage_from_anthropic(usage: object, before: TokenUsage) -> TokenUsage:
         cache_write_tokens=pick("cache_creation_input_tokens", before.cache_write_tokens),
         reported=True,
     )
+
+
+class AnthropicSpot(DialectSpot):
+    """A Messages client's stream: a continuation's text goes into the text block the client
+    has open (one is opened after the last when the cut came before it); its ending closes
+    the block, then `message_delta` (stop reason, output tokens) and `message_stop`."""
+
+    def __init__(self, dialect: Dialect, include_usage: bool) -> None:
+        super().__init__(dialect, include_usage)
+        self.block: int | None = None  # the open text block's index
+        self.next_block = 0
+
+    def noted(self, event: str, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        index = data.get("index")
+        if kind == "content_block_start" and isinstance(index, int):
+            block = data.get("content_block")
+            if isinstance(block, dict) and block.get("type") == "text":
+                self.block = index
+            else:
+                self.tool = True
+            self.next_block = index + 1
+        elif kind == "content_block_stop":
+            self.block = None
+        elif kind == "message_delta":  # the answer's ending has begun
+            self.finished = True
+
+    def more_text(self, text: str) -> bytes:
+        head = b""
+        if self.block is None:  # cut before a text block opened: open one after the last
+            self.block = self.next_block
+            head = sse({"type": "content_block_start", "index": self.block,
+                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
+        return head + sse({"type": "content_block_delta", "index": self.block,
+                           "delta": {"type": "text_delta", "text": text}}, "content_block_delta")
+
+    def ending(self, stop: str | None, source: Dialect, usage: Usage, text: str) -> bytes:
+        out = b""
+        if self.block is not None:
+            out += sse({"type": "content_block_stop", "index": self.block}, "content_block_stop")
+        delta = {"stop_reason": self.reason(stop, source), "stop_sequence": None}
+        return out + sse({"type": "message_delta", "delta": delta,
+                          "usage": {"output_tokens": usage.completion_tokens}}, "message_delta") + sse(
+            {"type": "message_stop"}, "message_stop")
 
 
 ANTHROPIC = AnthropicDialect()

@@ -1,7 +1,8 @@
 """What every dialect provides: its URL and key header, its model list, usage, text deltas,
 finish reasons, end and error markers, its stream's error event and "prompt too long"; and the
 per-stream usage meter built on it. The relay, resume and the simple events read streams
-through these methods only: one reader per dialect."""
+through these methods only: one reader per dialect. A mid-stream resume asks the dialect for
+its prefill request and its `ClientSpot` (`spot.py`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
@@ -17,6 +18,9 @@ from aiohttp import hdrs
 
 from ..config import UpstreamSpec
 from ..markers import Marker, lines_holding
+
+if TYPE_CHECKING:
+    from .spot import ClientSpot
 
 
 @dataclass(slots=True)
@@ -170,19 +174,22 @@ class Dialect(ABC):
         """An error body's `error` object says the prompt does not fit the model."""
         return False
 
-    # A mid-stream resume writes a continuation into a client's stream of this dialect:
-    # `noted` sees each event the client got, `more_text` and `ending` write in its ids.
+    # A mid-stream resume: how a continuation is asked of an upstream of this dialect, and
+    # how it is written into a client's stream of this dialect (`spot.py`).
 
-    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
-        """Note in `spot` what a continuation needs of an event the client received."""
-        return None
+    @abstractmethod
+    def prefill(self, body: dict[str, Any], text: str) -> None:
+        """Make `body`, a request of this dialect, ask to go on from `text` (the answer so far)."""
 
-    def more_text(self, spot: StreamSpot, text: str) -> bytes:
-        """A continuation's text, as the next event(s) of the client's stream."""
-        raise NotImplementedError(f"a {self.name} client's stream is not resumed")
+    def with_prefill(self, body: bytes, text: str) -> bytes:
+        """A continuation's request: `body` (this dialect's), asking to go on from `text`."""
+        data = orjson.loads(body)
+        if text:
+            self.prefill(data, text)
+        return orjson.dumps(data)
 
-    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
-        """The client's stream's ending after a continuation (`reason` in this dialect's words)."""
+    def client_spot(self, include_usage: bool) -> ClientSpot:
+        """A fresh reader-writer of a client's stream of this dialect, for a mid-stream resume."""
         raise NotImplementedError(f"a {self.name} client's stream is not resumed")
 
     @abstractmethod
@@ -197,17 +204,6 @@ def sse(data: object, event: str | None = None) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
-
-
-class StreamSpot(Protocol):
-    """Where a client's stream stands, for a continuation to go on in it (`relay.resume`'s
-    `ClientView`): the dialect notes what it needs as the client's events go by."""
-
-    head: dict[str, Any]  # OpenAI: the first chunk's id, created, model
-    block: int | None  # Anthropic: the open text block's index
-    next_block: int
-    tool: bool  # a tool call reached the client: not resumable
-    finished: bool  # the client has the answer's ending
 
 
 def choice_zero(choices: object) -> dict[str, Any] | None:

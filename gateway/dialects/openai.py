@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..markers import Marker
-from .base import DONE, Dialect, StreamSpot, TokenUsage, Usage, choice_zero, count, error_message, sse
+from .base import DONE, Dialect, TokenUsage, Usage, choice_zero, count, error_message, sse
+from .spot import ClientSpot, DialectSpot
 
 
 class OpenAIDialect(Dialect):
@@ -62,27 +63,11 @@ class OpenAIDialect(Dialect):
     def prompt_too_long(self, error: dict[str, Any]) -> bool:
         return error.get("code") == "context_length_exceeded"
 
-    def noted(self, spot: StreamSpot, event: str, data: dict[str, Any]) -> None:
-        if not spot.head and "id" in data:
-            spot.head = {k: data.get(k) for k in ("id", "created", "model")}
-        choice = choice_zero(data.get("choices"))
-        delta = choice.get("delta") if choice is not None else None
-        if isinstance(delta, dict) and delta.get("tool_calls"):
-            spot.tool = True
+    def prefill(self, body: dict[str, Any], text: str) -> None:
+        body["messages"] = [*body.get("messages", []), {"role": "assistant", "content": text}]
 
-    def more_text(self, spot: StreamSpot, text: str) -> bytes:
-        return sse({**spot.head, "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
-
-    def ending(self, spot: StreamSpot, reason: str, usage: Usage, include_usage: bool) -> bytes:
-        out = sse({**spot.head, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-        if include_usage:
-            out += sse({**spot.head, "object": "chat.completion.chunk", "choices": [],
-                        "usage": {"prompt_tokens": usage.prompt_tokens,
-                                  "completion_tokens": usage.completion_tokens,
-                                  "total_tokens": usage.total}})
-        return out + DONE
+    def client_spot(self, include_usage: bool) -> ClientSpot:
+        return OpenAISpot(self, include_usage)
 
     def simple_request(self, body: dict[str, Any]) -> dict[str, Any]:
         request = {k: v for k, v in body.items() if k != "system"}
@@ -110,6 +95,37 @@ def usage_from_openai(usage: object, before: TokenUsage) -> TokenUsage:
         cache_read_tokens=cached,
         reported=True,
     )
+
+
+class OpenAISpot(DialectSpot):
+    """A chat client's stream: a continuation's chunks carry the first chunk's id, created
+    and model; its ending is a finish chunk, the usage chunk when asked, then `[DONE]`."""
+
+    def __init__(self, dialect: Dialect, include_usage: bool) -> None:
+        super().__init__(dialect, include_usage)
+        self.head: dict[str, Any] = {}  # the first chunk's id, created, model
+
+    def noted(self, event: str, data: dict[str, Any]) -> None:
+        if not self.head and "id" in data:
+            self.head = {k: data.get(k) for k in ("id", "created", "model")}
+        choice = choice_zero(data.get("choices"))
+        delta = choice.get("delta") if choice is not None else None
+        if isinstance(delta, dict) and delta.get("tool_calls"):
+            self.tool = True
+
+    def more_text(self, text: str) -> bytes:
+        return sse({**self.head, "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]})
+
+    def ending(self, stop: str | None, source: Dialect, usage: Usage, text: str) -> bytes:
+        out = sse({**self.head, "object": "chat.completion.chunk",
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": self.reason(stop, source)}]})
+        if self.include_usage:
+            out += sse({**self.head, "object": "chat.completion.chunk", "choices": [],
+                        "usage": {"prompt_tokens": usage.prompt_tokens,
+                                  "completion_tokens": usage.completion_tokens,
+                                  "total_tokens": usage.total}})
+        return out + DONE
 
 
 OPENAI = OpenAIDialect()

@@ -2,16 +2,20 @@
 or in the final `response.*` event's `response`; a stream ends at `response.completed`,
 `response.failed` or `response.incomplete`, and its error event is `event: error` (the
 gateway's own error event in its shape is `shapes.RESPONSES_SHAPE`); a continuation's text
-is its `response.output_text.delta` events. Everything else (key, model list) is OpenAI's.
+is its `response.output_text.delta` events, and a continuation is asked as an assistant input
+item and written into the client's stream by `ResponsesSpot`. Everything else (key, model
+list) is OpenAI's.
 Only `/v1/responses` speaks it: it is no upstream dialect of the config."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from ..markers import Marker
-from .base import Usage
+from .base import Dialect, Usage, sse
 from .openai import OpenAIDialect
+from .spot import ClientSpot, DialectSpot
 
 #: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
 #: names its type first); its error event is `event: error`. On line starts only.
@@ -64,6 +68,83 @@ class ResponsesDialect(OpenAIDialect):
 
     def finish_reason(self, data: dict[str, Any]) -> str | None:
         return None  # a Responses stream has no finish before its end event
+
+    def prefill(self, body: dict[str, Any], text: str) -> None:
+        # The input, then `text` as the assistant's (a string input becomes the user's message).
+        given = body.get("input")
+        turns = [{"role": "user", "content": given}] if isinstance(given, str) else list(given or [])
+        body["input"] = [*turns, {"role": "assistant", "content": text}]
+
+    def client_spot(self, include_usage: bool) -> ClientSpot:
+        return ResponsesSpot(self, include_usage)
+
+
+class ResponsesSpot(DialectSpot):
+    """A `/v1/responses` client's stream. Every event the gateway adds carries the next
+    `sequence_number` after the last one the client has (`last_number`), so the numbers stay
+    consecutive. Text goes into the message item the client has open (one is opened after the
+    last output when the cut came before it); the ending closes the text part and the item
+    and sends `response.completed` with the response the client was given at
+    `response.created`, its whole text and every attempt's usage. An output item that is not
+    a message or reasoning (a function call) makes the stream not resumable."""
+
+    def __init__(self, dialect: Dialect, include_usage: bool) -> None:
+        super().__init__(dialect, include_usage)
+        self.response: dict[str, Any] = {}  # as `response.created` gave it
+        self.item_id: str | None = None  # the message item open for text
+        self.output_index = 0
+        self.content_index = 0
+        self.next_output = 0
+
+    def noted(self, event: str, data: dict[str, Any]) -> None:
+        seq = data.get("sequence_number")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            self.last_number = max(self.last_number, seq)
+        kind = data.get("type") or event
+        if kind == "response.created" and isinstance(data.get("response"), dict):
+            self.response = dict(data["response"])
+        elif kind == "response.output_item.added" and isinstance(data.get("item"), dict):
+            item, index = data["item"], data.get("output_index")
+            if isinstance(index, int):
+                self.next_output = max(self.next_output, index + 1)
+            if item.get("type") == "message":
+                self.item_id, self.output_index, self.content_index = item.get("id"), index or 0, 0
+            elif item.get("type") not in ("message", "reasoning"):
+                self.tool = True
+        elif kind == "response.content_part.added" and isinstance(data.get("content_index"), int):
+            self.content_index = data["content_index"]
+
+    def more_text(self, text: str) -> bytes:
+        out = b""
+        if self.item_id is None:  # cut before a message item opened: open one after the last
+            self.item_id, self.output_index = f"msg_{uuid.uuid4().hex}", self.next_output
+            self.content_index, self.next_output = 0, self.next_output + 1
+            out += self._event("response.output_item.added", output_index=self.output_index, item={
+                "id": self.item_id, "type": "message", "status": "in_progress", "role": "assistant",
+                "content": []})
+            out += self._event("response.content_part.added", **self._where(),
+                               part={"type": "output_text", "text": "", "annotations": []})
+        return out + self._event("response.output_text.delta", **self._where(), delta=text)
+
+    def ending(self, stop: str | None, source: Dialect, usage: Usage, text: str) -> bytes:
+        part = {"type": "output_text", "text": text, "annotations": []}
+        item = {"id": self.item_id, "type": "message", "status": "completed", "role": "assistant",
+                "content": [part]}
+        response = {**self.response, "status": "completed", "output": [item], "usage": {
+            "input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens,
+            "total_tokens": usage.total}}
+        return (self._event("response.output_text.done", **self._where(), text=text)
+                + self._event("response.content_part.done", **self._where(), part=part)
+                + self._event("response.output_item.done", output_index=self.output_index, item=item)
+                + self._event("response.completed", response=response))
+
+    def _where(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "output_index": self.output_index,
+                "content_index": self.content_index}
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        self.last_number += 1
+        return sse({"type": kind, **data, "sequence_number": self.last_number}, kind)
 
 
 _FINAL = ("response.completed", "response.failed", "response.incomplete")

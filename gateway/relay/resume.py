@@ -17,44 +17,24 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..codecs.common import sse
-from ..dialects import DIALECTS, Dialect, Usage, UsageMeter
+from ..dialects import Dialect, Usage, UsageMeter
+from ..dialects.spot import ClientSpot
 from ..errors import UpstreamError
 from ..shapes import ErrorShape
 from ..sse import EventParser
 from ..upstream import Opened
 from ..upstream.continuation import NoContinuation as NoContinuation
 from .guard import MALFORMED
-from .resume_apis import (
-    ResponsesState,
-    completions_ending,
-    completions_text,
-    responses_ending,
-    responses_text,
-    see_completions,
-    see_responses,
-)
-from .resume_apis import with_prefill as with_prefill
 from .sinks import TRUNCATED, Sink, Write
 
 
 class ClientView:
-    """What the client has received, read from the bytes written to it. `client` is
-    "openai", "anthropic", "simple" (the route's dialect), "responses" or "completions"
-    (the API's own shapes, read in `resume_apis.py`)."""
+    """What the client has received, read from the bytes written to it by its stream's
+    `ClientSpot` (the client's dialect's, `Dialect.client_spot`, or the simple events')."""
 
-    def __init__(self, client: str, include_usage: bool) -> None:
-        self.client = client
-        #: the client's dialect, which reads what was written to it (None: simple events)
-        self.dialect: Dialect | None = DIALECTS.get(client)
-        self.include_usage = include_usage
+    def __init__(self, spot: ClientSpot) -> None:
+        self.spot = spot
         self.text: list[str] = []
-        self.head: dict[str, Any] = {}  # OpenAI: the first chunk's id, created, model
-        self.block: int | None = None  # Anthropic: the open text block's index
-        self.next_block = 0
-        self.tool = False  # a tool call reached the client: not resumable
-        self.finished = False  # the client has the answer's ending
-        self.responses = ResponsesState()  # Responses: its numbering, response and item
         self._parser = EventParser()
 
     def watch(self, write: Write) -> Write:
@@ -66,45 +46,16 @@ class ClientView:
     def feed(self, data: bytes) -> None:
         for event in self._parser.feed(data):
             if event.data.strip() == "[DONE]":
-                self.finished = True
+                self.spot.finished = True
                 continue
             try:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(payload, dict):
-                self._see(event.event, payload)
-
-    def _see(self, event: str, data: dict[str, Any]) -> None:
-        if self.client == "responses":
-            text, tool, ended = see_responses(self.responses, event, data)
-            self.tool, self.finished = self.tool or tool, self.finished or ended
-            if text:
-                self.text.append(text)
-            return
-        if self.client == "completions":
-            text, ended = see_completions(self.head, data)
-            self.finished = self.finished or ended or "error" in data
-            if text:
-                self.text.append(text)
-            return
-        if self.client == "simple":
-            if event == "message" and isinstance(data.get("content"), str):
-                self.text.append(data["content"])
-            elif event in ("done", "error"):
-                self.finished = True
-            return
-        dialect = self.dialect
-        assert dialect is not None
-        text = dialect.text_delta(event, data)  # what the client's dialect reads as text
-        if text:
-            self.text.append(text)
-        if (dialect.finish_reason(data) is not None or dialect.stream_error(event, data) is not None
-                or dialect.ends_answer(event, data)):
-            self.finished = True
-        # Where a continuation goes on, in the client's own ids, and whether a tool call
-        # reached it (then a cut is final): the client's dialect notes it.
-        dialect.noted(self, event, data)
+                text = self.spot.seen(event.event, payload)
+                if text:
+                    self.text.append(text)
 
     @property
     def streamed(self) -> str:
@@ -116,7 +67,7 @@ class ClientView:
         return self._parser.between_events
 
     def resumable(self, sink: Sink) -> bool:
-        return not (self.tool or self.finished or sink.failed)
+        return not (self.spot.tool or self.spot.finished or sink.failed)
 
 
 class Splice(Sink):
@@ -184,29 +135,12 @@ class Splice(Sink):
                      self.before.completion_tokens + now.completion_tokens, now.reported)
 
     def _text(self, text: str) -> bytes:
-        view = self.view
         self._streamed.append(text)
-        if view.client == "responses":
-            return responses_text(view.responses, text)
-        if view.client == "completions":
-            return completions_text(view.head, text)
-        if view.dialect is None:  # simple events
-            return sse({"content": text, "done": False}, "message")
-        return view.dialect.more_text(view, text)
+        return self.view.spot.more_text(text)
 
     def _ending(self) -> bytes:
-        view = self.view
-        usage = self._usage()
-        if view.client == "responses":
-            return responses_ending(view.responses, "".join(self._streamed), usage)
-        if view.client == "completions":
-            return completions_ending(view.head, self._stop or "stop", usage, view.include_usage)
-        if view.dialect is None:  # simple events
-            return sse({}, "done")
-        # The continuation's finish reason in the client's words (the dialects' one table).
-        stop = self._stop or self.dialect.default_finish
-        reason = view.dialect.finish_in(stop, self.dialect)
-        return view.dialect.ending(view, reason, usage, view.include_usage)
+        # The continuation's finish reason goes in the client's words (the dialects' one table).
+        return self.view.spot.ending(self._stop, self.dialect, self._usage(), "".join(self._streamed))
 
 
 class Continuation(Protocol):

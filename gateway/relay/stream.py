@@ -167,7 +167,7 @@ async def stream_answer(
             exc.message = mask.text(exc.message)
             outcome, error = exc.outcome, exc.message
             if resume is not None:  # after a continuation's numbered events
-                first_sink.numbered(resume.view.responses.sequence)
+                first_sink.numbered(resume.view.spot.last_number)
             if isinstance(exc, UpstreamError):  # the provider's failure, not the client's or drain's
                 failure = failure or exc.message
             if isinstance(exc, Stopped):

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis.asyncio
 
 from .log import Batch, Reader, Unavailable, is_terminal
-
-if TYPE_CHECKING:
-    from .redis import RedisLog
 
 BROKEN_ID = b"1-0"
 #: how much longer than its block a remote read may take before Redis counts as not answering
@@ -28,12 +25,23 @@ WATCH_EVERY_SECONDS = 1.0
 READ_COUNT = 512
 
 
+class TailSource(Protocol):
+    """What a remote reader needs of the Redis log (`redis.RedisLog`): its blocking-read
+    client, a stream's key, and where to say that a subscriber is watching."""
+
+    reads: redis.asyncio.Redis
+
+    def key(self, stream_id: str) -> str: ...
+
+    def watching(self, stream_id: str) -> None: ...
+
+
 class RemoteReader(Reader):
     """A stream generated in another process, read from Redis (XREAD BLOCK for the tail)."""
 
     __slots__ = ("_log", "_id", "_key", "_told", "_looked", "_end")
 
-    def __init__(self, log: RedisLog, stream_id: str) -> None:
+    def __init__(self, log: TailSource, stream_id: str) -> None:
         self._log = log
         self._id = stream_id
         self._key = log.key(stream_id)
