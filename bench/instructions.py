@@ -7,7 +7,8 @@ machine moves by +-25% between identical rounds. Needs valgrind.
 The process runs under `valgrind --tool=callgrind --instr-atstart=no`; after a warm-up,
 collection is switched on (`callgrind_control -i on`) for one workload at a time and dumped:
 50-chunk streams at 1 and 50 concurrent, non-stream requests at 50 and 1, 200-chunk streams at 1
-and 50 (`--streams`: the streams only). The mock runs in
+and 50, and paced 50-chunk streams at 1 (the mock's `tps=200`: a read is one event, as with a
+real model's pace; `--streams`: the streams only). The mock runs in
 this process, the load is `gateway.bench.run` / `bench.client.Client.nonstream`. It does not
 count the kernel's share (socket reads and writes).
 """
@@ -32,7 +33,7 @@ from gateway.bench import run
 #: (kind, chunks, concurrency, requests)
 WORKLOADS = (("stream", 50, 1, 100), ("stream", 50, 50, 200),
              ("nonstream", 50, 50, 300), ("nonstream", 50, 1, 100),
-             ("stream", 200, 1, 50), ("stream", 200, 50, 100))
+             ("stream", 200, 1, 50), ("stream", 200, 50, 100), ("paced", 50, 1, 30))
 
 
 def _control(*args: str) -> None:
@@ -71,12 +72,12 @@ async def measure(checkout: Path, floor: bool, streams: bool = False) -> None:
         await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)  # warm-up, not counted
         await client.nonstream(url, "mock-1+words=50", 10, 40)
         for kind, chunks, concurrency, requests in WORKLOADS:
-            if streams and kind != "stream":
+            if streams and kind == "nonstream":
                 continue
             _control("-z", str(proc.pid))
             _control("-i", "on", str(proc.pid))
-            model = f"mock-1+words={chunks}"
-            result = (await run(url, CLIENT_KEY, model, concurrency, requests) if kind == "stream"
+            model = f"mock-1+words={chunks}" + (",tps=200" if kind == "paced" else "")
+            result = (await run(url, CLIENT_KEY, model, concurrency, requests) if kind != "nonstream"
                       else await client.nonstream(url, model, concurrency, requests))
             _control("-i", "off", str(proc.pid))
             _control("-d", f"{kind}{chunks}c{concurrency}", str(proc.pid))

@@ -49,16 +49,20 @@ def is_usage_only(line: bytes) -> bool:
     return (isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict))
 
 
-def without_usage_only(complete: bytes, after_dropped: bool = False) -> tuple[bytes, bool]:
+def without_usage_only(complete: bytes, after_dropped: bool = False,
+                       first: int | None = None) -> tuple[bytes, bool]:
     """`complete` (whole lines, any ending) minus each usage-only `data:` line and the blank
     line that ends its event. `after_dropped`: the previous read ended right after a dropped
     line (its blank line is this read's first). Returns (what to forward, whether this read
-    ends right after a dropped line). Only the lines that hold `"usage"` are looked at."""
+    ends right after a dropped line). Only the lines that hold `"usage"` are looked at.
+    `first`: where `"usage"` is in `complete` (-1: nowhere), when the caller knows it."""
     if not complete:
         return complete, after_dropped
     if after_dropped and complete[:1] in (b"\r", b"\n"):
         complete = complete[after_line_end(complete, 0):]  # the dropped event's terminator
-    first = complete.find(_USAGE)  # `find`, not `in` (markers._any_in), and searched once
+        first = None
+    if first is None:
+        first = complete.find(_USAGE)  # `find`, not `in` (markers._any_in), and searched once
     if first < 0:
         return complete, False
     kept: list[bytes] = []

@@ -243,12 +243,16 @@ class UsageMeter:
     mention usage, so the hot path stays a substring search.
     """
 
-    __slots__ = ("dialect", "usage", "_data_lines")
+    __slots__ = ("dialect", "usage", "_data_lines", "seen", "usage_at")
 
     def __init__(self, dialect: Dialect, prompt_estimate: int) -> None:
         self.dialect = dialect
         self.usage = Usage(prompt_tokens=prompt_estimate)
         self._data_lines = 0
+        #: the last read observed, and where `"usage"` is in it (-1: nowhere), for a sink
+        #: that looks for it too (`relay.hidden_usage`): one search a read, not two
+        self.seen = b""
+        self.usage_at = -1
 
     def observe(self, complete: bytes, events: int = -1) -> None:
         """`events`: how many `data:` lines `complete` has when the caller knows every line of
@@ -263,6 +267,7 @@ class UsageMeter:
             self._data_lines += (complete.startswith(b"data:") + complete.count(b"\ndata:")
                                  - complete.startswith(b"data: [DONE]") - complete.count(b"\ndata: [DONE]"))
         first = complete.find(b'"usage"')  # `find`, not `in` (markers._any_in), and searched once
+        self.seen, self.usage_at = complete, first
         if first < 0:
             if not self.usage.reported:
                 self.usage.completion_tokens = self._data_lines

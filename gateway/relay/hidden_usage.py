@@ -20,5 +20,9 @@ class HiddenUsage(PassThrough):
         self._after_dropped = False
 
     def watch(self, complete: bytes) -> bytes:
-        forward, self._after_dropped = without_usage_only(super().watch(complete), self._after_dropped)
+        out = super().watch(complete)
+        # The meter searched the same read for `"usage"` just before (`stream.py` sets it).
+        meter = self.usage_meter
+        first = meter.usage_at if meter is not None and meter.seen is out else None
+        forward, self._after_dropped = without_usage_only(out, self._after_dropped, first)
         return forward

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from ..codecs import StreamCodec
 from ..codecs.common import NOT_JSON
+from ..dialects import UsageMeter
 from ..errors import GatewayError, UpstreamError
 from ..markers import EndWatch, Marker, has_finish
 from ..shapes import ErrorShape
@@ -36,6 +37,9 @@ class Sink:
         self.failed = False
         #: the upstream's key(s) out of everything this sink writes (set by the relay)
         self.mask: StreamMask = NO_MASK
+        #: the stream's meter, which observes each read just before the sink sees it (set by
+        #: the relay; a sink may take what it found instead of searching again)
+        self.usage_meter: UsageMeter | None = None
 
     async def lines(self, complete: bytes) -> None:
         raise NotImplementedError

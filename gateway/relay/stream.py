@@ -84,6 +84,7 @@ async def stream_answer(
     write: Write = client.write if resume is None else resume.view.watch(client.write)
     first_sink = make_sink(write)
     mask = first_sink.mask = StreamMask([upstream.api_key.get_secret_value()])
+    first_sink.usage_meter = meter
     sink: Sink = first_sink if resume is None else Guarded(first_sink)
     clock = RelayClock(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
