@@ -21,19 +21,11 @@ from typing import Any
 
 import orjson
 
+from ..dialects import ANTHROPIC
+from ..dialects.reader import NOT_JSON, StreamFailure, StreamReader
 from ..errors import GatewayError
 from ..shapes import OPENAI_TYPES
-from .common import (
-    DONE,
-    FINISH_REASONS,
-    NOT_JSON,
-    TokenUsage,
-    error_message,
-    load_object,
-    openai_error,
-    sse,
-    usage_from_anthropic,
-)
+from .common import DONE, FINISH_REASONS, TokenUsage, openai_error, sse, usage_from_anthropic
 
 
 class AnthropicToChat:
@@ -46,39 +38,32 @@ class AnthropicToChat:
         self.id = id
         self.done = False  # [DONE] or an error event was emitted; nothing follows
         self.failure: str | None = None  # the upstream's error message, when it sent one
-        self._usage = TokenUsage()
+        self._read = StreamReader(ANTHROPIC)  # parse, the upstream's error event, usage
         self._tools: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
         self._finished = False
 
     @property
     def usage(self) -> TokenUsage:
-        return self._usage
+        return self._read.usage
 
     def feed(self, event: str, data: str) -> bytes:
         if self.done:
             return b""
-        payload = load_object(data)
-        if payload is None:
-            self.failure = NOT_JSON
-            return self.error_event(502, "server_error", NOT_JSON, code="upstream_error")
-        kind = payload.get("type", event)
-        if kind == "error" or event == "error":
-            error = payload.get("error")
-            self.failure = error_message(error, "upstream error")
+        payload = self._read.read(event, data)
+        if isinstance(payload, StreamFailure):
+            self.failure = payload.message
+            if payload.not_json:
+                return self.error_event(502, "server_error", NOT_JSON, code="upstream_error")
             self.done = True
-            kind_name = error.get("type") if isinstance(error, dict) else None
-            return sse({"error": openai_error(kind_name, self.failure, 500)})
+            return sse({"error": openai_error(payload.type, payload.message, 500)})
+        kind = payload.get("type", event)
         if kind == "message_start":
-            started = payload.get("message")
-            if isinstance(started, dict):
-                self._usage = usage_from_anthropic(started.get("usage"), self._usage)
             return self._chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
             return self._block_start(payload)
         if kind == "content_block_delta":
             return self._block_delta(payload)
         if kind == "message_delta":
-            self._usage = usage_from_anthropic(payload.get("usage"), self._usage)
             delta = payload.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
             if not isinstance(reason, str) or self._finished:
@@ -89,7 +74,7 @@ class AnthropicToChat:
             out = b"" if self._finished else self._chunk({}, "stop")
             self._finished = self.done = True
             if self.include_usage:
-                out += sse({**self._head(), "choices": [], "usage": self._usage.openai()})
+                out += sse({**self._head(), "choices": [], "usage": self.usage.openai()})
             return out + DONE
         return b""  # ping, content_block_stop, and event types added later
 

@@ -26,9 +26,11 @@ from typing import Any
 
 import orjson
 
+from ..dialects import ANTHROPIC
+from ..dialects.reader import NOT_JSON, StreamFailure, StreamReader
 from ..errors import GatewayError
 from ..shapes import OPENAI_TYPES
-from .common import NOT_JSON, TokenUsage, error_message, load_object, openai_error, usage_from_anthropic
+from .common import TokenUsage, openai_error, usage_from_anthropic
 from .responses_request import Echo
 
 
@@ -88,7 +90,7 @@ class AnthropicToResponses:
         self.created_at = int(time.time()) if created_at is None else created_at
         self.done = False  # response.completed/incomplete or an error went out; nothing follows
         self.failure: str | None = None
-        self._usage = TokenUsage()
+        self._read = StreamReader(ANTHROPIC)  # parse, the upstream's error event, usage
         self._sequence = 0
         self._started = False
         self._stop: object = None
@@ -98,26 +100,20 @@ class AnthropicToResponses:
 
     @property
     def usage(self) -> TokenUsage:
-        return self._usage
+        return self._read.usage
 
     def feed(self, event: str, data: str) -> bytes:
         if self.done:
             return b""
-        payload = load_object(data)
-        if payload is None:
-            self.failure = NOT_JSON
-            return self.error_event(502, "server_error", NOT_JSON, code="upstream_error")
+        payload = self._read.read(event, data)
+        if isinstance(payload, StreamFailure):
+            self.failure = payload.message
+            if payload.not_json:
+                return self.error_event(502, "server_error", NOT_JSON, code="upstream_error")
+            found = openai_error(payload.type, payload.message, 500)
+            return self._error(found["type"], str(found["code"]), payload.message)
         kind = payload.get("type", event)
-        if kind == "error" or event == "error":
-            error = payload.get("error")
-            self.failure = error_message(error, "upstream error")
-            found = openai_error(error.get("type") if isinstance(error, dict) else None, self.failure, 500)
-            out = self._error(found["type"], str(found["code"]), self.failure)
-            return out
         if kind == "message_start":
-            started = payload.get("message")
-            if isinstance(started, dict):
-                self._usage = usage_from_anthropic(started.get("usage"), self._usage)
             return self._start()
         if kind == "content_block_start":
             return self._start() + self._block_start(payload)
@@ -126,7 +122,6 @@ class AnthropicToResponses:
         if kind == "content_block_stop":
             return self._block_stop(payload)
         if kind == "message_delta":
-            self._usage = usage_from_anthropic(payload.get("usage"), self._usage)
             delta = payload.get("delta")
             if isinstance(delta, dict) and delta.get("stop_reason") is not None:
                 self._stop = delta["stop_reason"]
@@ -136,7 +131,7 @@ class AnthropicToResponses:
             for index in sorted(self._open):  # a block the upstream never stopped
                 out += self._block_stop({"index": index})
             status = _status(self._stop)
-            final = self._response(status, self._output, responses_usage(self._usage))
+            final = self._response(status, self._output, responses_usage(self.usage))
             self.done = True
             return out + self._emit(f"response.{status}", {"response": final})
         return b""  # ping, and event types added later

@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from ..dialects import OPENAI
+from ..dialects.reader import StreamFailure, StreamReader
 from ..errors import GatewayError
 from ..shapes import ANTHROPIC_TYPES
 from .common import (
@@ -29,8 +31,6 @@ from .common import (
     TokenUsage,
     anthropic_error_type,
     choice_zero,
-    error_message,
-    load_object,
     sse,
     usage_from_openai,
 )
@@ -44,7 +44,7 @@ class ChatToAnthropic:
         self.id = id
         self.done = False  # message_stop or an error event was emitted; nothing follows
         self.failure: str | None = None  # the upstream's error message, when it sent one
-        self._usage = TokenUsage()
+        self._read = StreamReader(OPENAI)  # parse, the upstream's error chunk, usage
         self._started = False
         self._blocks = 0  # Anthropic content blocks opened so far
         self._open: tuple[str, int] | None = None  # ("text" | "thinking" | "tool:<i>", block index)
@@ -53,7 +53,7 @@ class ChatToAnthropic:
 
     @property
     def usage(self) -> TokenUsage:
-        return self._usage
+        return self._read.usage
 
     def feed(self, event: str, data: str) -> bytes:
         if self.done:
@@ -62,21 +62,15 @@ class ChatToAnthropic:
             out = self._start({}) + self._close()
             self.done = True
             delta: dict[str, Any] = {"stop_reason": self._stop_reason or "end_turn", "stop_sequence": None}
-            usage = self._usage.anthropic()
+            usage = self.usage.anthropic()
             return (out + sse({"type": "message_delta", "delta": delta, "usage": usage}, "message_delta")
                     + sse({"type": "message_stop"}, "message_stop"))
-        chunk = load_object(data)
-        if chunk is None:
-            self.failure = NOT_JSON
-            return self.error_event(502, "api_error", NOT_JSON)
-        if chunk.get("error") is not None:
-            error = chunk["error"]
-            self.failure = error_message(error, "upstream error")
-            kind = anthropic_error_type(error.get("type") if isinstance(error, dict) else None,
-                                        error.get("code") if isinstance(error, dict) else None, 500)
-            return self.error_event(500, kind, self.failure)
-        if "usage" in chunk and chunk["usage"] is not None:
-            self._usage = usage_from_openai(chunk["usage"], self._usage)
+        chunk = self._read.read(event, data)
+        if isinstance(chunk, StreamFailure):
+            self.failure = chunk.message
+            if chunk.not_json:
+                return self.error_event(502, "api_error", NOT_JSON)
+            return self.error_event(500, anthropic_error_type(chunk.type, chunk.code, 500), chunk.message)
         out = self._start(chunk)
         choice = choice_zero(chunk.get("choices"))
         if choice is None:
@@ -107,7 +101,7 @@ class ChatToAnthropic:
         self._started = True
         message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
-                   "usage": {**self._usage.anthropic(), "output_tokens": 0}}
+                   "usage": {**self.usage.anthropic(), "output_tokens": 0}}
         return sse({"type": "message_start", "message": message}, "message_start")
 
     def _delta(self, delta: dict[str, Any]) -> bytes:

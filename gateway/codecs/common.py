@@ -1,13 +1,12 @@
-"""What every codec shares: token usage, SSE framing, JSON reading and the tables that map
-finish/stop reasons and error types between the OpenAI and Anthropic dialects."""
+"""What every codec shares: token usage, SSE framing, the tables that map
+finish/stop reasons and error types between the OpenAI and Anthropic dialects (an upstream
+event is read by its dialect, `dialects/reader.py`, re-exported here)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
-
-import orjson
 
 from ..dialects.anthropic import FINISH_REASONS as FINISH_REASONS
 from ..dialects.anthropic import STOP_REASONS as STOP_REASONS
@@ -19,19 +18,8 @@ from ..dialects.base import count as count
 from ..dialects.base import error_message as error_message
 from ..dialects.base import sse as sse
 from ..dialects.openai import usage_from_openai as usage_from_openai
-
-NOT_JSON = "the upstream sent an event that is not JSON"
-
-
-def load_object(data: str) -> dict[str, Any] | None:
-    """An event's JSON object; None when the data is not JSON (a non-object is an empty dict)."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else {}
-
-
+from ..dialects.reader import NOT_JSON as NOT_JSON
+from ..dialects.reader import load_object as load_object
 
 # The finish/stop reason tables are the Anthropic dialect's (one table, both ways), and
 # `choice_zero`/`error_message` the dialects' readers: imported here for the codecs.

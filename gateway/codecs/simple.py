@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..dialects import DIALECTS, Dialect, Usage
+from ..dialects.reader import NOT_JSON, StreamFailure, StreamReader
 from ..dialects.spot import ClientSpot
 from ..errors import GatewayError
-from .common import NOT_JSON, TokenUsage, load_object, sse
+from .common import TokenUsage, sse
 
 #: `PriceTable.cost` bound to the answering model: (non-cached prompt, completion, cache read,
 #: cache write) tokens -> USD, or None when the model is unpriced
@@ -33,12 +34,12 @@ class SimpleCodec:
         self.dialect = DIALECTS[dialect]  # reads the upstream's events: text, ends, errors
         self.done = False  # done or error was emitted; nothing follows
         self.failure: str | None = None  # why the stream failed, when the upstream said so
-        self._usage = TokenUsage()
+        self._read = StreamReader(self.dialect)  # parse, the upstream's error event, usage
         self._cost = cost
 
     @property
     def usage(self) -> TokenUsage:
-        return self._usage
+        return self._read.usage
 
     def feed(self, event: str, data: str) -> bytes:
         if self.done:
@@ -47,24 +48,21 @@ class SimpleCodec:
         if dialect.is_final(event, data):
             self.done = True
             return sse(self._done_data(), "done")
-        payload = load_object(data)
-        if payload is None:
-            self.failure = NOT_JSON
-            return self.error_event(502, "api_error", NOT_JSON)
+        payload = self._read.read(event, data)  # the usage is for the done event's cost
+        if isinstance(payload, StreamFailure):
+            self.failure = payload.message
+            if payload.not_json:
+                return self.error_event(502, "api_error", NOT_JSON)
+            return self.error_event(502, "api_error", f"upstream error: {payload.message}")
         if dialect.ends_answer(event, payload):
             self.done = True
             return sse(self._done_data(), "done")
-        failed = dialect.stream_error(event, payload)
-        if failed is not None:
-            self.failure = failed
-            return self.error_event(502, "api_error", f"upstream error: {failed}")
-        self._usage = dialect.token_usage(self._usage, payload)  # for the done event's cost
         text = dialect.text_delta(event, payload)
         return sse({"content": text, "done": False}, "message") if text else b""
 
     def _done_data(self) -> dict[str, Any]:
         # Unreported usage is the meter's estimate, not a price the client should be shown.
-        usage = self._usage
+        usage = self._read.usage
         if self._cost is None or not usage.reported:
             return {}
         cost = self._cost(usage.input_tokens, usage.output_tokens, usage.cache_read_tokens,
