@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,6 +25,25 @@ from tests._proc import Child, blocking, free_port, log_says, spawn
 #: the shared Redis (db 15, or GATEWAY_TEST_REDIS_URL) for tests that keep to their own key
 #: prefix and delete only their own keys; `redis_url` below is a private server instead.
 TEST_REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def shared_prefix(name: str) -> Iterator[str]:
+    """A key prefix of a test's own on the shared test Redis (skip or fail without one); its
+    keys are deleted after. Synchronous, so an async fixture can pull a fixture built on it
+    in with `getfixturevalue`."""
+    prefix = f"gw:test:{name}:{uuid.uuid4().hex}:"
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        try:
+            client.ping()
+        except (redis.RedisError, OSError) as exc:
+            skip_or_fail(f"no Redis at {TEST_REDIS_URL}: {exc}")
+        yield prefix
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def skip_or_fail(reason: str) -> None:

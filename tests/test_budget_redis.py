@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -24,7 +23,7 @@ from gateway.admission.budget import Budget, BudgetExceeded, MemoryBudget, Reser
 from gateway.admission.budget_redis import RedisBudget
 from gateway.errors import Shed
 from gateway.spend import Price, PriceTable, micros_to_usd, usd_to_micros
-from tests.conftest_redis import TEST_REDIS_URL, skip_or_fail
+from tests.conftest_redis import TEST_REDIS_URL, shared_prefix
 
 if TYPE_CHECKING:  # the fixture comes from the tests.conftest_redis plugin
     from tests.conftest_redis import RedisProcess
@@ -50,23 +49,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def prefix() -> Iterator[str]:
-    """A key prefix of this test's own on the shared test Redis; its keys are deleted after.
-
-    Synchronous on purpose, so the async `budget` fixture can pull it in with `getfixturevalue`.
-    """
-    prefix = f"gw:test:budget:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        try:
-            client.ping()
-        except (redis.RedisError, OSError) as exc:
-            skip_or_fail(f"no Redis at {TEST_REDIS_URL}: {exc}")
-        yield prefix
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    """A key prefix of this test's own on the shared test Redis; its keys are deleted after."""
+    yield from shared_prefix("budget")
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from gateway.streams.log import Batch, EventLog, LogFull, Unavailable, split_eve
 from gateway.streams.memory import MemoryLog
 from gateway.streams.redis import RedisLog
 from tests._proc import eventually
-from tests.conftest_redis import TEST_REDIS_URL, skip_or_fail
+from tests.conftest_redis import TEST_REDIS_URL, shared_prefix
 
 if TYPE_CHECKING:
     from tests.conftest_redis import RedisProcess
@@ -35,19 +34,7 @@ ERROR = b'event: error\ndata: {"code":499,"message":"cancelled"}\n\n'
 @pytest.fixture
 def prefix() -> Iterator[str]:
     """A key prefix of this test's own on the shared test Redis; its keys are deleted after."""
-    prefix = f"gw:test:streams:{uuid.uuid4().hex}:"
-    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5)
-    try:
-        try:
-            client.ping()
-        except (redis.RedisError, OSError) as exc:
-            skip_or_fail(f"no Redis at {TEST_REDIS_URL}: {exc}")
-        yield prefix
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    yield from shared_prefix("streams")
 
 
 def redis_log(url: str, prefix: str, **kwargs: float) -> RedisLog:
