@@ -145,3 +145,46 @@ class EventParser:
         elif field == "event":
             self._event = value
         return None
+
+
+_ONE_EVENT = (b"data:", b"event:", b":")
+#: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
+_SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
+
+
+def data_events(complete: bytes) -> int:
+    """How many `data:` events `complete` is when it is nothing else, -1 otherwise (then
+    `lines_prefix` checks it line by line and the meter counts its lines itself).
+
+    What most reads are, in a few C-level scans: one `data:` line and its blank line; or k
+    `data:` events each ending in a blank line, with no CR: then every newline is one of k
+    "\n\n" pairs (k-1 of them followed by `data:`), so every line is a `data:` line or blank."""
+    end = complete.find(b"\n")
+    if end == len(complete) - 2 and complete[end + 1] == 10:
+        return 1 if complete.startswith(b"data:") else -1
+    if complete.startswith(b"data:") and complete.endswith(b"\n\n") and complete.find(b"\r") < 0:
+        events = complete.count(b"\n\ndata:") + 1
+        if complete.count(b"\n") == 2 * events:
+            return events
+    return -1
+
+
+def sse_prefix(complete: bytes) -> int:
+    """How many leading bytes of `complete` are SSE lines; less than all when the upstream
+    sends something else (an HTML error page, binary noise) mid-stream."""
+    return len(complete) if data_events(complete) >= 0 else lines_prefix(complete)
+
+
+def lines_prefix(complete: bytes) -> int:
+    """`sse_prefix` for a read `data_events` did not take: one event of another field (an
+    `event:` line, a comment) in one scan, else line by line."""
+    end = complete.find(b"\n")
+    if end == len(complete) - 2 and complete[end + 1] == 10 and complete.startswith(_ONE_EVENT):
+        return len(complete)
+    offset = 0
+    for line in complete.splitlines(keepends=True):
+        if line.startswith(_SSE_FIELDS) or not line.strip(b"\r\n"):
+            offset += len(line)
+        else:
+            return offset
+    return offset

@@ -1,4 +1,4 @@
-"""The relay's per-read fast check (`relay.loop.data_events`): a read it counts as k `data:`
+"""The relay's per-read fast check (`sse.data_events`): a read it counts as k `data:`
 events is all SSE (`sse_prefix` takes all of it), and the meter given that count estimates
 exactly what it does counting the lines itself; anything else is left to those two."""
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.dialects import OPENAI, UsageMeter
-from gateway.relay.loop import data_events, sse_prefix
+from gateway.sse import data_events, sse_prefix
 
 LINES = [
     b'data: {"choices":[{"delta":{"content":"a\\ndata: x"}}]}',

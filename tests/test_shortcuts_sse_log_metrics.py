@@ -13,7 +13,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.dialects import DIALECTS
 from gateway.logs import info_line, make_logger
 from gateway.metrics import Metrics
-from gateway.relay.loop import sse_prefix
+from gateway.sse import sse_prefix
 from gateway.upstream.headers import DROPPED_HEADERS, upstream_headers
 
 from .conftest import UPSTREAM_KEY, make_config

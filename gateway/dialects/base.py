@@ -256,7 +256,7 @@ class UsageMeter:
 
     def observe(self, complete: bytes, events: int = -1) -> None:
         """`events`: how many `data:` lines `complete` has when the caller knows every line of
-        it is a `data:` line or blank (`relay.loop.data_events`), else -1."""
+        it is a `data:` line or blank (`sse.data_events`), else -1."""
         # Lines that START with `data:`: the model's text may hold "data:" inside a JSON string.
         if events == 1:  # one line: no `\ndata:` in it
             self._data_lines += 1 - complete.startswith(b"data: [DONE]")

@@ -23,7 +23,7 @@ import aiohttp
 from ..dialects import UsageMeter
 from ..errors import ClientGone, Shed, UpstreamError
 from ..markers import whole_last_line
-from ..sse import LineSplitter
+from ..sse import LineSplitter, data_events, lines_prefix
 from .sinks import Sink
 from .timing import Due, RelayClock
 
@@ -80,8 +80,8 @@ async def relay_lines(
             complete = splitter.feed(chunk)
             if complete:
                 events = data_events(complete)  # most reads: the SSE check and the meter's count
-                if events < 0:
-                    valid = sse_prefix(complete)
+                if events < 0:  # not only `data:` events: checked line by line
+                    valid = lines_prefix(complete)
                     if valid < len(complete):
                         if valid:
                             await alarm.bounded(sink.lines(complete[:valid]))
@@ -254,49 +254,3 @@ class Alarm:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-
-
-_ONE_EVENT = (b"data:", b"event:", b":")
-#: What an upstream SSE line may start with (WHATWG field names, comments, blank lines).
-_SSE_FIELDS = (b"data:", b"data", b"event:", b"event", b"id:", b"id", b"retry:", b":")
-
-
-def data_events(complete: bytes) -> int:
-    """How many `data:` events `complete` is when it is nothing else, -1 otherwise (then
-    `sse_prefix` checks it line by line and the meter counts its lines itself).
-
-    What most reads are, in a few C-level scans: one `data:` line and its blank line; or k
-    `data:` events each ending in a blank line, with no CR: then every newline is one of k
-    "\n\n" pairs (k-1 of them followed by `data:`), so every line is a `data:` line or blank
-    (`sse_prefix`'s two fast paths, for `data:` lines only)."""
-    end = complete.find(b"\n")
-    if end == len(complete) - 2 and complete[end + 1] == 10:
-        return 1 if complete.startswith(b"data:") else -1
-    if complete.startswith(b"data:") and complete.endswith(b"\n\n") and complete.find(b"\r") < 0:
-        events = complete.count(b"\n\ndata:") + 1
-        if complete.count(b"\n") == 2 * events:
-            return events
-    return -1
-
-
-def sse_prefix(complete: bytes) -> int:
-    """How many leading bytes of `complete` are SSE lines; less than all when the upstream
-    sends something else (an HTML error page, binary noise) mid-stream.
-
-    Two fast paths, each a few C-level scans: one event (`data:` line + blank line), what
-    most reads hold; and k `data:` events each ending in a blank line, with no CR: then every
-    newline is one of k "\n\n" pairs (k-1 of them followed by `data:`), so every line is a
-    `data:` line or blank. Anything else is checked line by line."""
-    end = complete.find(b"\n")
-    if end == len(complete) - 2 and complete[end + 1] == 10 and complete.startswith(_ONE_EVENT):
-        return len(complete)
-    if (complete.startswith(b"data:") and complete.endswith(b"\n\n") and complete.find(b"\r") < 0
-            and complete.count(b"\n") == 2 * complete.count(b"\n\ndata:") + 2):
-        return len(complete)
-    offset = 0
-    for line in complete.splitlines(keepends=True):
-        if line.startswith(_SSE_FIELDS) or not line.strip(b"\r\n"):
-            offset += len(line)
-        else:
-            return offset
-    return offset
