@@ -33,20 +33,17 @@ from tests.conftest import (
     raw_config,
 )
 from tests.test_ui_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     DOC_SCREENSHOTS,
-    LAUNCH_MS,
     PHONE,
     WAIT_MS,
-    require_browser,
+    chromium,
 )
 
 try:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 except ImportError:  # skipped (or failed under CI) in `require_browser`
-    async_playwright = expect = None  # type: ignore[assignment]
+    expect = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page
@@ -57,14 +54,8 @@ ADMIN_KEY = "gw-admin-page-secret"
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    require_browser()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_MS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        yield browser
 
 
 async def with_backup_upstream(start_gateway: GatewayFactory, mock: Mock) -> Gateway:

@@ -34,16 +34,10 @@ from tests._live import (
 )
 from tests._metrics import metric_value
 from tests.test_nginx import nginx_argv, render_conf
-from tests.test_ui_browser import CHROMIUM_ARGS, LAUNCH_MS, require_browser
-
-try:
-    from playwright.async_api import async_playwright
-except ImportError:  # skipped in `require_browser`
-    async_playwright = None  # type: ignore[assignment]
+from tests.test_ui_browser import chromium, require_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.nginx]
 
-CHROMIUM = "/usr/bin/chromium"
 KEY_LINE = 'proxy_set_header Authorization "Bearer APP_GATEWAY_KEY";'
 ROUTE = '\n[[routes]]\nmodel = "chat-default"\ntargets = ["mock:mock-1"]\n'
 HISTORY = [{"role": "user", "content": "tell me a story"}]
@@ -94,10 +88,7 @@ async def app_behind_nginx(tmp_path: Path, settings: MockSettings
         async with run_process(argv, log, cwd=prefix) as master:
             url = f"http://127.0.0.1:{port}"
             await wait_http_ok(f"{url}/app/index.html", master, log)
-            assert async_playwright is not None
-            async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_MS)
+            async with chromium() as browser:
                 try:
                     page = await browser.new_page()
                     page.set_default_timeout(WAIT_MS)
@@ -105,8 +96,6 @@ async def app_behind_nginx(tmp_path: Path, settings: MockSettings
                 except BaseException:
                     print(f"--- gateway log ---\n{tail(gw.log)}\n--- nginx log ---\n{tail(log)}")
                     raise
-                finally:
-                    await browser.close()
 
 
 def generations(gw: LiveGateway) -> list[dict[str, Any]]:

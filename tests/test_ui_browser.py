@@ -69,6 +69,21 @@ def require_browser() -> None:
         pytest.skip(reason)
 
 
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, through Playwright (skipped, or failed under CI, without
+    them); closed at the end. Every browser test launches it here."""
+    require_browser()
+    assert async_playwright is not None
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_MS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
 def mock_answer(prompt: str, words: int = WORDS) -> str:
     """The mock's deterministic answer to a last user message."""
     return " ".join(answer_words(prompt, words))
@@ -227,14 +242,8 @@ def demo_key() -> str | None:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    require_browser()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_MS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

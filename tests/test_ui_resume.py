@@ -70,14 +70,10 @@ class ProxiedChat(Chat):
 async def paced_chat() -> AsyncIterator[ProxiedChat]:
     """The page on a gateway whose mock answers 40 words at 10 a second."""
     ui.require_browser()
-    from playwright.async_api import async_playwright
-
     settings = MockSettings(tokens_per_second=10, words=40, api_key=UPSTREAM_KEY)
-    async with ui.running_stack(settings) as stack, async_playwright() as playwright:
+    async with ui.running_stack(settings) as stack, ui.chromium() as browser:
         proxy = CuttableProxy(int(stack.url.rsplit(":", 1)[1]))
         url = await proxy.start()
-        browser = await playwright.chromium.launch(
-            executable_path=str(ui.CHROMIUM), headless=True, args=ui.CHROMIUM_ARGS, timeout=ui.LAUNCH_MS)
         try:
             context = await browser.new_context(viewport=PHONE)
             context.set_default_timeout(WAIT_MS)
@@ -89,7 +85,6 @@ async def paced_chat() -> AsyncIterator[ProxiedChat]:
             yield chat
             assert chat.page_errors == []
         finally:
-            await browser.close()
             await proxy.close()
 
 
