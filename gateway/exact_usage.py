@@ -40,7 +40,7 @@ def asking_usage(body: dict[str, Any]) -> dict[str, Any]:
 
 def is_usage_only(line: bytes) -> bool:
     """`data: {...}` with `choices: []` and a `usage` object: the chunk include_usage adds."""
-    if not line.startswith(b"data:") or line.find(_USAGE) < 0:  # `find`: see markers._any_in
+    if not line.startswith(b"data:") or line.find(_USAGE) < 0:  # `find`: see `gateway.markers`
         return False
     try:
         data = orjson.loads(line[5:])
@@ -62,7 +62,7 @@ def without_usage_only(complete: bytes, after_dropped: bool = False,
         complete = complete[after_line_end(complete, 0):]  # the dropped event's terminator
         first = None
     if first is None:
-        first = complete.find(_USAGE)  # `find`, not `in` (markers._any_in), and searched once
+        first = complete.find(_USAGE)  # `find`, not `in` (`gateway.markers`), and searched once
     if first < 0:
         return complete, False
     kept: list[bytes] = []

@@ -24,6 +24,11 @@ import orjson
 
 _CR, _LF = 13, 10
 
+# `find`, not `in`: the hot path searches with `bytes.find(needle) >= 0`, never `needle in
+# bytes`. CPython 3.11's `bytes in bytes` first tries the needle as an int and builds (then
+# clears) a TypeError with its formatted message, about 2,000 instructions a test; on a read
+# of one event that is more than the search itself.
+
 
 class Marker(NamedTuple):
     prefix: bytes
@@ -40,6 +45,23 @@ def needle(marker: Marker) -> bytes:
     substring search for it rules the marker out of most reads before any line is checked."""
     value = marker.prefix.partition(b":")[2].lstrip()
     return value.removeprefix(b'{"type":').lstrip().strip(b'"') or marker.prefix
+
+
+def needles(markers: tuple[Marker, ...]) -> tuple[bytes, ...]:
+    """The distinct `needle`s of `markers`, in order (`data: [DONE]` and `data:[DONE]`: one)."""
+    return markers.needles if isinstance(markers, Markers) else tuple(dict.fromkeys(map(needle, markers)))
+
+
+class Markers(tuple[Marker, ...]):
+    """A dialect's end (or error) markers, a tuple that knows its `needles`: found once when
+    the dialect is defined, not for every stream (nor held by every stream)."""
+
+    needles: tuple[bytes, ...]
+
+    def __new__(cls, *markers: Marker) -> Markers:
+        self = super().__new__(cls, markers)
+        self.needles = tuple(dict.fromkeys(map(needle, markers)))
+        return self
 
 
 def line_at(complete: bytes, marker: Marker) -> int:
@@ -97,7 +119,7 @@ def after_line_end(complete: bytes, end: int) -> int:
 
 def has_finish(complete: bytes) -> bool:
     for finish in FINISHES:
-        if complete.find(finish) >= 0:  # `find`, not `in`: see `_any_in`
+        if complete.find(finish) >= 0:  # `find`, not `in`: see the top of this module
             return True
     return False
 
@@ -134,27 +156,27 @@ class EndWatch:
         self.done = False
         self.failed = False
         self.finished = False
-        self._end_needles = tuple(dict.fromkeys(needle(m) for m in ends))
-        self._error_needles = tuple(dict.fromkeys(needle(m) for m in errors))
+        self._end_needles = needles(ends)
+        self._error_needles = needles(errors)
 
     def feed(self, complete: bytes) -> None:
         if self.done:
             return
         # The error event first: an error and the end marker in the same read is an error.
-        if not self.failed and _any_in(complete, self._error_needles) and has_line(complete, self.errors):
-            self.failed = True
-        if _any_in(complete, self._end_needles) and has_line(complete, self.ends):
-            self.done = True
-            return
-        if self.finishes and not self.finished and has_finish(complete):
-            self.finished = True
-
-
-def _any_in(complete: bytes, needles: tuple[bytes, ...]) -> bool:
-    # `find`, not `in`: CPython 3.11's `bytes in bytes` first tries the needle as an int and
-    # builds (then clears) a TypeError with its formatted message, about 2,000 instructions a
-    # test; on a read of one event that is more than the search itself.
-    for found in needles:
-        if complete.find(found) >= 0:
-            return True
-    return False
+        # Loops written out here (not `has_finish`, not a helper): no call of ours per read.
+        if not self.failed:
+            for found in self._error_needles:
+                if complete.find(found) >= 0:  # `find`, not `in`: see the top of this module
+                    self.failed = has_line(complete, self.errors)
+                    break
+        for found in self._end_needles:
+            if complete.find(found) >= 0:
+                if has_line(complete, self.ends):
+                    self.done = True
+                    return
+                break
+        if self.finishes and not self.finished:
+            for finish in FINISHES:
+                if complete.find(finish) >= 0:
+                    self.finished = True
+                    return

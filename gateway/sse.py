@@ -45,9 +45,21 @@ class LineSplitter:
         return len(self._partial)
 
     def feed(self, data: bytes) -> bytes:
+        size = len(data)
+        # What most reads are: whole events ending in "\n\n", nothing held. Then all of it is
+        # complete and its last line is blank; two index tests, no scan (`_track_last_line`
+        # would find the same: an LF ends it, not after a CR, and the line before is empty).
+        if size > 1 and data[size - 1] == _LF and data[size - 2] == _LF and not self._partial:
+            self._after_cr = False
+            self._last_blank = True
+            return data
         if not data:
             return b""
-        end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        last = data[size - 1]
+        if last == _LF or last == _CR:  # the last line ends here: no other search needed
+            end = size
+        else:
+            end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
         if end == 0:
             self._partial += data
             if len(self._partial) > self.max_line_bytes:

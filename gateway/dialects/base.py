@@ -266,7 +266,7 @@ class UsageMeter:
         else:
             self._data_lines += (complete.startswith(b"data:") + complete.count(b"\ndata:")
                                  - complete.startswith(b"data: [DONE]") - complete.count(b"\ndata: [DONE]"))
-        first = complete.find(b'"usage"')  # `find`, not `in` (markers._any_in), and searched once
+        first = complete.find(b'"usage"')  # `find`, not `in` (`gateway.markers`), and searched once
         self.seen, self.usage_at = complete, first
         if first < 0:
             if not self.usage.reported:

@@ -99,12 +99,15 @@ async def relay_lines(
                     forwarded = time.perf_counter()
                     if seen is not None and seen.at is None:
                         seen.at = forwarded
-                clock.forwarded(loop.time())
+                wake = clock.forwarded(loop.time())  # `clock.wake()`, found on the way
             else:
                 clock.bytes_arrived()
+                wake = clock.wake()
+        else:
+            wake = clock.wake()
         # The wait is inline (`waiting`, the read, `waited`): no coroutine object per read
         # (CPU per chunk, and its frame is memory every idle stream holds).
-        alarm.waiting(clock.wake())
+        alarm.waiting(wake)
         try:
             chunk = await reader.readany()
         except asyncio.CancelledError:

@@ -31,6 +31,10 @@ class Sink:
     #: that itself (one coroutine less per read on the hot path).
     passes = False
 
+    # Slots: a sink lives as long as its stream, idle or not (a subclass without them gets a
+    # dict as usual).
+    __slots__ = ("write", "shape", "failed", "mask", "usage_meter")
+
     def __init__(self, write: Write, shape: ErrorShape) -> None:
         self.write = write
         self.shape = shape
@@ -78,12 +82,16 @@ class PassThrough(Sink):
 
     passes = True
 
+    __slots__ = ("_watch", "_end_bytes", "_last")
+
     def __init__(self, write: Write, shape: ErrorShape, ends: tuple[Marker, ...],
                  errors: tuple[Marker, ...], end_bytes: bytes = b"") -> None:
         super().__init__(write, shape)
         self._watch = EndWatch(ends, errors, finishes=bool(end_bytes))
         self._end_bytes = end_bytes
-        self._between = True  # the bytes forwarded so far end between two events
+        #: the last read watched: whether the bytes forwarded so far end between two events is
+        #: asked of it only at the end (`end`), not searched on every read
+        self._last = b"\n\n"
 
     async def lines(self, complete: bytes) -> None:
         await self.write(self.watch(complete))
@@ -92,7 +100,7 @@ class PassThrough(Sink):
         watch = self._watch
         if not watch.done:
             watch.feed(complete)
-            self._between = complete.endswith(_BLANK)
+            self._last = complete
             if watch.failed:
                 # The client gets the upstream's error event (and whatever follows it) with
                 # every key-looking token masked: an upstream may echo the key it was sent.
@@ -107,7 +115,7 @@ class PassThrough(Sink):
         if watch.done:
             return b""
         if watch.finished:  # a blank line first ends an event left open (it dispatches nothing)
-            return self._end_bytes if self._between else b"\n" + self._end_bytes
+            return self._end_bytes if self._last.endswith(_BLANK) else b"\n" + self._end_bytes
         raise UpstreamError(TRUNCATED)
 
 

@@ -47,18 +47,27 @@ class RelayClock:
         self._last_write = now
         self._blocked = False
 
-    def forwarded(self, now: float) -> None:
-        """Complete upstream lines arrived and went to the client (the hot path: one call)."""
+    def forwarded(self, now: float) -> float:
+        """Complete upstream lines arrived and went to the client (the hot path: one call).
+        Returns `wake()`, which is now the earliest of idle, deadline and heartbeat from `now`."""
         self.started = True
-        self._idle_deadline = now + self.idle
+        self._idle_deadline = wake = now + self.idle
         self._last_write = now
         self._blocked = False
+        # Comparisons, not `min()`: a builtin that parses its arguments, twice a read.
+        if self.deadline < wake:
+            wake = self.deadline
+        if self.heartbeat and now + self.heartbeat < wake:
+            wake = now + self.heartbeat
+        return wake
 
     def wake(self) -> float:
         """When the relay must look again if nothing arrives."""
-        wake = min(self._idle_deadline, self.deadline)
-        if self.heartbeat and not self._blocked:
-            wake = min(wake, self._last_write + self.heartbeat)
+        wake = self._idle_deadline
+        if self.deadline < wake:
+            wake = self.deadline
+        if self.heartbeat and not self._blocked and self._last_write + self.heartbeat < wake:
+            wake = self._last_write + self.heartbeat
         return wake
 
     def woke(self, now: float, at_boundary: bool) -> Due:

@@ -65,7 +65,7 @@ class StreamMask:
 
     def events(self, complete: bytes) -> bytes:
         for raw in self._raw:
-            if complete.find(raw) >= 0:  # `find`, not `in`: see markers._any_in
+            if complete.find(raw) >= 0:  # `find`, not `in`: see `gateway.markers`
                 return mask_secrets(complete, self.secrets)
         return complete
 
