@@ -2,10 +2,13 @@
 under tracemalloc; the mock upstream and the client that holds N idle streams are
 subprocesses (their allocations are not counted). Heartbeats on by default.
 
-    python bench/idle_memory.py [--streams 1000] [--heartbeat 2] [--no-trace] [--floor]
+    python bench/idle_memory.py [--streams 1000] [--heartbeat 2] [--no-trace] [--floor] [--frames N]
 
 Prints the traced bytes per stream, grouped by allocating file and by line, and the RSS
-growth per stream (with `--no-trace`, RSS without tracemalloc's own overhead).
+growth per stream (with `--no-trace`, RSS without tracemalloc's own overhead). `--frames N`
+(N > 1) keeps N frames per allocation and also charges each one to the innermost frame of
+the gateway (or of the floor) that led to it: what aiohttp, asyncio or uvloop allocate on our
+behalf (a timer handle, a task, a coroutine's frame) is shown at our line that asked for it.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ async def hold(url: str, n: int) -> None:
     await session.close()
 
 
-async def measure(streams: int, heartbeat: float, trace: bool, floor: bool = False) -> None:
+async def measure(streams: int, heartbeat: float, trace: bool, floor: bool = False,
+                  frames: int = 1) -> None:
     from bench.floor import build_app as floor_app
     from gateway.app import build_app
     from gateway.config import config_from_dict
@@ -95,7 +99,7 @@ async def measure(streams: int, heartbeat: float, trace: bool, floor: bool = Fal
         await warm.wait()
         gc.collect()
         if trace:
-            tracemalloc.start(1)
+            tracemalloc.start(frames)
         before_rss = rss_bytes(os.getpid())
         before = tracemalloc.take_snapshot() if trace else None
         client = subprocess.Popen([sys.executable, __file__, "--hold", url, "--streams", str(streams)],
@@ -111,6 +115,8 @@ async def measure(streams: int, heartbeat: float, trace: bool, floor: bool = Fal
         if before is not None:
             after = tracemalloc.take_snapshot()
             report(after, before, streams)
+            if frames > 1:
+                report_ours(after, before, streams)
     finally:
         if client is not None:
             client.communicate(timeout=30)
@@ -135,6 +141,24 @@ def report(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, streams: i
               f"{_short(frame.filename)}:{frame.lineno}")
 
 
+def report_ours(after: tracemalloc.Snapshot, before: tracemalloc.Snapshot, streams: int) -> None:
+    """Each allocation charged to the innermost frame of ours (the gateway's or the floor's) on
+    its traceback; one with none (the server's and the client's own) to `(aiohttp)`."""
+    ours: dict[str, list[int]] = {}
+    for d in after.compare_to(before, "traceback"):
+        where = "(aiohttp)"
+        for frame in reversed(d.traceback):  # innermost first
+            if "/gateway/" in frame.filename or frame.filename.endswith("bench/floor.py"):
+                where = f"{_short(frame.filename)}:{frame.lineno}"
+                break
+        kept = ours.setdefault(where, [0, 0])
+        kept[0] += d.size_diff
+        kept[1] += d.count_diff
+    print("by our line (bytes per stream, allocations per stream):")
+    for where, (size, count) in sorted(ours.items(), key=lambda kv: -kv[1][0])[:30]:
+        print(f"  {size / streams:8.0f} {count / streams:5.1f}  {where}")
+
+
 def _short(path: str) -> str:
     return path.split("site-packages/")[-1].split("/gateway/", 1)[-1]
 
@@ -146,6 +170,8 @@ def main() -> int:
     parser.add_argument("--no-trace", action="store_true")
     parser.add_argument("--floor", action="store_true",
                         help="hold the streams in the bare aiohttp proxy (bench/floor.py) instead")
+    parser.add_argument("--frames", type=int, default=1,
+                        help="frames kept per allocation; above 1, also charged to our lines")
     parser.add_argument("--hold", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import resource
@@ -159,7 +185,8 @@ def main() -> int:
             runner.run(hold(args.hold, args.streams))
         else:
             started = time.monotonic()
-            runner.run(measure(args.streams, args.heartbeat, not args.no_trace, args.floor))
+            runner.run(measure(args.streams, args.heartbeat, not args.no_trace, args.floor,
+                               args.frames))
             print(f"took {time.monotonic() - started:.1f} s")
     return 0
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from ..config import UpstreamSpec
 from ..header_names import ANTHROPIC_VERSION, X_API_KEY
-from ..markers import Marker
+from ..markers import Marker, Markers
 from .base import Dialect, TokenUsage, Usage, count, error_message, model_ids, sse
 from .spot import ClientSpot, DialectSpot
 
@@ -65,12 +65,12 @@ class AnthropicDialect(Dialect):
         more = body.get("has_more") is True and isinstance(last, str) and bool(names)
         return names, last if more else None
 
-    end_markers = (Marker(b"event: message_stop"), Marker(b"event:message_stop"),
-                   Marker(b'data: {"type":"message_stop"', whole=False),
-                   Marker(b'data: {"type": "message_stop"', whole=False))
-    error_markers = (Marker(b"event: error"), Marker(b"event:error"),
-                     Marker(b'data: {"type":"error"', whole=False),
-                     Marker(b'data: {"type": "error"', whole=False))
+    end_markers = Markers(Marker(b"event: message_stop"), Marker(b"event:message_stop"),
+                          Marker(b'data: {"type":"message_stop"', whole=False),
+                          Marker(b'data: {"type": "message_stop"', whole=False))
+    error_markers = Markers(Marker(b"event: error"), Marker(b"event:error"),
+                            Marker(b'data: {"type":"error"', whole=False),
+                            Marker(b'data: {"type": "error"', whole=False))
     end_bytes = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
     end_event = ("message_stop", '{"type":"message_stop"}')
     default_headers = {ANTHROPIC_VERSION: API_VERSION}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..markers import Marker
+from ..markers import Marker, Markers
 from .base import DONE, Dialect, TokenUsage, Usage, choice_zero, count, error_message, sse
 from .spot import ClientSpot, DialectSpot
 
@@ -16,9 +16,9 @@ class OpenAIDialect(Dialect):
     path = "/chat/completions"
     auth_header = "authorization"
 
-    end_markers: tuple[Marker, ...] = (Marker(b"data: [DONE]"), Marker(b"data:[DONE]"))
-    error_markers: tuple[Marker, ...] = (Marker(b'data: {"error"', whole=False),
-                                         Marker(b'data:{"error"', whole=False))
+    end_markers: tuple[Marker, ...] = Markers(Marker(b"data: [DONE]"), Marker(b"data:[DONE]"))
+    error_markers: tuple[Marker, ...] = Markers(Marker(b'data: {"error"', whole=False),
+                                                Marker(b'data:{"error"', whole=False))
     end_bytes = b"data: [DONE]\n\n"
     end_event = ("message", "[DONE]")
 

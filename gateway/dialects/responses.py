@@ -12,19 +12,19 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ..markers import Marker
+from ..markers import Marker, Markers
 from .base import Dialect, Usage, sse
 from .openai import OpenAIDialect
 from .spot import ClientSpot, DialectSpot
 
 #: A Responses stream ends at one of these events (an `event:` line, or a `data:` line that
 #: names its type first); its error event is `event: error`. On line starts only.
-RESPONSES_ENDS = tuple(
+RESPONSES_ENDS = Markers(*(
     marker for kind in (b"response.completed", b"response.failed", b"response.incomplete")
     for marker in (Marker(b"event: " + kind), Marker(b"event:" + kind),
-                   Marker(b'data: {"type":"' + kind + b'"', whole=False)))
-RESPONSES_ERRORS = (Marker(b"event: error"), Marker(b"event:error"),
-                    Marker(b'data: {"type":"error"', whole=False))
+                   Marker(b'data: {"type":"' + kind + b'"', whole=False))))
+RESPONSES_ERRORS = Markers(Marker(b"event: error"), Marker(b"event:error"),
+                           Marker(b'data: {"type":"error"', whole=False))
 
 
 class ResponsesDialect(OpenAIDialect):

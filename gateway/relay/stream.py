@@ -77,10 +77,7 @@ async def stream_answer(
     ttfb: float | None = None
     outcome, error, status = "ok", None, 200
 
-    async def heartbeat() -> None:
-        await client.write(HEARTBEAT)
-        on_heartbeat()
-
+    heartbeat = Heartbeat(client, on_heartbeat)
     write: Write = client.write if resume is None else resume.view.watch(client.write)
     first_sink = make_sink(write)
     mask = first_sink.mask = StreamMask([upstream.api_key.get_secret_value()])
@@ -90,20 +87,14 @@ async def stream_answer(
         heartbeat=settings.heartbeat, idle=upstream.idle_timeout_seconds, deadline=alarm.deadline,
         now=loop.time(), first_byte=opened.first_byte_deadline, started=bool(opened.first))
     current, usage = opened, meter.usage
-    metered = [(opened, meter)]  # each streamed attempt's own meter
+    # Each streamed attempt's own meter: the first's, then each continuation's (none: no
+    # list while the stream streams on its first attempt, as nearly all do).
+    first_meter = meter
+    continued: tuple[tuple[Opened, UsageMeter], ...] = ()
     cause: GatewayError | None = None  # the first cut, when a continuation was tried
     clean = False
     failure: str | None = None  # the provider's failure of the current attempt (its breaker's)
     anomaly: str | None = None
-
-    def outcome_of(status: int, outcome: str, error: str | None) -> RelayOutcome:
-        # A stream's first byte is its first attempt's: a continuation's doesn't replace it.
-        first = ttfb
-        if first is None and seen.at is not None:  # failed or cut after it
-            first = seen.at - started
-        total = meter.usage if usage is meter.usage else _sum(usage, meter.usage)
-        parts = tuple((part, replace(m.usage)) for part, m in metered)
-        return RelayOutcome(total, first, status, outcome, error, parts, clean, failure, anomaly)
 
     alarms.add(alarm)
     try:
@@ -152,7 +143,7 @@ async def stream_answer(
                     before = _sum(usage, meter.usage) if usage is not meter.usage else meter.usage
                     speaks = resume.continuation.meters(current)  # as the route reads it
                     usage, meter = before, UsageMeter(speaks, 0)
-                    metered.append((current, meter))
+                    continued = (*continued, (current, meter))
                     sink = Splice(write, first_sink.shape, resume.view, speaks, before, meter)
                     sink.mask = StreamMask([*mask.secrets, current.upstream.api_key.get_secret_value()])
                     mask = sink.mask
@@ -180,7 +171,9 @@ async def stream_answer(
         client.abort()
     except asyncio.CancelledError as exc:
         if not alarm.write_cancelled():  # the client went away: the handler is cancelled
-            setattr(exc, _RELAYED, outcome_of(499, "client_disconnected", None))
+            setattr(exc, _RELAYED, RelayOutcome(
+                _total(usage, meter), _first(ttfb, seen, started), 499, "client_disconnected",
+                None, _parts(opened, first_meter, continued), clean, failure, anomaly))
             raise
         outcome, status = "client_disconnected", 499
         error = "the client stopped reading; the stream's deadline passed"
@@ -192,7 +185,42 @@ async def stream_answer(
             current.response.release()
         else:
             current.response.close()
-    return outcome_of(status, outcome, error)
+    return RelayOutcome(_total(usage, meter), _first(ttfb, seen, started), status, outcome, error,
+                        _parts(opened, first_meter, continued), clean, failure, anomaly)
+
+
+# The outcome's parts, as module functions: a closure over the stream's locals would make
+# each of them a cell, memory that every idle stream holds (and a slower read of each).
+
+def _first(ttfb: float | None, seen: FirstForward, started: float) -> float | None:
+    """A stream's first byte is its first attempt's: a continuation's doesn't replace it."""
+    if ttfb is None and seen.at is not None:  # failed or cut after it
+        return seen.at - started
+    return ttfb
+
+
+def _total(usage: Usage, meter: UsageMeter) -> Usage:
+    return meter.usage if usage is meter.usage else _sum(usage, meter.usage)
+
+
+def _parts(first: Opened, meter: UsageMeter, continued: tuple[tuple[Opened, UsageMeter], ...]
+           ) -> tuple[tuple[Opened, Usage], ...]:
+    return ((first, replace(meter.usage)),
+            *((part, replace(m.usage)) for part, m in continued))
+
+
+class Heartbeat:
+    """`await heartbeat()`: a `: ping` to the client, counted (a closure would hold cells)."""
+
+    __slots__ = ("client", "counted")
+
+    def __init__(self, client: ClientStream, counted: Callable[[], None]) -> None:
+        self.client = client
+        self.counted = counted
+
+    async def __call__(self) -> None:
+        await self.client.write(HEARTBEAT)
+        self.counted()
 
 
 _RELAYED = "gateway_relayed"
