@@ -258,8 +258,9 @@ class UsageMeter:
         """`events`: how many `data:` lines `complete` has when the caller knows every line of
         it is a `data:` line or blank (`sse.data_events`), else -1."""
         # Lines that START with `data:`: the model's text may hold "data:" inside a JSON string.
-        if events == 1:  # one line: no `\ndata:` in it
-            self._data_lines += 1 - complete.startswith(b"data: [DONE]")
+        if events == 1:  # one line: no `\ndata:` in it; `[DONE]` only after `data: ` (an index
+            # test first: most lines are not it, and `startswith` parses its arguments)
+            self._data_lines += 1 if complete[6] != 91 else 1 - complete.startswith(b"data: [DONE]")
         elif events > 1:
             self._data_lines += (events - complete.startswith(b"data: [DONE]")
                                  - complete.count(b"\ndata: [DONE]"))

@@ -120,8 +120,8 @@ async def relay_lines(
             continue
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream connection lost mid-stream ({type(exc).__name__})") from None
-        finally:
-            alarm.waited()
+        finally:  # `alarm.waited()`, written out: no call of its own every read
+            alarm._waiting = alarm._rang = False
         if not chunk:  # EOF
             # A last line without its ending is never forwarded as it is: a whole event line
             # goes with its line end; half a line is a cut, dropped (the sink's `end` then
