@@ -36,6 +36,11 @@ class Usage:
     def total(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def copy(self) -> Usage:
+        """`dataclasses.replace(self)`, without its walk over the fields (once a stream)."""
+        return Usage(self.prompt_tokens, self.completion_tokens, self.reported,
+                     self.cache_read_tokens, self.cache_write_tokens)
+
 
 @dataclass(frozen=True, slots=True)
 class TokenUsage:

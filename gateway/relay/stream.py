@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..dialects import Usage, UsageMeter
 from ..errors import ClientGone, GatewayError, UpstreamError
@@ -205,8 +205,7 @@ def _total(usage: Usage, meter: UsageMeter) -> Usage:
 
 def _parts(first: Opened, meter: UsageMeter, continued: tuple[tuple[Opened, UsageMeter], ...]
            ) -> tuple[tuple[Opened, Usage], ...]:
-    return ((first, replace(meter.usage)),
-            *((part, replace(m.usage)) for part, m in continued))
+    return ((first, meter.usage.copy()), *((part, m.usage.copy()) for part, m in continued))
 
 
 class Heartbeat:
