@@ -38,6 +38,60 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600
 #: output tokens per second of one stream: from a slow local model to a fast provider
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+#: how many (tenant, model, upstream) names `Metrics.series` remembers (a client names the model)
+_REMEMBERED = 4096
+
+
+class Series:
+    """The labels of one (tenant, model, upstream) as a request named them, resolved once, and
+    the children a request's end counts under them. A child is bound on its first use (then
+    it is a plain slot), so a series appears when first counted, as with `.labels()`."""
+
+    __slots__ = ("_metrics", "tenant", "model", "upstream", "requests", "prompt_tokens",
+                 "completion_tokens", "cost", "unpriced", "ttfb", "stream_duration", "output_rate",
+                 "midstream_errors", "client_disconnects")
+
+    requests: dict[tuple[str, int], Any]  # (route, status) -> its `gateway_requests` child
+    prompt_tokens: Any
+    completion_tokens: Any
+    cost: Any
+    unpriced: Any
+    ttfb: Any
+    stream_duration: Any
+    output_rate: Any
+    midstream_errors: Any
+    client_disconnects: Any
+
+    def __init__(self, metrics: Metrics, tenant: str, model: str, upstream: str) -> None:
+        self._metrics, self.tenant, self.model, self.upstream = metrics, tenant, model, upstream
+        self.requests = {}
+
+    def __getattr__(self, name: str) -> Any:  # a child's slot not set yet: bind it
+        m, tenant, model, upstream = self._metrics, self.tenant, self.model, self.upstream
+        binds: dict[str, tuple[Any, ...]] = {
+            "prompt_tokens": (m.tokens, tenant, model, "prompt"),
+            "completion_tokens": (m.tokens, tenant, model, "completion"),
+            "cost": (m.cost, tenant, model),
+            "unpriced": (m.unpriced, model),
+            "ttfb": (m.ttfb, tenant, model, upstream),
+            "stream_duration": (m.stream_duration, tenant, model, upstream),
+            "output_rate": (m.output_rate, tenant, model),
+            "midstream_errors": (m.upstream_errors, upstream, "midstream"),
+            "client_disconnects": (m.client_disconnects, tenant),
+        }
+        if name not in binds:
+            raise AttributeError(name)
+        child = m.child(*binds[name])
+        setattr(self, name, child)
+        return child
+
+    def request(self, route: str, status: int) -> Any:
+        """The `gateway_requests` child of a route and final status."""
+        child = self.requests.get((route, status))
+        if child is None:
+            child = self.requests[(route, status)] = self._metrics.child(
+                self._metrics.requests, self.tenant, self.model, route, str(status))
+        return child
 
 
 class Metrics:
@@ -62,6 +116,8 @@ class Metrics:
         # `.labels()` validates and locks on every call; a request's children come from here.
         # Bounded like the label values themselves (see the module docstring).
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        #: (tenant, model, upstream) names -> their `Series`; emptied when label values change
+        self._series: dict[tuple[str | None, str | None, str | None], Series] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_requests", "Requests by final status",
@@ -169,6 +225,7 @@ class Metrics:
         it exits. There a removed upstream's series is set to 1, so nothing alerts on an upstream
         that is gone; it stays, at 1, until the workers restart."""
         names = [r.model for r in config.routes] + [p for u in config.upstreams for p in u.models]
+        self._series = {}
         self._tenants |= frozenset(t.name for t in config.tenants)
         self._model_names |= frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
@@ -224,12 +281,23 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def series(self, tenant: str | None, model: str | None, upstream: str | None) -> Series:
+        """The `Series` of these names (labels resolved once per name, not per request)."""
+        key = (tenant, model, upstream)
+        found = self._series.get(key)
+        if found is None:
+            found = Series(self, self.tenant(tenant), self.model(model), self.upstream(upstream))
+            if len(self._series) < _REMEMBERED:
+                self._series[key] = found
+        return found
+
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
 
     def add_tenants(self, names: Iterable[str]) -> None:
         """Runtime tenants (the admin API's) are label values too, like the config's."""
         self._tenants |= frozenset(names)
+        self._series = {}
 
     def model(self, name: str | None) -> str:
         """A model label: the configured name, else the configured pattern it matched
