@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .config import Config
+from .series import REMEMBERED, Series
 
 OTHER = "other"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `workers.py` for its workers
@@ -38,62 +39,6 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600
 #: output tokens per second of one stream: from a slow local model to a fast provider
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-#: how many (tenant, model, upstream) names `Metrics.series` remembers (a client names the model)
-_REMEMBERED = 4096
-
-
-class Series:
-    """The labels of one (tenant, model, upstream) as a request named them, resolved once, and
-    the children a request's end counts under them. A child is bound on its first use (then
-    it is a plain slot), so a series appears when first counted, as with `.labels()`."""
-
-    __slots__ = ("_metrics", "tenant", "model", "upstream", "requests", "prompt_tokens",
-                 "completion_tokens", "cost", "unpriced", "ttfb", "stream_duration", "output_rate",
-                 "midstream_errors", "client_disconnects")
-
-    requests: dict[tuple[str, int], Any]  # (route, status) -> its `gateway_requests` child
-    prompt_tokens: Any
-    completion_tokens: Any
-    cost: Any
-    unpriced: Any
-    ttfb: Any
-    stream_duration: Any
-    output_rate: Any
-    midstream_errors: Any
-    client_disconnects: Any
-
-    def __init__(self, metrics: Metrics, tenant: str, model: str, upstream: str) -> None:
-        self._metrics, self.tenant, self.model, self.upstream = metrics, tenant, model, upstream
-        self.requests = {}
-
-    def __getattr__(self, name: str) -> Any:  # a child's slot not set yet: bind it
-        m, tenant, model, upstream = self._metrics, self.tenant, self.model, self.upstream
-        binds: dict[str, tuple[Any, ...]] = {
-            "prompt_tokens": (m.tokens, tenant, model, "prompt"),
-            "completion_tokens": (m.tokens, tenant, model, "completion"),
-            "cost": (m.cost, tenant, model),
-            "unpriced": (m.unpriced, model),
-            "ttfb": (m.ttfb, tenant, model, upstream),
-            "stream_duration": (m.stream_duration, tenant, model, upstream),
-            "output_rate": (m.output_rate, tenant, model),
-            "midstream_errors": (m.upstream_errors, upstream, "midstream"),
-            "client_disconnects": (m.client_disconnects, tenant),
-        }
-        if name not in binds:
-            raise AttributeError(name)
-        child = m.child(*binds[name])
-        setattr(self, name, child)
-        return child
-
-    def request(self, route: str, status: int) -> Any:
-        """The `gateway_requests` child of a route and final status."""
-        child = self.requests.get((route, status))
-        if child is None:
-            child = self.requests[(route, status)] = self._metrics.child(
-                self._metrics.requests, self.tenant, self.model, route, str(status))
-        return child
-
-
 class Metrics:
     def __init__(self, config: Config) -> None:
         # No `*_created` series: a timestamp per labelled child doubles what is scraped and
@@ -287,7 +232,7 @@ class Metrics:
         found = self._series.get(key)
         if found is None:
             found = Series(self, self.tenant(tenant), self.model(model), self.upstream(upstream))
-            if len(self._series) < _REMEMBERED:
+            if len(self._series) < REMEMBERED:
                 self._series[key] = found
         return found
 

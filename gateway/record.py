@@ -18,7 +18,8 @@ from structlog.typing import FilteringBoundLogger
 from .config import Config, Tenant
 from .dialects import Usage
 from .logs import info_line
-from .metrics import Metrics, Series
+from .metrics import Metrics
+from .series import Series
 from .spend import micros_to_usd
 from .upstream.attempt import Attempt
 
