@@ -47,7 +47,16 @@ def usd_to_micros(usd: float) -> int:
     """Whole micro-dollars nearest to `usd` (exact for any float `micros_to_usd` returned)."""
     if not math.isfinite(usd):
         raise ValueError(f"not an amount of money: {usd!r}")
-    return _round_half_up(Fraction(repr(usd)) * MICROS_PER_USD)
+    # repr() is the shortest decimal that reads back as `usd` ("0.15", "1e-07", "-2.5e+16"):
+    # its digits as one integer and a power of ten, rounded in integers (no Fraction parse).
+    mantissa, _, exponent = repr(float(usd)).partition("e")
+    whole, _, decimals = mantissa.partition(".")
+    digits = int(whole + decimals)
+    shift = 6 + (int(exponent) if exponent else 0) - len(decimals)  # MICROS_PER_USD = 10**6
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return digits * scale
+    return (2 * digits + scale) // (2 * scale)  # floor(digits / scale + 1/2)
 
 
 def micros_to_usd(micros: int) -> float:
