@@ -11,6 +11,9 @@ if TYPE_CHECKING:
 
 #: how many (tenant, model, upstream) names `Metrics.series` remembers (a client names the model)
 REMEMBERED = 4096
+#: the slots of `Series` that hold a child, bound on first use
+_CHILDREN = frozenset({"prompt_tokens", "completion_tokens", "cost", "unpriced", "ttfb",
+                       "stream_duration", "output_rate", "midstream_errors", "client_disconnects"})
 
 
 class Series:
@@ -38,6 +41,8 @@ class Series:
         self.requests = {}
 
     def __getattr__(self, name: str) -> Any:  # a child's slot not set yet: bind it
+        if name not in _CHILDREN:  # (`_metrics` itself on a copy made without __init__)
+            raise AttributeError(name)
         m, tenant, model, upstream = self._metrics, self.tenant, self.model, self.upstream
         binds: dict[str, tuple[Any, ...]] = {
             "prompt_tokens": (m.tokens, tenant, model, "prompt"),
@@ -50,8 +55,6 @@ class Series:
             "midstream_errors": (m.upstream_errors, upstream, "midstream"),
             "client_disconnects": (m.client_disconnects, tenant),
         }
-        if name not in binds:
-            raise AttributeError(name)
         child = m.child(*binds[name])
         setattr(self, name, child)
         return child
