@@ -24,6 +24,8 @@ def _orjson_dumps(event: Any, **_: Any) -> str:
 
 
 def make_logger(stream: TextIO | None = None, *, level: int = 20) -> FilteringBoundLogger:
+    """The bound logger itself, not structlog's lazy proxy (`wrap_logger` alone): the proxy
+    assembles a new bound logger on every call made through it, once per request."""
     logger: FilteringBoundLogger = structlog.wrap_logger(
         structlog.WriteLogger(stream or sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -33,7 +35,7 @@ def make_logger(stream: TextIO | None = None, *, level: int = 20) -> FilteringBo
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_orjson_dumps),
         ],
-    )
+    ).bind()
     return logger
 
 

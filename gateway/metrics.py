@@ -27,6 +27,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from . import __version__
 from .config import Config
+from .series import REMEMBERED, Series
 
 OTHER = "other"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by `workers.py` for its workers
@@ -38,8 +39,6 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600
 #: output tokens per second of one stream: from a slow local model to a fast provider
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000)
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-
 class Metrics:
     def __init__(self, config: Config) -> None:
         # No `*_created` series: a timestamp per labelled child doubles what is scraped and
@@ -62,6 +61,8 @@ class Metrics:
         # `.labels()` validates and locks on every call; a request's children come from here.
         # Bounded like the label values themselves (see the module docstring).
         self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
+        #: (tenant, model, upstream) names -> their `Series`; emptied when label values change
+        self._series: dict[tuple[str | None, str | None, str | None], Series] = {}
         r = self.registry
         self.requests = Counter(
             "gateway_requests", "Requests by final status",
@@ -169,6 +170,7 @@ class Metrics:
         it exits. There a removed upstream's series is set to 1, so nothing alerts on an upstream
         that is gone; it stays, at 1, until the workers restart."""
         names = [r.model for r in config.routes] + [p for u in config.upstreams for p in u.models]
+        self._series = {}
         self._tenants |= frozenset(t.name for t in config.tenants)
         self._model_names |= frozenset(n for n in names if not _is_glob(n))
         self._model_globs = tuple(dict.fromkeys((*self._model_globs, *(n for n in names if _is_glob(n)))))
@@ -224,12 +226,23 @@ class Metrics:
             found = self._children[key] = metric.labels(*values)
         return found
 
+    def series(self, tenant: str | None, model: str | None, upstream: str | None) -> Series:
+        """The `Series` of these names (labels resolved once per name, not per request)."""
+        key = (tenant, model, upstream)
+        found = self._series.get(key)
+        if found is None:
+            found = Series(self, self.tenant(tenant), self.model(model), self.upstream(upstream))
+            if len(self._series) < REMEMBERED:
+                self._series[key] = found
+        return found
+
     def tenant(self, name: str | None) -> str:
         return name if name in self._tenants else OTHER
 
     def add_tenants(self, names: Iterable[str]) -> None:
         """Runtime tenants (the admin API's) are label values too, like the config's."""
         self._tenants |= frozenset(names)
+        self._series = {}
 
     def model(self, name: str | None) -> str:
         """A model label: the configured name, else the configured pattern it matched

@@ -19,6 +19,7 @@ from .config import Config, Tenant
 from .dialects import Usage
 from .logs import info_line
 from .metrics import Metrics
+from .series import Series
 from .spend import micros_to_usd
 from .upstream.attempt import Attempt
 
@@ -64,19 +65,21 @@ def _short(value: str | None) -> str | None:
 
 
 def tell(record: Record, metrics: Metrics, logger: FilteringBoundLogger) -> None:
-    """Count and log the request once, whatever way it ended. Label children come from the
-    metrics' cache and the line is rendered in one pass (`info_line`): this runs per request."""
+    """Count and log the request once, whatever way it ended. The labels and their children
+    come from the metrics' `Series` of the request's names and the line is rendered in one
+    pass (`info_line`): this runs per request."""
     duration = time.perf_counter() - record.started
-    tenant = metrics.tenant(record.tenant.name if record.tenant else None)
-    child = metrics.child
-    child(metrics.requests, tenant, metrics.model(record.model), record.route, str(record.status)).inc()
-    cost, unpriced = count_answer(record, metrics, duration)
+    tenant = record.tenant.name if record.tenant else None
+    series = metrics.series(tenant, record.model, record.upstream)
+    status = record.status
+    series.request(record.route, status).inc()
+    cost, unpriced = _count(record, series, duration)
     if record.outcome == "client_disconnected":
-        child(metrics.client_disconnects, tenant).inc()
-    if record.status in (400, 401, 404, 413):
-        child(metrics.client_errors, str(record.status)).inc()
+        series.client_disconnects.inc()
+    if status in (400, 401, 404, 413):
+        metrics.child(metrics.client_errors, str(status)).inc()
     fields = answer_fields(record, duration, cost, unpriced)
-    fields["stream"], fields["status"] = record.stream, record.status
+    fields["stream"], fields["status"] = record.stream, status
     if record.translated:
         fields["translated"] = True
     if record.tags:
@@ -90,34 +93,35 @@ def count_answer(record: Record, metrics: Metrics, duration: float) -> tuple[flo
     """The metrics of what an answer used and how it streamed (tokens, cost, TTFB, duration,
     output rate, a mid-stream error): a request's, or a resumable stream's generation's.
     Returns its cost in USD (None: not charged or unpriced) and whether it was unpriced."""
-    tenant = metrics.tenant(record.tenant.name if record.tenant else None)
-    model = metrics.model(record.model)
-    child = metrics.child
-    upstream = metrics.upstream(record.upstream)
+    series = metrics.series(record.tenant.name if record.tenant else None, record.model, record.upstream)
+    return _count(record, series, duration)
+
+
+def _count(record: Record, series: Series, duration: float) -> tuple[float | None, bool]:
     usage = record.usage
     if usage is not None:
-        child(metrics.tokens, tenant, model, "prompt").inc(usage.prompt_tokens)
-        child(metrics.tokens, tenant, model, "completion").inc(usage.completion_tokens)
+        series.prompt_tokens.inc(usage.prompt_tokens)
+        series.completion_tokens.inc(usage.completion_tokens)
     cost = micros_to_usd(record.cost_micros) if record.cost_micros is not None else None
     unpriced = record.charged and cost is None  # a model no `[prices]` pattern matches: zero
     if cost is not None:
-        child(metrics.cost, tenant, model).inc(cost)
+        series.cost.inc(cost)
     elif unpriced:
-        child(metrics.unpriced, model).inc()
+        series.unpriced.inc()
     # Both histograms count the streams whose first data line reached the client, once each,
     # at their end however it came (done, an error event, drain's stop, the client gone): so
     # their counts agree. A stream that ended before any data line (an error event after
     # heartbeats, a client gone while waiting) is in neither, like a request that never streamed.
     if record.ttfb is not None:
-        child(metrics.ttfb, tenant, model, upstream).observe(record.ttfb)
+        series.ttfb.observe(record.ttfb)
         if record.stream:
-            child(metrics.stream_duration, tenant, model, upstream).observe(duration)
+            series.stream_duration.observe(duration)
             # As `llm-gateway bench` and the origin story count it: tokens / (total - TTFB).
             generating = duration - record.ttfb
             if usage is not None and usage.completion_tokens > 0 and generating > 0:
-                child(metrics.output_rate, tenant, model).observe(usage.completion_tokens / generating)
+                series.output_rate.observe(usage.completion_tokens / generating)
     if record.midstream_error:
-        child(metrics.upstream_errors, upstream, "midstream").inc()
+        series.midstream_errors.inc()
     return cost, unpriced
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from fractions import Fraction
 from typing import TYPE_CHECKING, Protocol
@@ -47,7 +47,16 @@ def usd_to_micros(usd: float) -> int:
     """Whole micro-dollars nearest to `usd` (exact for any float `micros_to_usd` returned)."""
     if not math.isfinite(usd):
         raise ValueError(f"not an amount of money: {usd!r}")
-    return _round_half_up(Fraction(repr(usd)) * MICROS_PER_USD)
+    # repr() is the shortest decimal that reads back as `usd` ("0.15", "1e-07", "-2.5e+16"):
+    # its digits as one integer and a power of ten, rounded in integers (no Fraction parse).
+    mantissa, _, exponent = repr(float(usd)).partition("e")
+    whole, _, decimals = mantissa.partition(".")
+    digits = int(whole + decimals)
+    shift = 6 + (int(exponent) if exponent else 0) - len(decimals)  # MICROS_PER_USD = 10**6
+    scale: int = 10 ** abs(shift)
+    if shift >= 0:
+        return digits * scale
+    return (2 * digits + scale) // (2 * scale)  # floor(digits / scale + 1/2)
 
 
 def micros_to_usd(micros: int) -> float:
@@ -73,27 +82,47 @@ class Price:
     output: float
     cache_read: float | None = None
     cache_write: float | None = None
+    #: the four rates (input, output, cache read, cache write) as whole numbers over one
+    #: denominator, worked out once: a cost is then integer arithmetic, exact as the fractions
+    _scaled: tuple[int, int, int, int] = field(init=False, repr=False, compare=False)
+    _denominator: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("input", "output", "cache_read", "cache_write"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"price {name} must be a finite number >= 0, not {value!r}")
+        read = self.input if self.cache_read is None else self.cache_read
+        write = self.input if self.cache_write is None else self.cache_write
+        rates = [_rate(r) for r in (self.input, self.output, read, write)]
+        denominator = math.lcm(*(r.denominator for r in rates))
+        scaled = tuple(r.numerator * (denominator // r.denominator) for r in rates)
+        object.__setattr__(self, "_scaled", scaled)
+        object.__setattr__(self, "_denominator", denominator)
+
+    def _numerator(self, prompt_tokens: int, completion_tokens: int, cache_read_tokens: int,
+                   cache_write_tokens: int) -> int:
+        """The exact cost in micro-dollars times `_denominator`."""
+        if prompt_tokens < 0 or completion_tokens < 0 or cache_read_tokens < 0 or cache_write_tokens < 0:
+            counts = (prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
+            raise ValueError(f"token counts must be >= 0, not {counts}")
+        rate_in, rate_out, rate_read, rate_write = self._scaled
+        return (prompt_tokens * rate_in + completion_tokens * rate_out
+                + cache_read_tokens * rate_read + cache_write_tokens * rate_write)
 
     def cost_exact(
         self, prompt_tokens: int, completion_tokens: int, cache_read_tokens: int = 0,
         cache_write_tokens: int = 0,
     ) -> Fraction:
         """The exact cost in micro-dollars, before rounding."""
-        counts = (prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
-        if any(n < 0 for n in counts):
-            raise ValueError(f"token counts must be >= 0, not {counts}")
-        read = self.input if self.cache_read is None else self.cache_read
-        write = self.input if self.cache_write is None else self.cache_write
-        return (
-            prompt_tokens * _rate(self.input) + completion_tokens * _rate(self.output)
-            + cache_read_tokens * _rate(read) + cache_write_tokens * _rate(write)
-        )
+        return Fraction(self._numerator(prompt_tokens, completion_tokens, cache_read_tokens,
+                                        cache_write_tokens), self._denominator)
+
+    def cost_rounded(self, prompt_tokens: int, completion_tokens: int, cache_read_tokens: int = 0,
+                     cache_write_tokens: int = 0) -> int:
+        """`cost_exact` to the nearest micro-dollar, halves up: floor(n / d + 1/2), in integers."""
+        numerator = self._numerator(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
+        return (2 * numerator + self._denominator) // (2 * self._denominator)
 
 
 #: how many model names a price table remembers the price of
@@ -177,9 +206,7 @@ class PriceTable:
         price = self.price_for(model)
         if price is None:
             return None
-        return _round_half_up(
-            price.cost_exact(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
-        )
+        return price.cost_rounded(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
 
     def cost(
         self, model: str, prompt_tokens: int, completion_tokens: int,
@@ -202,9 +229,9 @@ class PriceTable:
             return 0
         if prompt_estimate < 0 or max_tokens < 0:
             raise ValueError("token counts must be >= 0")
-        write = price.input if price.cache_write is None else price.cache_write
-        dearest = max(_rate(price.input), _rate(write))
-        return math.ceil(prompt_estimate * dearest + max_tokens * _rate(price.output))
+        rate_in, rate_out, _, rate_write = price._scaled  # over the one denominator: comparable
+        numerator = prompt_estimate * max(rate_in, rate_write) + max_tokens * rate_out
+        return -(-numerator // price._denominator)  # rounded up
 
     def worst_case(self, model: str, prompt_estimate: int, max_tokens: int) -> float:
         """`worst_case_micros` in USD."""

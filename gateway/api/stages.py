@@ -181,7 +181,8 @@ def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]
     prices = ticket.prices
     total: int | None = None
     for opened, used in parts:
-        reported = clamp_usage(used) or reported  # each attempt's cost is the clamp's too
+        if used is not usage:  # each attempt's cost is the clamp's too
+            reported = clamp_usage(used) or reported
         micros = prices.usage_cost_micros(opened.target.model, used) if prices is not None else None
         if micros is not None:
             total = (total or 0) + micros
@@ -189,7 +190,9 @@ def _charge(record: Record, ticket: Ticket, parts: Sequence[tuple[Opened, Usage]
             own.usage = used
             own.cost_usd = micros_to_usd(micros) if micros is not None else 0.0
     model = parts[0][0].target.model
-    if len(parts) == 1 and parts[0][1] is not usage:  # the one part's cost is the request's
+    # The one part's cost is the request's: worked out again only if its usage differs (a
+    # stream's part is a copy of the same counts).
+    if len(parts) == 1 and parts[0][1] != usage:
         total = prices.usage_cost_micros(model, usage) if prices is not None else None
     cost = None if total is None else clamp_cost(total)
     record.charged, record.cost_micros, record.charged_model = True, cost, model
