@@ -96,7 +96,7 @@ def serve(out: str, argv: list[str]) -> int:
     return gateway_main(argv)
 
 
-async def measure(checkout: Path, floor: bool, top: int, scale: float) -> None:
+async def measure(checkout: Path, floor: bool, top: int, scale: float, everything: bool) -> None:
     from bench.ab import interpreter
     from bench.client import Client
     from bench.config import CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, gateway_config, toml_text
@@ -138,30 +138,35 @@ async def measure(checkout: Path, floor: bool, top: int, scale: float) -> None:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.2)
             report(f"{kind}, {chunks} chunks, {concurrency} concurrent, {result['ok']} ok",
-                   pstats.Stats(str(out)), max(1, result["ok"]), top)
+                   pstats.Stats(str(out)), max(1, result["ok"]), top, everything)
     finally:
         proc.terminate()
         proc.wait(60)
         await runner.cleanup()
 
 
-def report(title: str, stats: pstats.Stats, ok: int, top: int) -> None:
+#: Where the gateway's own code lives (the top list shows these; `--everything`: any file).
+OURS = ("/gateway/", "/structlog/", "/prometheus_client/")
+#: The stages that are not the gateway's own code.
+NOT_OURS = ("aiohttp", "event loop", "python", "floor")
+
+
+def report(title: str, stats: pstats.Stats, ok: int, top: int, everything: bool = False) -> None:
     table = stage_table(stats)
     total = sum(table.values()) or 1.0
-    ours = sum(v for k, v in table.items()
-               if k not in ("aiohttp", "event loop", "python", "floor")) or 1.0
-    print(f"\n## {title}: {total / ok * 1e3:.3f} ms profiled per request "
-          f"(gateway's own stages: {ours / total:.0%})")
+    ours = sum(v for k, v in table.items() if k not in NOT_OURS)
+    share = f"gateway's own stages: {ours / total:.0%}" if ours else "no gateway stages"
+    print(f"\n## {title}: {total / ok * 1e3:.3f} ms profiled per request ({share})")
     print("| stage | ms per request | of all | of ours |\n|---|---|---|---|")
     for stage, seconds in sorted(table.items(), key=lambda kv: -kv[1]):
-        mine = "" if stage in ("aiohttp", "event loop", "python", "floor") else f"{seconds / ours:.0%}"
+        mine = "" if stage in NOT_OURS else f"{seconds / ours:.0%}"
         print(f"| {stage} | {seconds / ok * 1e3:.4f} | {seconds / total:.1%} | {mine} |")
     if top:
-        print(f"\ntop {top} functions of the gateway (self time, builtins under their caller):")
+        print(f"\ntop {top} functions (self time; a builtin's is its own here):")
         rows = []
         raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
         for (filename, line, name), (_, calls, tottime, _, _) in raw.items():
-            if "/gateway/" in filename or "/structlog/" in filename or "/prometheus_client/" in filename:
+            if everything or any(part in filename for part in OURS):
                 rows.append((tottime, calls, f"{filename.rsplit('/', 2)[-2:]}:{line} {name}"))
         for tottime, calls, where in sorted(rows, reverse=True)[:top]:
             print(f"  {tottime / ok * 1e6:8.1f} us/req {calls / ok:6.1f} calls/req  {where}")
@@ -176,10 +181,13 @@ def main() -> int:
     parser.add_argument("--floor", action="store_true", help="profile the floor instead")
     parser.add_argument("--scale", type=float, default=1.0, help="times the default requests")
     parser.add_argument("--top", type=int, default=25, help="slowest functions to list")
+    parser.add_argument("--everything", action="store_true",
+                        help="list aiohttp's and the library's functions too, not ours only")
     args = parser.parse_args()
     from bench.client import loop_factory
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(measure(Path(args.checkout).resolve(), args.floor, args.top, args.scale))
+        runner.run(measure(Path(args.checkout).resolve(), args.floor, args.top, args.scale,
+                           args.everything))
     return 0
 
 
