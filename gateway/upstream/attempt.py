@@ -219,6 +219,8 @@ def _expected(content_type: str, stream: bool) -> bool:
     type is given the benefit of the doubt (the relay still checks every line is SSE)."""
     if not content_type:
         return True
+    if content_type == ("text/event-stream" if stream else "application/json"):
+        return True
     kind = content_type.split(";", 1)[0].strip().lower()
     return kind == "text/event-stream" if stream else "json" in kind
 
@@ -259,6 +261,10 @@ def prompt_too_long(body: bytes) -> bool:
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
     """The whole (decompressed) body, or None once it grows past `cap` bytes."""
+    content = response.content
+    if content.is_eof():  # the whole answer came with its head (most JSON answers do)
+        whole = content.read_nowait()
+        return whole if len(whole) <= cap else None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():
