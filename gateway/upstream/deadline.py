@@ -18,11 +18,12 @@ from types import TracebackType
 
 
 class Deadline:
-    __slots__ = ("_loop", "_when", "_task", "_cancelling", "_handle", "_rang")
+    __slots__ = ("_loop", "_when", "_at", "_task", "_cancelling", "_handle", "_rang")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         self._loop = loop
         self._when = when
+        self._at = when  # when the timer rings
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -51,7 +52,8 @@ class Deadline:
                 raise TimeoutError from exc
 
     def _ring(self) -> None:
-        if self._loop.time() < self._when:  # extended since it was armed: sleep on
+        if self._when > self._at:  # extended since it was armed: sleep on
+            self._at = self._when
             self._handle = self._loop.call_at(self._when, self._ring)
             return
         self._handle = None
