@@ -15,8 +15,11 @@ from aiohttp import hdrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from ..config import UpstreamSpec
-from ..dialects import Dialect
+from ..dialects import DIALECTS, Dialect
 from ..header_names import REQUEST_ID
+
+#: upstream specs whose `Outbound` is kept (a reload makes new ones; past it, all are dropped)
+MAX_OUTBOUND = 256
 
 #: never sent upstream: hop-by-hop headers, what we set ourselves, and every header an SDK may
 #: carry a credential in (ours replace the two the dialects use; a client's key in another one,
@@ -73,6 +76,23 @@ class Outbound:
         if stream:  # a compressed stream would sit in the inflater's window: ask for none
             headers.add(hdrs.ACCEPT_ENCODING, "identity")
         return headers
+
+
+class Outbounds:
+    """Each upstream spec's `Outbound`, by the spec's identity (kept on the `UpstreamClient`)."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, Outbound] = {}
+
+    def of(self, upstream: UpstreamSpec) -> Outbound:
+        outbound = self._by_id.get(id(upstream))
+        if outbound is None or outbound.spec is not upstream:  # held: its id is not reused
+            if len(self._by_id) >= MAX_OUTBOUND:
+                self._by_id.clear()
+            outbound = self._by_id[id(upstream)] = Outbound(upstream, DIALECTS[upstream.dialect])
+        return outbound
 
 
 def upstream_headers(

@@ -43,21 +43,18 @@ from yarl import URL
 
 from ..breaker import Breakers, BreakerState, CircuitBreaker, Permit, Transition
 from ..config import UpstreamSpec
-from ..dialects import DIALECTS
 from ..errors import UpstreamError, UpstreamTimeout
 from ..metrics import Metrics
 from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
 from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
 from .continuation import Refusals
-from .headers import Outbound
+from .headers import Outbounds
 from .health import publish
 from .order import order_targets
 
 Sleep = Callable[[float], Awaitable[None]]
 DEFAULT_MAX_RESPONSE_BYTES = 33_554_432
-#: upstream specs whose `Outbound` is kept (a reload makes new ones; past it, all are dropped)
-MAX_OUTBOUND = 256
 #: failures that show the upstream took the gateway's key (the request itself was refused)
 _KEY_ACCEPTED = frozenset({"ratelimited", "overflow", "rejected", "too_large"})
 
@@ -98,9 +95,7 @@ class UpstreamClient:
         self._refused: set[str] = set()
         #: targets that refused a mid-stream continuation lately (see `continuation.py`)
         self.continuations = Refusals(time.perf_counter)
-        # Each upstream spec's `Outbound` (its headers, URL and timeout, prepared), by the
-        # spec's id; a reload brings new specs: the old ones are dropped when it is full.
-        self._outbound: dict[int, Outbound] = {}
+        self._outbound = Outbounds()  # each upstream's headers, URL and timeout, prepared
 
     def in_flight(self, upstream: str) -> int:
         return self._in_flight.get(upstream, 0)
@@ -204,7 +199,7 @@ class UpstreamClient:
             result = await attempt(
                 self._session, target, payload, state.client_headers, state.request_id,
                 stream=state.stream, commit_at=state.commit_at, deadline=state.deadline,
-                max_response_bytes=self._max_response_bytes, outbound=self._outbound_of(upstream))
+                max_response_bytes=self._max_response_bytes, outbound=self._outbound.of(upstream))
         finally:
             if state.stream and isinstance(result, Opened):
                 # counted in flight, and its breaker's verdict waits, until the relay ends
@@ -236,14 +231,6 @@ class UpstreamClient:
                 state.attempts.append(Attempt(name, target.model, result.kind, duration_ms,
                                               result.status, result.excerpt))
         return result
-
-    def _outbound_of(self, upstream: UpstreamSpec) -> Outbound:
-        outbound = self._outbound.get(id(upstream))
-        if outbound is None or outbound.spec is not upstream:
-            if len(self._outbound) >= MAX_OUTBOUND:
-                self._outbound.clear()
-            outbound = self._outbound[id(upstream)] = Outbound(upstream, DIALECTS[upstream.dialect])
-        return outbound
 
     def _done(self, name: str) -> None:
         self._in_flight[name] -= 1
