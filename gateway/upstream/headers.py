@@ -99,4 +99,6 @@ def upstream_headers(
     upstream: UpstreamSpec, dialect: Dialect, client: CIMultiDictProxy[str], request_id: str,
     stream: bool,
 ) -> CIMultiDict[str]:
+    """One request's headers, its upstream's `Outbound` made on the spot (the policy keeps
+    each upstream's in its `Outbounds`)."""
     return Outbound(upstream, dialect).headers(client, request_id, stream)
