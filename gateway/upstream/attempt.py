@@ -155,8 +155,8 @@ async def attempt(
     # model needs a larger first_byte_timeout_seconds); its body is then bounded by the total.
     response: aiohttp.ClientResponse | None = None
     loop = asyncio.get_running_loop()
-    first_byte_deadline = min(loop.time() + upstream.first_byte_timeout_seconds, deadline)
-    budget = round(first_byte_deadline - loop.time(), 3)
+    now = loop.time()
+    first_byte_deadline = min(now + upstream.first_byte_timeout_seconds, deadline)
     try:
         with Deadline(loop, first_byte_deadline) as bound:
             response = await session.post(
@@ -202,7 +202,7 @@ async def attempt(
         return Failure("connect", f"connect timed out after {upstream.connect_timeout_seconds}s")
     except TimeoutError:
         _close(response)
-        return Failure("timeout", f"nothing within {budget}s")
+        return Failure("timeout", f"nothing within {round(first_byte_deadline - now, 3)}s")
     except aiohttp.ClientConnectorDNSError as exc:  # a bare `gaierror` names nothing: say which host
         _close(response)
         return Failure("connect", f"cannot resolve upstream host {exc.host!r} (DNS lookup failed)")

@@ -141,7 +141,7 @@ class UpstreamClient:
 
     async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
         loop = asyncio.get_running_loop()
-        targets = order_targets(
+        targets = plan.targets if plan.strategy != "balance" else order_targets(
             plan.targets, plan.strategy, in_flight=self._in_flight, draw=self._jitter,
             is_open=lambda t: self._breakers.is_open(t.upstream.name, t.model))
         for index, target in enumerate(targets):
@@ -156,7 +156,8 @@ class UpstreamClient:
                 if permit is None:
                     state.attempts.append(Attempt(upstream.name, target.model, "skipped", 0.0))
                     break
-                self._tell(target, permit.transition)
+                if permit.transition is not None:
+                    self._tell(target, permit.transition)
                 if state.failure is not None:
                     reason = "fallback" if tried == 0 else state.failure.kind
                     self._metrics.upstream_retries.labels(upstream.name, reason).inc()
