@@ -30,7 +30,7 @@ from .errors import GatewayError
 from .live import LiveConfig, Runtime, Snapshot
 from .logs import make_logger
 from .metrics import Metrics
-from .middleware import RequestIds, anthropic_ratelimit_headers, gateway_middleware
+from .middleware import RequestIds, gateway_middleware
 from .models import ModelLists, model_lists_ctx
 from .response_owners import response_owners_ctx
 from .routes import ROUTES
@@ -99,7 +99,6 @@ def build_app(
         metrics.queue_depth.set_function(lambda: queue.depth)
     app[MODEL_LISTS] = ModelLists()  # provider model lists, refreshed in the background
     app.cleanup_ctx.extend([_client_session, _limiter, model_lists_ctx, streams_ctx, response_owners_ctx])
-    app.on_response_prepare.append(anthropic_ratelimit_headers)
 
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)

@@ -11,12 +11,10 @@ import os
 import re
 import time
 import traceback
-from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .admission.limiter import anthropic_headers
 from .body import ENCODINGS
 from .errors import (
     BadRequest,
@@ -29,6 +27,7 @@ from .errors import (
 )
 from .header_names import COST_USD, REQUEST_ID, RETRY_AFTER
 from .record import Record, tell
+from .relay.early import with_anthropic_quota
 from .routes import BY_NAME, shape_for
 from .shapes import ANTHROPIC_SHAPE, ErrorShape
 from .spend import micros_to_usd
@@ -116,10 +115,13 @@ async def gateway_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (tracer := app.get(TRACER)) is not None:  # OpenTelemetry, when configured
             tracer.trace(record, request.headers, record.config or app[LIVE].current.config)
     if not response.prepared:
-        response.headers[REQUEST_ID] = request_id
-        response.headers.update(record.headers)
+        headers = response.headers
+        headers[REQUEST_ID] = request_id
+        headers.update(record.headers)
         if record.cost_micros is not None:
-            response.headers[COST_USD] = f"{micros_to_usd(record.cost_micros):.6f}"
+            headers[COST_USD] = f"{micros_to_usd(record.cost_micros):.6f}"
+        if route.shape is ANTHROPIC_SHAPE:  # a stream's response did it as it was made
+            with_anthropic_quota(headers)
     return response
 
 
@@ -163,27 +165,18 @@ async def _audited(request: web.Request, handler: Handler, request_id: str) -> w
     return response
 
 
-async def anthropic_ratelimit_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: on a route with the Anthropic shape, answers that carry the
-    `x-ratelimit-*` headers carry Anthropic's `anthropic-ratelimit-*` ones too (same quota).
-    A signal, so streams (prepared inside the handler) get them like errors and JSON do."""
-    route = BY_NAME.get(request.match_info.route.name or "")
-    anthropic = route is not None and route.shape is ANTHROPIC_SHAPE
-    if anthropic and "x-ratelimit-limit-requests" in response.headers:
-        response.headers.update(anthropic_headers(response.headers, datetime.now(UTC)))
-
-
-
-
 def _check_body_head(request: web.Request) -> None:
     """Before any byte of the body is read: a declared length over the limit is a 413 at once
     (not a wait for bytes that will be refused), an unknown `Content-Encoding` a 400."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ENCODINGS:  # anything else is refused rather than read as identity
+    encoding = request.headers.get("Content-Encoding")
+    if encoding is not None and (encoding := encoding.strip().lower()) not in ENCODINGS:
+        # anything else is refused rather than read as identity
         raise BadRequest(f"unsupported Content-Encoding {encoding[:32]!r} (use gzip, deflate or none)")
     length = request.content_length
+    if length is None:
+        return
     limit = request.app[CONFIG].server.max_body_bytes  # read at start, as aiohttp's own cap
-    if length is not None and length > limit:
+    if length > limit:
         raise BodyTooLarge(f"request body of {length} bytes is over the limit of {limit}")
 
 

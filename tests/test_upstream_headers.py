@@ -135,3 +135,18 @@ def test_the_new_keys_have_defaults_and_env_overrides() -> None:
     with pytest.raises(ConfigError) as caught:
         config_from_dict(copy.deepcopy(BASE), {"GATEWAY_UPSTREAMS_AZ_AUTH_HEADER": "bearer"}, source="gw.toml")
     assert "GATEWAY_UPSTREAMS_AZ_AUTH_HEADER (environment) -> upstreams[0].auth_header" in str(caught.value)
+
+
+def test_an_upstreams_outbound_is_made_once_per_spec_and_anew_for_a_reloaded_one() -> None:
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from gateway.upstream.headers import Outbounds
+
+    outbounds = Outbounds()
+    first = _config("http://127.0.0.1:9/v1", headers={"x-team": "a"}).upstreams[0]
+    reloaded = _config("http://127.0.0.1:9/v1", headers={"x-team": "b"}).upstreams[0]
+    assert outbounds.of(first) is outbounds.of(first)
+    client = CIMultiDictProxy(CIMultiDict([("X-Team", "client"), ("Accept", "*/*")]))
+    assert outbounds.of(first).headers(client, "rid", False).getall("x-team") == ["a"]
+    assert outbounds.of(reloaded).headers(client, "rid", False).getall("x-team") == ["b"]
+    assert outbounds.of(reloaded).url == "http://127.0.0.1:9/v1/chat/completions"

@@ -35,7 +35,7 @@ from ..relay.resume import ClientView, Resume
 from ..relay.sinks import Sink, Write
 from ..relay.stream import RelayOutcome, StreamSettings, relayed, stream_answer
 from ..routing import Plan, Target
-from ..shapes import ErrorShape
+from ..shapes import ANTHROPIC_SHAPE, ErrorShape
 from ..state import GATE, LIVE, METRICS, RECORD, RUNTIME, UPSTREAMS
 from ..upstream import Opened, UpstreamClient
 from ..upstream.attempt import Attempt, tries_of
@@ -134,7 +134,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
     charge: Charge | None = None
     try:
         tried = Tried(route.body_for(call, snapshot))
-        early = early_commit(request, snapshot, record)  # heartbeats don't end failover
+        early = early_commit(request, snapshot, record, route.shape)  # heartbeats don't end failover
         try:
             opened = await open_upstream(request, snapshot, record, plan, tried, early)
         except (UpstreamError, Stopped) as exc:  # no target answered, or drain stopped it
@@ -165,7 +165,7 @@ async def run(request: web.Request, route: UpstreamRoute) -> web.StreamResponse:
         outcome: RelayOutcome | None = None
         server = snapshot.config.server
         sse = (early.response if early is not None and early.response is not None
-               else sse_response(record.request_id, ticket.headers))
+               else sse_response(record.request_id, ticket.headers, route.shape is ANTHROPIC_SHAPE))
         try:
             outcome = await stream_answer(
                 HttpStream(request, sse), opened, make_sink, meter,

@@ -26,7 +26,7 @@ from ..relay.early import EarlyCommit
 from ..relay.loop import Stopped
 from ..relay.stream import RelayOutcome
 from ..routing import Plan, Target
-from ..shapes import ErrorShape
+from ..shapes import ANTHROPIC_SHAPE, ErrorShape
 from ..spend import micros_to_usd
 from ..state import METRICS, RUNTIME, UPSTREAMS
 from ..tags import request_tags
@@ -59,14 +59,15 @@ class Tried:
         return self._body_for(target)
 
 
-def early_commit(request: web.Request, snapshot: Snapshot, record: Record) -> EarlyCommit | None:
+def early_commit(request: web.Request, snapshot: Snapshot, record: Record,
+                 shape: ErrorShape) -> EarlyCommit | None:
     """For a stream (when heartbeats are on): the headers and heartbeats a client gets once
     it has waited a heartbeat interval while `open_upstream` still tries targets."""
     heartbeat = snapshot.config.server.heartbeat_seconds
     if not record.stream or not heartbeat:
         return None
     return EarlyCommit(request, record.request_id, record.headers, heartbeat,
-                       request.app[METRICS].heartbeats.inc)
+                       request.app[METRICS].heartbeats.inc, anthropic=shape is ANTHROPIC_SHAPE)
 
 
 async def open_upstream(request: web.Request, snapshot: Snapshot, record: Record, plan: Plan,

@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
+from ..admission.limiter import anthropic_headers
 from ..header_names import REQUEST_ID, X_ACCEL_BUFFERING
 from .loop import HEARTBEAT, Stoppable, Stopped
 from .sinks import Write
@@ -34,23 +37,37 @@ SSE_HEADERS: dict[str, str] = {
 }
 
 
-def sse_response(request_id: str, quota: dict[str, str]) -> web.StreamResponse:
-    """The client's event-stream response: its request id and the admission's headers."""
+def sse_response(request_id: str, quota: dict[str, str], anthropic: bool = False) -> web.StreamResponse:
+    """The client's event-stream response: its request id and the admission's headers (on a
+    route with the Anthropic shape, Anthropic's names for them too: `with_anthropic_quota`)."""
     headers: dict[str, str] = {**SSE_HEADERS, REQUEST_ID: request_id, **quota}
-    return web.StreamResponse(headers=headers)
+    response = web.StreamResponse(headers=headers)
+    if anthropic:
+        with_anthropic_quota(response.headers)
+    return response
+
+
+def with_anthropic_quota(headers: CIMultiDict[str]) -> None:
+    """An answer on a route with the Anthropic shape that carries the `x-ratelimit-*` headers
+    carries Anthropic's `anthropic-ratelimit-*` ones too (the same quota), as of now (set as
+    its headers go out: the middleware's answers, and the event-stream responses here)."""
+    if "x-ratelimit-limit-requests" in headers:
+        headers.update(anthropic_headers(headers, datetime.now(UTC)))
 
 
 class EarlyCommit:
-    __slots__ = ("_request", "_request_id", "_quota", "_interval", "_on_heartbeat", "_stopped", "_timer",
-                 "_task", "_wake", "_handler", "_cancelling", "_registry", "_write", "halted", "response",
-                 "gone")
+    __slots__ = ("_request", "_request_id", "_quota", "_anthropic", "_interval", "_on_heartbeat",
+                 "_stopped", "_timer", "_task", "_wake", "_handler", "_cancelling", "_registry", "_write",
+                 "halted", "response", "gone")
 
     def __init__(self, request: web.Request | None, request_id: str, quota: dict[str, str],
-                 interval: float, on_heartbeat: Callable[[], None]) -> None:
-        """`quota`: the admission's rate-limit headers, sent with the early headers."""
+                 interval: float, on_heartbeat: Callable[[], None], anthropic: bool = False) -> None:
+        """`quota`: the admission's rate-limit headers, sent with the early headers (`anthropic`:
+        in Anthropic's names too, see `sse_response`)."""
         self._request = request
         self._request_id = request_id
         self._quota = quota
+        self._anthropic = anthropic
         self._interval = interval
         self._on_heartbeat = on_heartbeat
         self._stopped = False
@@ -141,7 +158,7 @@ class EarlyCommit:
             while not self._stopped:
                 if self._write is None:
                     assert self._request is not None  # only `pinging` makes one without
-                    response = sse_response(self._request_id, self._quota)
+                    response = sse_response(self._request_id, self._quota, self._anthropic)
                     await response.prepare(self._request)
                     self.response, self._write = response, response.write
                 await self._write(HEARTBEAT)

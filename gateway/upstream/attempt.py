@@ -19,7 +19,8 @@ from ..config import UpstreamSpec
 from ..dialects import DIALECTS, Dialect, Usage
 from ..errors import UpstreamHTTPError
 from ..routing import Target
-from .headers import upstream_headers
+from .deadline import Deadline
+from .headers import Outbound
 from .mask import mask_secrets
 
 #: how much of a failed answer's (masked) body the log line keeps
@@ -139,25 +140,28 @@ async def attempt(
     session: aiohttp.ClientSession, target: Target, payload: bytes,
     client_headers: CIMultiDictProxy[str], request_id: str, *, stream: bool,
     commit_at: float | None, deadline: float, max_response_bytes: int,
+    outbound: Outbound | None = None,
 ) -> Opened | Failure:
     """One try. `commit_at` (loop time): a stream still silent then is handed over without
-    a first byte once the upstream answered 200, so the client gets heartbeats meanwhile."""
+    a first byte once the upstream answered 200, so the client gets heartbeats meanwhile.
+    `outbound`: the target's upstream's, prepared (else made here)."""
     upstream = target.upstream
     dialect = DIALECTS[upstream.dialect]
-    headers = upstream_headers(upstream, dialect, client_headers, request_id, stream)
+    if outbound is None:
+        outbound = Outbound(upstream, dialect)
+    headers = outbound.headers(client_headers, request_id, stream)
     # The first byte is due within first_byte_timeout_seconds: for a non-stream request that is
     # the answer's head (many providers send it once the answer is done: a slow non-stream
     # model needs a larger first_byte_timeout_seconds); its body is then bounded by the total.
     response: aiohttp.ClientResponse | None = None
     loop = asyncio.get_running_loop()
-    first_byte_deadline = min(loop.time() + upstream.first_byte_timeout_seconds, deadline)
-    budget = round(first_byte_deadline - loop.time(), 3)
+    now = loop.time()
+    first_byte_deadline = min(now + upstream.first_byte_timeout_seconds, deadline)
     try:
-        async with asyncio.timeout_at(first_byte_deadline) as bound:
+        with Deadline(loop, first_byte_deadline) as bound:
             response = await session.post(
-                dialect.url(upstream, target.path), data=payload, headers=headers,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_seconds),
-            )
+                dialect.url(upstream, target.path) if target.path else outbound.url,
+                data=payload, headers=headers, timeout=outbound.timeout)
             if response.status >= 400:
                 body = await _read_capped(response, max_response_bytes)
                 response.release()
@@ -169,7 +173,7 @@ async def attempt(
                 return Failure("status", f"HTTP {response.status} with Content-Type "
                                f"{content_type[:64]!r}, not {wanted}", status=response.status)
             if not stream:
-                bound.reschedule(deadline)
+                bound.extend(deadline)
                 whole = await _read_capped(response, max_response_bytes)
                 if whole is None:
                     response.close()
@@ -198,7 +202,7 @@ async def attempt(
         return Failure("connect", f"connect timed out after {upstream.connect_timeout_seconds}s")
     except TimeoutError:
         _close(response)
-        return Failure("timeout", f"nothing within {budget}s")
+        return Failure("timeout", f"nothing within {round(first_byte_deadline - now, 3)}s")
     except aiohttp.ClientConnectorDNSError as exc:  # a bare `gaierror` names nothing: say which host
         _close(response)
         return Failure("connect", f"cannot resolve upstream host {exc.host!r} (DNS lookup failed)")
@@ -214,6 +218,8 @@ def _expected(content_type: str, stream: bool) -> bool:
     """A stream must be `text/event-stream`, a JSON answer JSON; an upstream that names no
     type is given the benefit of the doubt (the relay still checks every line is SSE)."""
     if not content_type:
+        return True
+    if content_type == ("text/event-stream" if stream else "application/json"):
         return True
     kind = content_type.split(";", 1)[0].strip().lower()
     return kind == "text/event-stream" if stream else "json" in kind
@@ -255,6 +261,10 @@ def prompt_too_long(body: bytes) -> bool:
 
 async def _read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes | None:
     """The whole (decompressed) body, or None once it grows past `cap` bytes."""
+    content = response.content
+    if content.is_eof():  # the whole answer came with its head (most JSON answers do)
+        whole = content.read_nowait()
+        return whole if len(whole) <= cap else None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.content.iter_any():

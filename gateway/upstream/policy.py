@@ -49,6 +49,7 @@ from ..retry import backoff_delay, parse_retry_after
 from ..routing import Plan, Target
 from .attempt import Attempt, Failure, Opened, Tries, attempt, carry_tries
 from .continuation import Refusals
+from .headers import Outbounds
 from .health import publish
 from .order import order_targets
 
@@ -94,6 +95,7 @@ class UpstreamClient:
         self._refused: set[str] = set()
         #: targets that refused a mid-stream continuation lately (see `continuation.py`)
         self.continuations = Refusals(time.perf_counter)
+        self._outbound = Outbounds()  # each upstream's headers, URL and timeout, prepared
 
     def in_flight(self, upstream: str) -> int:
         return self._in_flight.get(upstream, 0)
@@ -139,7 +141,7 @@ class UpstreamClient:
 
     async def _open_plan(self, plan: Plan, state: _Request) -> Opened:
         loop = asyncio.get_running_loop()
-        targets = order_targets(
+        targets = plan.targets if plan.strategy != "balance" else order_targets(
             plan.targets, plan.strategy, in_flight=self._in_flight, draw=self._jitter,
             is_open=lambda t: self._breakers.is_open(t.upstream.name, t.model))
         for index, target in enumerate(targets):
@@ -154,7 +156,8 @@ class UpstreamClient:
                 if permit is None:
                     state.attempts.append(Attempt(upstream.name, target.model, "skipped", 0.0))
                     break
-                self._tell(target, permit.transition)
+                if permit.transition is not None:
+                    self._tell(target, permit.transition)
                 if state.failure is not None:
                     reason = "fallback" if tried == 0 else state.failure.kind
                     self._metrics.upstream_retries.labels(upstream.name, reason).inc()
@@ -197,7 +200,7 @@ class UpstreamClient:
             result = await attempt(
                 self._session, target, payload, state.client_headers, state.request_id,
                 stream=state.stream, commit_at=state.commit_at, deadline=state.deadline,
-                max_response_bytes=self._max_response_bytes)
+                max_response_bytes=self._max_response_bytes, outbound=self._outbound.of(upstream))
         finally:
             if state.stream and isinstance(result, Opened):
                 # counted in flight, and its breaker's verdict waits, until the relay ends
