@@ -207,8 +207,12 @@ async def test_primary_down_then_healthy_breaker_skips_it_then_probes_back(
     start_gateway: GatewayFactory, mock: Mock,
 ) -> None:
     primary = "m1+down_for=1.5"
-    gateway = await _start(start_gateway, mock, primary,
-                           a={"max_retries": 0, "failures_to_trip": 2, "cooldown_seconds": 0.5})
+    # The primary fails by its 503s, not by time: a first byte may take long on a loaded
+    # machine (FAST's 0.3 s made a slow answer of b's a 504 here).
+    slow_ok = {"first_byte_timeout_seconds": 10}
+    gateway = await _start(start_gateway, mock, primary, b=slow_ok,
+                           a={"max_retries": 0, "failures_to_trip": 2, "cooldown_seconds": 0.5,
+                              **slow_ok})
     served = []
     for _ in range(20):
         status, _ = await _post(gateway)
