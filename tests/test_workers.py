@@ -52,6 +52,10 @@ async def test_two_workers_share_the_port_sum_metrics_and_drain(
         # both workers up (the parent listens on nothing itself)
         workers = await eventually(lambda: found if len(found := _children(pid)) >= 2 else None,
                                    timeout=5, what="two workers")
+        # ... and both serving: one worker can answer everything while the other still starts
+        # (a loaded machine), and a SIGTERM before its signal handlers are set ends it at once.
+        await eventually(lambda: '"worker_started"' in gateway.stderr()
+                         and '"started"' in gateway.stderr(), timeout=20, what="both workers started")
         headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
         # A fresh connection per request, so the kernel spreads them over both workers.
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
