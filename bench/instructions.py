@@ -2,13 +2,15 @@
 deterministic to about 1% and blind to other load on the machine, where CPU time on a shared
 machine moves by +-25% between identical rounds. Needs valgrind.
 
-    python -m bench.instructions [--checkout PATH] [--floor] [--streams]
+    python -m bench.instructions [--checkout PATH] [--floor] [--streams] [--priced] [--budget]
 
 The process runs under `valgrind --tool=callgrind --instr-atstart=no`; after a warm-up,
 collection is switched on (`callgrind_control -i on`) for one workload at a time and dumped:
 50-chunk streams at 1 and 50 concurrent, non-stream requests at 50 and 1, 200-chunk streams at 1
 and 50, and paced 50-chunk streams at 1 (the mock's `tps=200`: a read is one event, as with a
-real model's pace; `--streams`: the streams only). The mock runs in
+real model's pace; `--streams`: the streams only). `--priced` gives the mock's models a price
+(`[prices."mock-*"]`: every answer's cost is worked out), `--budget` also a budget to the
+tenant (reserved and settled on every request). The mock runs in
 this process, the load is `gateway.bench.run` / `bench.client.Client.nonstream`. It does not
 count the kernel's share (socket reads and writes).
 """
@@ -48,14 +50,23 @@ def _total(out: Path) -> int:
     return 0
 
 
-async def measure(checkout: Path, floor: bool, streams: bool = False) -> None:
+def priced_config(text: str, budget: bool) -> str:
+    """The bench config with a price for the mock's models, and a budget on its tenant."""
+    if budget:
+        text = text.replace("[[tenants]]\n", "[[tenants]]\nbudget_usd = 1000000000.0\n", 1)
+    return text + '\n[prices."mock-*"]\ninput = 0.15\noutput = 0.6\n'
+
+
+async def measure(checkout: Path, floor: bool, streams: bool = False, priced: bool = False,
+                  budget: bool = False) -> None:
     from gateway.mock import MockSettings, start_mock
 
     runner, mock_url = await start_mock(settings=MockSettings(words=20))
     work = Path(tempfile.mkdtemp(prefix="gw-instructions-"))
     port = free_port()
     config = work / "gateway.toml"
-    config.write_text(toml_text(gateway_config(port, mock_url)))
+    text = toml_text(gateway_config(port, mock_url))
+    config.write_text(priced_config(text, budget) if priced or budget else text)
     python = interpreter(checkout)
     argv = ([python, "-m", "bench.floor", "--port", str(port), "--upstream", mock_url] if floor else
             [python, "-m", "gateway", "serve", "--config", str(config), "--loop", "auto"])
@@ -96,9 +107,12 @@ def main() -> int:
     parser.add_argument("--checkout", default=str(REPO), help="its .venv's python when it has one")
     parser.add_argument("--floor", action="store_true", help="measure the floor instead")
     parser.add_argument("--streams", action="store_true", help="the stream workloads only")
+    parser.add_argument("--priced", action="store_true", help="the mock's models have a price")
+    parser.add_argument("--budget", action="store_true", help="priced, and the tenant a budget")
     args = parser.parse_args()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(measure(Path(args.checkout).resolve(), args.floor, args.streams))
+        runner.run(measure(Path(args.checkout).resolve(), args.floor, args.streams,
+                           args.priced, args.budget))
     return 0
 
 
