@@ -63,6 +63,11 @@ class TokenBucket:
         self._level -= amount
         return True
 
+    def take(self, amount: float) -> None:
+        """Take `amount` at the level of the last refill, unchecked: for a caller that has just
+        read `available(now)` and checked it (one refill per admission, not four)."""
+        self._level -= amount
+
     def adjust(self, delta: float, now: float) -> None:
         """Settle: `+delta` refunds (capped at capacity), `-delta` charges (may go into debt)."""
         self._level = min(self.capacity, self._refill(now) + delta)

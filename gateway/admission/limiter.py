@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..errors import RateLimited
 from ..header_names import ANTHROPIC_RATELIMIT, RATELIMIT
-from .bucket import TokenBucket, seconds_until
+from .bucket import EPSILON, TokenBucket, seconds_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,10 +230,11 @@ class MemoryLimiter:
         want = clamp_tokens(tenant, tokens)
         requests, llm_tokens = b.requests.available(now), b.tokens.available(now)
         # all or nothing: check both buckets before taking from either
-        if b.requests.wait_time(1, now) > 0 or b.tokens.wait_time(want, now) > 0:
+        # want <= capacity (clamped) and 1 <= rpm, so only the levels can refuse
+        if 1 - requests > EPSILON or want - llm_tokens > EPSILON:
             raise refusal(tenant, requests, llm_tokens, want)
-        b.requests.try_take(1, now)
-        b.tokens.try_take(want, now)
+        b.requests.take(1)
+        b.tokens.take(want)
         return Admission(Quota.from_levels(tenant, requests - 1, llm_tokens - want), want)
 
     async def settle(
