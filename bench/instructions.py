@@ -57,6 +57,20 @@ def priced_config(text: str, budget: bool) -> str:
     return text + '\n[prices."mock-*"]\ninput = 0.15\noutput = 0.6\n'
 
 
+def spawn(argv: list[str], checkout: Path, work: Path) -> subprocess.Popen[bytes]:
+    """A measured process: the bench's upstream key in its environment, `checkout` on its
+    path, its output in `work/log` (`bench.stages` starts its profiled gateway so too)."""
+    env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONPATH": str(checkout)}
+    with open(work / "log", "wb") as log:
+        return subprocess.Popen(argv, env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def warm_up(url: str, client: Client) -> None:
+    """Streams and non-stream requests through `url`, before anything is counted."""
+    await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)
+    await client.nonstream(url, "mock-1+words=50", 10, 40)
+
+
 async def measure(checkout: Path, floor: bool, streams: bool = False, priced: bool = False,
                   budget: bool = False) -> None:
     from gateway.mock import MockSettings, start_mock
@@ -71,17 +85,13 @@ async def measure(checkout: Path, floor: bool, streams: bool = False, priced: bo
     argv = ([python, "-m", "bench.floor", "--port", str(port), "--upstream", mock_url] if floor else
             [python, "-m", "gateway", "serve", "--config", str(config), "--loop", "auto"])
     out = work / "callgrind.out"
-    env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONPATH": str(checkout)}
-    with open(work / "log", "wb") as log:
-        proc = subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                                 f"--callgrind-out-file={out}", *argv],
-                                env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+    proc = spawn(["valgrind", "--tool=callgrind", "--instr-atstart=no",
+                  f"--callgrind-out-file={out}", *argv], checkout, work)
     url = f"http://127.0.0.1:{port}"
     client = Client()
     try:
         await wait_ok(url + "/healthz", proc, timeout=300)
-        await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)  # warm-up, not counted
-        await client.nonstream(url, "mock-1+words=50", 10, 40)
+        await warm_up(url, client)
         for kind, chunks, concurrency, requests in WORKLOADS:
             if streams and kind == "nonstream":
                 continue

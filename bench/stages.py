@@ -19,7 +19,6 @@ import cProfile
 import os
 import pstats
 import signal
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -99,7 +98,8 @@ def serve(out: str, argv: list[str]) -> int:
 async def measure(checkout: Path, floor: bool, top: int, scale: float, everything: bool) -> None:
     from bench.ab import interpreter
     from bench.client import Client
-    from bench.config import CLIENT_KEY, UPSTREAM_KEY, UPSTREAM_KEY_ENV, gateway_config, toml_text
+    from bench.config import CLIENT_KEY, gateway_config, toml_text
+    from bench.instructions import spawn, warm_up
     from bench.procs import free_port, wait_ok
     from gateway.bench import run
     from gateway.mock import MockSettings, start_mock
@@ -112,17 +112,13 @@ async def measure(checkout: Path, floor: bool, top: int, scale: float, everythin
     out = work / "profile"
     target = (["floor", "--port", str(port), "--upstream", mock_url] if floor else
               ["serve", "--config", str(config), "--loop", "auto"])
-    env = {**os.environ, UPSTREAM_KEY_ENV: UPSTREAM_KEY, "PYTHONPATH": str(checkout)}
-    with open(work / "log", "wb") as log:
-        proc = subprocess.Popen([interpreter(checkout), "-m", "bench.stages", "--serve", str(out),
-                                 "--", *target], env=env, cwd=work, stdout=log,
-                                stderr=subprocess.STDOUT)
+    proc = spawn([interpreter(checkout), "-m", "bench.stages", "--serve", str(out), "--", *target],
+                 checkout, work)
     url = f"http://127.0.0.1:{port}"
     client = Client()
     try:
         await wait_ok(url + "/healthz", proc, timeout=60)
-        await run(url, CLIENT_KEY, "mock-1+words=50", 10, 40)  # warm-up, not counted
-        await client.nonstream(url, "mock-1+words=50", 10, 40)
+        await warm_up(url, client)
         for kind, chunks, concurrency, requests in WORKLOADS:
             requests = max(20, int(requests * scale))
             out.unlink(missing_ok=True)
