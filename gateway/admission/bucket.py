@@ -10,11 +10,16 @@ import math
 EPSILON = 1e-9
 
 
+def fits(amount: float, level: float) -> bool:
+    """Whether `amount` can be taken from a bucket at `level` (with EPSILON's slack)."""
+    return amount - level <= EPSILON
+
+
 def seconds_until(level: float, amount: float, per_second: float) -> float:
     """Seconds a bucket at `level` refilling at `per_second` needs before `amount` fits."""
-    deficit = amount - level
-    if deficit <= EPSILON:
+    if fits(amount, level):
         return 0.0
+    deficit = amount - level
     return deficit / per_second if per_second > 0 else math.inf
 
 
@@ -58,7 +63,7 @@ class TokenBucket:
 
     def try_take(self, amount: float, now: float) -> bool:
         """Take `amount` if it is all there, else take nothing."""
-        if self._refill(now) + EPSILON < amount:
+        if not fits(amount, self._refill(now)):
             return False
         self._level -= amount
         return True

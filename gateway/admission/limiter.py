@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..errors import RateLimited
 from ..header_names import ANTHROPIC_RATELIMIT, RATELIMIT
-from .bucket import EPSILON, TokenBucket, seconds_until
+from .bucket import TokenBucket, fits, seconds_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +231,7 @@ class MemoryLimiter:
         requests, llm_tokens = b.requests.available(now), b.tokens.available(now)
         # all or nothing: check both buckets before taking from either
         # want <= capacity (clamped) and 1 <= rpm, so only the levels can refuse
-        if 1 - requests > EPSILON or want - llm_tokens > EPSILON:
+        if not (fits(1, requests) and fits(want, llm_tokens)):
             raise refusal(tenant, requests, llm_tokens, want)
         b.requests.take(1)
         b.tokens.take(want)
