@@ -56,15 +56,17 @@ def usd_to_micros(usd: float) -> int:
     scale: int = 10 ** abs(shift)
     if shift >= 0:
         return digits * scale
-    return (2 * digits + scale) // (2 * scale)  # floor(digits / scale + 1/2)
+    return _half_up(digits, scale)
 
 
 def micros_to_usd(micros: int) -> float:
     return micros / MICROS_PER_USD
 
 
-def _round_half_up(value: Fraction) -> int:
-    return math.floor(value + Fraction(1, 2))
+def _half_up(numerator: int, denominator: int) -> int:
+    """numerator / denominator (> 0) to the nearest whole number, halves up: floor(n / d + 1/2)
+    in integers."""
+    return (2 * numerator + denominator) // (2 * denominator)
 
 
 def _rate(usd_per_million: float) -> Fraction:
@@ -122,7 +124,7 @@ class Price:
                      cache_write_tokens: int = 0) -> int:
         """`cost_exact` to the nearest micro-dollar, halves up: floor(n / d + 1/2), in integers."""
         numerator = self._numerator(prompt_tokens, completion_tokens, cache_read_tokens, cache_write_tokens)
-        return (2 * numerator + self._denominator) // (2 * self._denominator)
+        return _half_up(numerator, self._denominator)
 
 
 #: how many model names a price table remembers the price of
